@@ -125,6 +125,20 @@ public static class ModelSaver
         }
     }
 
+    /// <summary>
+    /// Serializes <paramref name="model"/> into one in-memory ONNX file with every tensor inline
+    /// (external data is read in). Throws when the result would exceed protobuf's 2 GiB limit.
+    /// </summary>
+    public static byte[] ToBytes(Model model)
+    {
+        var placement = new Placement(external: false, "", 0, 1);
+        var proto = new ProtoWriter(placement).WriteModel(model);
+        if (placement.InlineBytes > MaxInlineTensorBytes)
+            throw new ModelSaveException(
+                $"The model's tensors total {placement.InlineBytes} bytes, more than one protobuf file can hold (2 GiB).");
+        return proto.ToByteArray();
+    }
+
     private static void CheckDoesNotOverwriteInputs(Model model, string modelPath, string dataPath)
     {
         if (string.Equals(Path.GetFullPath(modelPath), Path.GetFullPath(dataPath), StringComparison.Ordinal))

@@ -49,6 +49,12 @@ public sealed class Graph
     /// </summary>
     public List<Value> ValueInfo { get; } = new();
 
+    /// <summary>
+    /// For outputs that are values of an enclosing graph (a subgraph passing an outer value through): how this
+    /// graph declares them, which may differ from the outer declaration. Keyed by the outer value.
+    /// </summary>
+    internal Dictionary<Value, Value> OuterOutputDeclarations { get; } = new();
+
     /// <summary>Quantization annotations, carried through as read.</summary>
     public List<QuantizationAnnotation> QuantizationAnnotations { get; } = new();
 

@@ -30,8 +30,7 @@ internal sealed class ProtoReader
         if (proto.IrVersion < 1)
             throw new InvalidModelException($"Not an ONNX model: ir_version {proto.IrVersion} is not a valid IR version.");
 
-        var mainScope = new Scope(null);
-        var graph = ReadGraph(proto.Graph, mainScope, "main graph");
+        var graph = ReadGraph(proto.Graph, new Scope(null), "main graph", out var mainScope);
         var model = new Model(graph)
         {
             IrVersion = proto.IrVersion,
@@ -61,11 +60,13 @@ internal sealed class ProtoReader
         return model;
     }
 
-    private Graph ReadGraph(GraphProto gp, Scope outer, string context)
+    private Graph ReadGraph(GraphProto gp, Scope outer, string context) => ReadGraph(gp, outer, context, out _);
+
+    private Graph ReadGraph(GraphProto gp, Scope outer, string context, out Scope scope)
     {
         var graph = new Graph(gp.HasName ? gp.Name : null) { DocString = gp.HasDocString ? gp.DocString : null };
         string where = gp.HasName && gp.Name.Length > 0 ? $"graph '{gp.Name}'" : context;
-        var scope = new Scope(outer);
+        scope = new Scope(outer);
 
         foreach (var vi in gp.Input)
         {
@@ -119,7 +120,18 @@ internal sealed class ProtoReader
             if (!vi.HasName || vi.Name.Length == 0) throw new InvalidModelException($"{Capitalize(where)} has an output without a name.");
             var value = scope.Find(vi.Name)
                 ?? throw new InvalidModelException($"{Capitalize(where)} output '{vi.Name}' is not produced by any node, input or initializer.");
-            ApplyValueInfo(value, vi);
+            if (scope.FindLocal(vi.Name) is null)
+            {
+                // A subgraph passing an outer value through declares it its own way; keep that declaration
+                // with this graph rather than overwrite the outer value's.
+                var declaration = new Value(vi.Name);
+                ApplyValueInfo(declaration, vi);
+                graph.OuterOutputDeclarations[value] = declaration;
+            }
+            else
+            {
+                ApplyValueInfo(value, vi);
+            }
             graph.Outputs.Add(value);
         }
         foreach (var vi in gp.ValueInfo)
@@ -198,7 +210,8 @@ internal sealed class ProtoReader
             np.Output.Clear();
             np.ClearName();
             np.ClearOpType();
-            np.ClearDomain();
+            if (np.Domain.Length > 0) np.ClearDomain(); // an explicitly empty domain stays in the residue
+
             np.ClearOverload();
             np.Attribute.Clear();
             np.ClearDocString();
@@ -329,7 +342,7 @@ internal sealed class ProtoReader
 
         tp.Dims.Clear();
         tp.ClearDataType();
-        tp.ClearName();
+        if (name.Length > 0) tp.ClearName(); // an explicitly empty name stays in the residue, so it round-trips
         tp.ClearDocString();
         tp.ClearRawData();
         tp.ExternalData.Clear();

@@ -66,7 +66,8 @@ internal sealed class ProtoWriter
         }
         foreach (var value in graph.SparseInitializers) gp.SparseInitializer.Add(WriteSparseTensor(value.SparseConstValue!, TensorRole.Initializer));
         foreach (var node in graph.Nodes) gp.Node.Add(WriteNode(node));
-        foreach (var output in graph.Outputs) gp.Output.Add(WriteValueInfo(output));
+        foreach (var output in graph.Outputs)
+            gp.Output.Add(WriteValueInfo(graph.OuterOutputDeclarations.TryGetValue(output, out var declared) ? declared : output));
         foreach (var value in graph.ValueInfo)
         {
             // A value whose producer a pass removed no longer exists; its declaration goes with it.
