@@ -1,0 +1,52 @@
+using System.CommandLine;
+using SparseOnnx.GraphRewriter;
+
+namespace SparseOnnx.Cli;
+
+/// <summary>Exit codes of the <c>sparseonnx</c> command.</summary>
+public static class ExitCodes
+{
+    /// <summary>Success.</summary>
+    public const int Success = 0;
+
+    /// <summary>The input was rejected (invalid or unsafe model, bad arguments); the message says why.</summary>
+    public const int InputError = 1;
+
+    /// <summary>A bug in SparseOnnx: an error it did not anticipate.</summary>
+    public const int InternalError = 70;
+}
+
+/// <summary>
+/// Runs a command line and turns every failure into a message and an exit code: the tool never ends with
+/// an unhandled exception, whatever the input.
+/// </summary>
+public static class CommandRunner
+{
+    public static int Run(RootCommand root, string[] args, TextWriter? output = null, TextWriter? error = null)
+    {
+        output ??= Console.Out;
+        error ??= Console.Error;
+        var configuration = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false };
+        try
+        {
+            return root.Parse(args).Invoke(configuration);
+        }
+        catch (SparseOnnxException e)
+        {
+            error.WriteLine($"error: {e.Message}");
+            return ExitCodes.InputError;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            error.WriteLine($"error: {e.Message}");
+            return ExitCodes.InputError;
+        }
+        catch (Exception e)
+        {
+            error.WriteLine($"internal error: {e.GetType().Name}: {e.Message}");
+            error.WriteLine("This is a bug in SparseOnnx; please report it with the command line and, if you can, the model.");
+            if (Environment.GetEnvironmentVariable("SPARSEONNX_DEBUG") == "1") error.WriteLine(e);
+            return ExitCodes.InternalError;
+        }
+    }
+}

@@ -1,0 +1,9 @@
+using System.CommandLine;
+using SparseOnnx.Cli;
+using SparseOnnx.Cli.Commands;
+
+var root = new RootCommand("SparseOnnx: rewrites exported LLMs in ONNX so they run cheaper in any ONNX Runtime host.")
+{
+    InspectCommand.Create(),
+};
+return CommandRunner.Run(root, args);
