@@ -99,7 +99,8 @@ public class MalformedInputTests
     /// <summary>
     /// Seeded random mutations of a valid model with external data: byte flips, random bytes, insertions,
     /// deletions, copied chunks. Each load must succeed or throw a SparseOnnxException, quickly; models that
-    /// load are saved again, to exercise the writer on whatever survived.
+    /// load are inspected (projection classifier included) and some saved again, to exercise the rest of the
+    /// pipeline on whatever survived.
     /// </summary>
     [Fact]
     public void FuzzedModelsNeverCrashOrHang()
@@ -122,6 +123,7 @@ public class MalformedInputTests
             {
                 using var model = ModelLoader.Load(path);
                 loaded++;
+                SparseOnnx.GraphRewriter.Inspection.ModelInspector.Inspect(model);
                 if (iteration % 10 == 0) ModelSaver.Save(model, dir.File("resaved.onnx"));
             }
             catch (SparseOnnxException)
