@@ -5,5 +5,6 @@ using SparseOnnx.Cli.Commands;
 var root = new RootCommand("SparseOnnx: rewrites exported LLMs in ONNX so they run cheaper in any ONNX Runtime host.")
 {
     InspectCommand.Create(),
+    RepackCommand.Create(),
 };
 return CommandRunner.Run(root, args);

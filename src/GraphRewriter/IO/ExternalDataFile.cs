@@ -33,6 +33,8 @@ internal sealed class ExternalDataFile : IDisposable
     public Stream OpenRange(long offset, long length)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        // A zero-length range needs no file access (and must not block on a FIFO posing as a data file).
+        if (length == 0) return new MemoryStream(Array.Empty<byte>(), writable: false);
         var stream = new FileStream(FullPath, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
         stream.Position = offset;
         return new RangeReadStream(stream, length);
