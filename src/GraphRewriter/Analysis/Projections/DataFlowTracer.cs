@@ -74,26 +74,15 @@ internal sealed class DataFlowTracer
     public List<Projection> ConsumersThroughDataMovement(Value start, int budget)
     {
         var found = new List<Projection>();
-        var seen = new HashSet<Value>();
-        var queue = new Queue<Value>();
-        queue.Enqueue(start);
-        int visited = 0;
-        while (queue.Count > 0 && visited++ < budget)
+        WalkForward(start, budget, use =>
         {
-            var value = queue.Dequeue();
-            if (!seen.Add(value)) continue;
-            foreach (var use in value.Uses)
+            if (_byInputNode.TryGetValue(use.Node, out var projection) && use.InputIndex == 0)
             {
-                if (_byInputNode.TryGetValue(use.Node, out var projection) && use.InputIndex == 0)
-                {
-                    if (!found.Contains(projection)) found.Add(projection);
-                }
-                else if (OpCategories.IsDataMovement(use.Node) && OpCategories.IsDataInput(use.Node, use.InputIndex))
-                {
-                    foreach (var output in use.Node.Outputs) queue.Enqueue(output);
-                }
+                if (!found.Contains(projection)) found.Add(projection);
+                return false;
             }
-        }
+            return OpCategories.IsDataMovement(use.Node);
+        }, _ => false);
         return found;
     }
 
@@ -101,7 +90,17 @@ internal sealed class DataFlowTracer
     /// True when <paramref name="start"/> reaches an output of its graph through transparent ops, without
     /// passing another projection.
     /// </summary>
-    public bool ReachesGraphOutput(Value start, int budget)
+    public bool ReachesGraphOutput(Value start, int budget) =>
+        WalkForward(start, budget,
+            use => !_byInputNode.ContainsKey(use.Node) && (OpCategories.IsDataMovement(use.Node) || OpCategories.IsElementwise(use.Node)),
+            value => value.IsGraphOutput);
+
+    /// <summary>
+    /// Breadth-first walk over values downstream of <paramref name="start"/>: a use is followed (to all its node's
+    /// outputs) when <paramref name="follow"/> says so and the use is a data input. Returns true as soon as
+    /// <paramref name="stop"/> holds for a visited value; false when the walk ends or the budget runs out.
+    /// </summary>
+    private static bool WalkForward(Value start, int budget, Func<Use, bool> follow, Func<Value, bool> stop)
     {
         var seen = new HashSet<Value>();
         var queue = new Queue<Value>();
@@ -111,13 +110,10 @@ internal sealed class DataFlowTracer
         {
             var value = queue.Dequeue();
             if (!seen.Add(value)) continue;
-            if (value.IsGraphOutput) return true;
+            if (stop(value)) return true;
             foreach (var use in value.Uses)
-            {
-                if (_byInputNode.ContainsKey(use.Node)) continue;
-                if ((OpCategories.IsDataMovement(use.Node) || OpCategories.IsElementwise(use.Node)) && OpCategories.IsDataInput(use.Node, use.InputIndex))
+                if (follow(use) && OpCategories.IsDataInput(use.Node, use.InputIndex))
                     foreach (var output in use.Node.Outputs) queue.Enqueue(output);
-            }
         }
         return false;
     }

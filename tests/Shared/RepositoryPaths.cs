@@ -1,6 +1,6 @@
-namespace SparseOnnx.Cli.Tests;
+namespace SparseOnnx.Tests.Shared;
 
-/// <summary>Locates committed fixtures relative to the repository root.</summary>
+/// <summary>Locates committed fixtures relative to the repository root (shared by the test projects).</summary>
 public static class RepositoryPaths
 {
     public static string Root { get; } = FindRoot();
