@@ -2,7 +2,7 @@
 # Builds SparseOnnx on Debian/Ubuntu and leaves a runnable bin/sparseonnx.
 #
 #   ./build.sh          install what is missing, restore, build, publish bin/sparseonnx
-#   ./build.sh test     the above, then every test (xunit; native tests once native code exists)
+#   ./build.sh test     the above, then every test: native (GoogleTest, also under sanitizers) and .NET (xunit)
 #   ./build.sh clean    remove build outputs
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -44,8 +44,56 @@ ensure_dotnet() {
     fi
 }
 
+# ONNX Runtime 1.29.0, the oldest version the op library supports: its C/C++ headers (the library is built
+# against them, so it loads in 1.29 and every later runtime) and its Linux x64 runtime (the native host test
+# runs the op in it). The npm package com.github.asus4.onnxruntime carries both.
+ORT_NPM_PACKAGE="com.github.asus4.onnxruntime@0.4.9"
+ORT_NPM_TARBALL="com.github.asus4.onnxruntime-0.4.9.tgz"
+ORT_NPM_SHA256="e59788788818fdde1b2e522e766a21ba0f7d8391de55737abf81e32cc801785d"
+ORT_SDK="$ROOT/build/deps/onnxruntime-1.29.0"
+
+fetch_onnxruntime_sdk() {
+    if [ -f "$ORT_SDK/include/onnxruntime_c_api.h" ] && [ -f "$ORT_SDK/lib/libonnxruntime.so" ]; then return 0; fi
+    command -v npm >/dev/null || ensure_debian_packages npm
+    log "Fetching ONNX Runtime 1.29.0 headers and runtime ($ORT_NPM_PACKAGE, ~150 MB, cached in build/deps)"
+    local tmp
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "$ORT_NPM_PACKAGE" >/dev/null)
+    echo "$ORT_NPM_SHA256  $tmp/$ORT_NPM_TARBALL" | sha256sum -c --quiet -
+    local headers="package/Plugins/iOS~/onnxruntime.xcframework/ios-arm64_x86_64-simulator/onnxruntime.framework/Headers"
+    tar -xzf "$tmp/$ORT_NPM_TARBALL" -C "$tmp" "$headers" package/Plugins/Linux/x64/libonnxruntime.so
+    rm -rf "$ORT_SDK" && mkdir -p "$ORT_SDK/lib"
+    cp -r "$tmp/$headers" "$ORT_SDK/include"
+    cp "$tmp/package/Plugins/Linux/x64/libonnxruntime.so" "$ORT_SDK/lib/"
+    ln -sf libonnxruntime.so "$ORT_SDK/lib/libonnxruntime.so.1"
+    rm -rf "$tmp"
+    grep -q "define ORT_API_VERSION 29" "$ORT_SDK/include/onnxruntime_c_api.h"
+}
+
+build_native() {
+    ensure_debian_packages cmake g++ make libgtest-dev
+    fetch_onnxruntime_sdk
+    log "Building the native op library (CMake, $CONFIGURATION)"
+    cmake -S src/CustomOps -B build/native -DCMAKE_BUILD_TYPE="$CONFIGURATION" \
+        -DORT_INCLUDE_DIR="$ORT_SDK/include" -DORT_LIBRARY="$ORT_SDK/lib/libonnxruntime.so" >/dev/null
+    cmake --build build/native -j"$(nproc)"
+    mkdir -p artifacts/native
+    cp build/native/libsparseonnx_ops.so artifacts/native/
+}
+
+run_native_tests() {
+    log "Native tests"
+    ctest --test-dir build/native --output-on-failure -j"$(nproc)"
+    log "Native kernel tests under AddressSanitizer and UndefinedBehaviorSanitizer"
+    cmake -S src/CustomOps -B build/native-sanitize -DCMAKE_BUILD_TYPE=Debug -DSPARSEONNX_SANITIZE=ON \
+        -DORT_INCLUDE_DIR="$ORT_SDK/include" >/dev/null
+    cmake --build build/native-sanitize -j"$(nproc)" --target sparseonnx_kernel_tests
+    build/native-sanitize/sparseonnx_kernel_tests --gtest_brief=1
+}
+
 build() {
     ensure_debian_packages ca-certificates
+    build_native
     ensure_dotnet
     log "Restoring NuGet packages"
     dotnet restore SparseOnnx.sln
@@ -64,13 +112,14 @@ WRAPPER
 }
 
 run_tests() {
-    log "Running tests"
+    run_native_tests
+    log "Running .NET tests"
     dotnet test SparseOnnx.sln -c "$CONFIGURATION" --no-build
 }
 
 case "${1:-build}" in
     build) build ;;
     test) build; run_tests ;;
-    clean) rm -rf artifacts bin; find src tests -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
+    clean) rm -rf artifacts bin build/native build/native-sanitize; find src tests -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
     *) echo "usage: $0 [build|test|clean]" >&2; exit 2 ;;
 esac

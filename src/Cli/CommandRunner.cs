@@ -36,7 +36,7 @@ public static class CommandRunner
             error.WriteLine($"error: {e.Message}");
             return ExitCodes.InputError;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {
             error.WriteLine($"error: {e.Message}");
             return ExitCodes.InputError;

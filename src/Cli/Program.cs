@@ -6,5 +6,6 @@ var root = new RootCommand("SparseOnnx: rewrites exported LLMs in ONNX so they r
 {
     InspectCommand.Create(),
     RepackCommand.Create(),
+    BenchOpCommand.Create(),
 };
 return CommandRunner.Run(root, args);

@@ -37,6 +37,14 @@ public sealed record SaveOptions
     /// mmap granularity, so runtimes can map each tensor directly.
     /// </summary>
     public int Alignment { get; init; } = 65536;
+
+    /// <summary>
+    /// Keep tensors that are still in an external data file of the output model's folder where they are,
+    /// referencing that file instead of copying the bytes. For rewrites that leave most weights untouched,
+    /// this writes only the graph and the changed tensors. The output then depends on that file: delete or
+    /// change it and the output breaks. Off by default.
+    /// </summary>
+    public bool ReuseExternalDataInOutputFolder { get; init; }
 }
 
 /// <summary>What a save wrote.</summary>
@@ -44,8 +52,9 @@ public sealed record SaveOptions
 /// <param name="DataPath">The external data file, or null when everything is inline.</param>
 /// <param name="ModelFileBytes">Size of the model file.</param>
 /// <param name="ExternalBytes">Tensor bytes written to the external file (padding excluded).</param>
-/// <param name="ExternalTensors">Number of tensors stored externally.</param>
-public sealed record SaveResult(string ModelPath, string? DataPath, long ModelFileBytes, long ExternalBytes, int ExternalTensors);
+/// <param name="ExternalTensors">Number of tensors written to the new external data file.</param>
+/// <param name="ReusedTensors">Number of tensors left referencing existing external data files (see <see cref="SaveOptions.ReuseExternalDataInOutputFolder"/>).</param>
+public sealed record SaveResult(string ModelPath, string? DataPath, long ModelFileBytes, long ExternalBytes, int ExternalTensors, int ReusedTensors = 0);
 
 /// <summary>
 /// Saves models. The output never overwrites the input model or any file it reads, and never exists half
@@ -85,7 +94,8 @@ public static class ModelSaver
             ExternalDataMode.Never => false,
             _ => model.ExternalDataPaths.Count > 0 || TotalTensorBytes(model) > AutoExternalThresholdBytes,
         };
-        var placement = new Placement(external, dataFileName, options.InlineThresholdBytes, options.Alignment);
+        var placement = new Placement(external, dataFileName, options.InlineThresholdBytes, options.Alignment,
+            options.ReuseExternalDataInOutputFolder ? SafePaths.RealPath(directory) : null);
         var proto = new ProtoWriter(placement).WriteModel(model);
         if (placement.InlineBytes > MaxInlineTensorBytes)
             throw new ModelSaveException(
@@ -112,7 +122,7 @@ public static class ModelSaver
             tempData = null;
             File.Move(tempModel, modelPath, overwrite: true);
             return new SaveResult(modelPath, placement.Entries.Count > 0 ? dataPath : null, modelBytes,
-                placement.Entries.Sum(e => e.Data.ByteLength), placement.Entries.Count);
+                placement.Entries.Sum(e => e.Data.ByteLength), placement.Entries.Count, placement.ReusedTensors);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -201,13 +211,19 @@ public static class ModelSaver
         private readonly long _threshold;
         private readonly long _alignment;
 
-        public Placement(bool external, string location, long threshold, long alignment)
+        private readonly string? _reuseFolder;
+
+        public Placement(bool external, string location, long threshold, long alignment, string? reuseFolder = null)
         {
             _external = external;
             _location = location;
             _threshold = threshold;
             _alignment = alignment;
+            _reuseFolder = reuseFolder;
         }
+
+        /// <summary>Tensors left in existing external files (by reference) and their total bytes.</summary>
+        public int ReusedTensors { get; private set; }
 
         public List<(string Name, TensorData Data, long Offset)> Entries { get; } = new();
 
@@ -225,6 +241,13 @@ public static class ModelSaver
             {
                 InlineBytes += length;
                 return null;
+            }
+            if (_reuseFolder is not null && tensor.Data is ExternalTensorData existing
+                && string.Equals(Path.GetDirectoryName(existing.FilePath), _reuseFolder, StringComparison.Ordinal)
+                && Path.GetFileName(existing.FilePath) != _location)
+            {
+                ReusedTensors++;
+                return new ExternalPlacement(Path.GetFileName(existing.FilePath), existing.Offset, existing.Length);
             }
             long offset = (End + _alignment - 1) / _alignment * _alignment;
             Entries.Add((tensor.Name, tensor.Data, offset));

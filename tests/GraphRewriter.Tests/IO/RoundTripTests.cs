@@ -148,4 +148,35 @@ public class RoundTripTests
             Assert.Equal(0, stream.Read(new byte[1]));
         }
     }
+
+    [Fact]
+    public void ReusingExternalDataWritesOnlyWhatChangedAndRunsIdentically()
+    {
+        using var dir = new TempDirectory();
+        var proto = ProtoFixtures.RunnableModel();
+        ProtoFixtures.Externalize(proto, dir.Path, minBytes: 1000, twoFiles: true);
+        ProtoFixtures.WriteModel(proto, dir.File("model.onnx"));
+        var before = Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories).ToDictionary(f => f, File.ReadAllBytes);
+
+        SaveResult result;
+        using (var model = ModelLoader.Load(dir.File("model.onnx")))
+        {
+            // A changed tensor: it must go to the new data file; the untouched weights stay where they are.
+            model.Graph.Initializers.Add(Tensor.FromElements<float>("fresh", DataType.Float, [1024], new float[1024]));
+            result = ModelSaver.Save(model, dir.File("reuse.onnx"), new SaveOptions { ExternalData = ExternalDataMode.Always, ReuseExternalDataInOutputFolder = true });
+        }
+
+        // W1 sits in first.bin, directly in the output folder: reused. W2's file is in a subfolder and b1 was
+        // inline (typed fields): both are written to the new file with the changed tensor.
+        Assert.Equal(1, result.ReusedTensors);
+        Assert.Equal(3, result.ExternalTensors);
+        var saved = ModelProto.Parser.ParseFrom(File.ReadAllBytes(dir.File("reuse.onnx")));
+        string Location(string name) => saved.Graph.Initializer.Single(t => t.Name == name).ExternalData.Single(e => e.Key == "location").Value;
+        Assert.Equal("first.bin", Location("W1"));
+        Assert.Equal("reuse.onnx.data", Location("fresh"));
+        Assert.Equal("reuse.onnx.data", Location("W2"));
+        foreach (var (path, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(path));
+        for (int seed = 0; seed < 2; seed++)
+            OrtRunner.AssertBitwiseEqual(OrtRunner.Run(dir.File("model.onnx"), seed, Batch3), OrtRunner.Run(dir.File("reuse.onnx"), seed, Batch3));
+    }
 }

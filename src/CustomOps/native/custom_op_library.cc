@@ -1,0 +1,60 @@
+// The SparseOnnx custom-op library's single exported symbol. ONNX Runtime hosts load it with
+//   C#:     sessionOptions.RegisterSparseOnnxOps()            (SparseOnnx.CustomOps)
+//   Python: session_options.register_custom_ops_library(path)
+//   C++:    session_options.RegisterCustomOpsLibrary(path)
+// and ORT calls RegisterCustomOps, which adds the ai.sparseonnx domain to the session options.
+#include <mutex>
+#include <string>
+
+#include "cpu/ort_helpers.h"
+#include "cpu/topk_sparse_matmul_op.h"
+#include "onnxruntime_c_api.h"
+
+#if defined(_WIN32)
+#define SPARSEONNX_EXPORT __declspec(dllexport)
+#else
+#define SPARSEONNX_EXPORT __attribute__((visibility("default")))
+#endif
+
+namespace {
+
+constexpr const char* kDomain = "ai.sparseonnx";
+
+// One domain for the life of the process, shared by every session options object. ORT keeps pointers to
+// it in sessions, so it is never released (releasing it while a session might still use it would crash).
+OrtCustomOpDomain* SharedDomain(const OrtApi& api) {
+  static std::once_flag once;
+  static OrtCustomOpDomain* domain = nullptr;
+  static OrtStatus* failure = nullptr;
+  std::call_once(once, [&] {
+    failure = sparseonnx::cpu::Guard(api, [&] {
+      sparseonnx::cpu::Check(api, api.CreateCustomOpDomain(kDomain, &domain));
+      size_t count = 0;
+      const OrtCustomOp* const* ops = sparseonnx::cpu::TopKSparseMatMulOps(&count);
+      for (size_t i = 0; i < count; ++i)
+        sparseonnx::cpu::Check(api, api.CustomOpDomain_Add(domain, const_cast<OrtCustomOp*>(ops[i])));
+    });
+  });
+  if (failure) throw sparseonnx::cpu::OrtError(api.GetErrorCode(failure), api.GetErrorMessage(failure));
+  return domain;
+}
+
+}  // namespace
+
+extern "C" SPARSEONNX_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
+                                                                     const OrtApiBase* api_base) {
+  if (api_base == nullptr) return nullptr;
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (api == nullptr) {
+    // An older runtime: report it through the oldest API, which every version provides.
+    const OrtApi* oldest = api_base->GetApi(1);
+    const std::string message = std::string("The SparseOnnx op library needs ONNX Runtime API version ") +
+                                std::to_string(ORT_API_VERSION) + " or newer; this runtime is " +
+                                api_base->GetVersionString() + ".";
+    return oldest ? oldest->CreateStatus(ORT_FAIL, message.c_str()) : nullptr;
+  }
+  return sparseonnx::cpu::Guard(*api, [&] {
+    sparseonnx::cpu::SetApi(api);
+    sparseonnx::cpu::Check(*api, api->AddCustomOpDomain(options, SharedDomain(*api)));
+  });
+}

@@ -1,0 +1,105 @@
+#include "onnx_writer.h"
+
+#include <cstring>
+
+namespace sparseonnx::test {
+namespace {
+
+// Protobuf wire format: field key = (number << 3) | wire type; 0 = varint, 2 = length-delimited, 5 = 32-bit.
+void Varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7F) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+void Key(std::string& out, int field, int wire) { Varint(out, static_cast<uint64_t>(field) << 3 | static_cast<uint64_t>(wire)); }
+void IntField(std::string& out, int field, int64_t v) {
+  Key(out, field, 0);
+  Varint(out, static_cast<uint64_t>(v));
+}
+void BytesField(std::string& out, int field, const std::string& bytes) {
+  Key(out, field, 2);
+  Varint(out, bytes.size());
+  out += bytes;
+}
+void FloatField(std::string& out, int field, float f) {
+  Key(out, field, 5);
+  char raw[4];
+  std::memcpy(raw, &f, 4);
+  out.append(raw, 4);
+}
+
+constexpr int kFloat = 1;
+
+std::string TensorType(const std::vector<OnnxDim>& dims) {
+  std::string shape;
+  for (const auto& d : dims) {
+    std::string dim;
+    if (d.symbol.empty()) IntField(dim, 1, d.value);
+    else BytesField(dim, 2, d.symbol);
+    BytesField(shape, 1, dim);  // TensorShapeProto.dim
+  }
+  std::string tensor;
+  IntField(tensor, 1, kFloat);  // TypeProto.Tensor.elem_type
+  BytesField(tensor, 2, shape);
+  std::string type;
+  BytesField(type, 1, tensor);  // TypeProto.tensor_type
+  return type;
+}
+
+std::string ValueInfo(const std::string& name, const std::string& type) {
+  std::string info;
+  BytesField(info, 1, name);
+  if (!type.empty()) BytesField(info, 2, type);
+  return info;
+}
+
+}  // namespace
+
+std::string SingleNodeModel(const std::string& domain, const std::string& op_type, const std::vector<OnnxDim>& a_dims,
+                            int64_t K, int64_t N, const std::vector<float>& b, const std::vector<OnnxAttribute>& attributes) {
+  std::string node;
+  BytesField(node, 1, "A");
+  BytesField(node, 1, "B");
+  BytesField(node, 2, "Y");
+  BytesField(node, 3, "op");
+  BytesField(node, 4, op_type);
+  for (const auto& a : attributes) {
+    std::string attribute;
+    BytesField(attribute, 1, a.name);
+    if (a.is_int) IntField(attribute, 3, a.i);
+    else FloatField(attribute, 2, a.f);
+    IntField(attribute, 20, a.is_int ? 2 : 1);  // AttributeProto.type: INT = 2, FLOAT = 1
+    BytesField(node, 5, attribute);
+  }
+  if (!domain.empty()) BytesField(node, 7, domain);
+
+  std::string initializer;
+  IntField(initializer, 1, K);
+  IntField(initializer, 1, N);
+  IntField(initializer, 2, kFloat);
+  BytesField(initializer, 8, "B");
+  BytesField(initializer, 9, std::string(reinterpret_cast<const char*>(b.data()), b.size() * sizeof(float)));
+
+  std::string graph;
+  BytesField(graph, 1, node);
+  BytesField(graph, 2, "host_test");
+  BytesField(graph, 5, initializer);
+  BytesField(graph, 11, ValueInfo("A", TensorType(a_dims)));
+  BytesField(graph, 12, ValueInfo("Y", ""));
+
+  std::string model;
+  IntField(model, 1, 8);  // ir_version
+  std::string standard, custom;
+  BytesField(standard, 1, "");
+  IntField(standard, 2, 17);
+  BytesField(model, 8, standard);
+  BytesField(custom, 1, "ai.sparseonnx");
+  IntField(custom, 2, 1);
+  BytesField(model, 8, custom);
+  BytesField(model, 7, graph);
+  return model;
+}
+
+}  // namespace sparseonnx::test
