@@ -28,7 +28,7 @@ public sealed record OpBenchmarkRow(double Sparsity, long? K, float? Threshold, 
     double Speedup, double Bound, double DenseGBps, double SparseGBps, double RowsReadFraction);
 
 public sealed record OpBenchmarkReport(OpBenchmarkOptions Options, int Copies, MachineInfo Machine, string OrtVersion,
-    string DenseBaseline, IReadOnlyList<OpBenchmarkRow> Results);
+    string DenseBaseline, string OpLibrary, IReadOnlyList<OpBenchmarkRow> Results);
 
 /// <summary>
 /// The dense MatMul and TopKSparseMatMul on the same weights, both run through ONNX Runtime in one process
@@ -84,7 +84,7 @@ public static class OpBenchmark
             }
             return new OpBenchmarkReport(options, copies, machine, OrtEnv.Instance().GetVersionString(),
                 options.Type == DataType.BFloat16 ? "none (ONNX Runtime has no bfloat16 MatMul on CPU)" : $"ONNX Runtime MatMul ({options.Type.DisplayName()})",
-                rows);
+                LibraryDescription(), rows);
         }
         finally
         {
@@ -266,6 +266,13 @@ public static class OpBenchmark
 
     private static float[] Normal(Random random, int count) =>
         Enumerable.Range(0, count).Select(_ => (float)(Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()))).ToArray();
+
+    /// <summary>Which op library file ran (path, size, modification time), so a result can be traced to a build.</summary>
+    private static string LibraryDescription()
+    {
+        var file = new FileInfo(SparseOnnxOps.LibraryPath);
+        return $"{file.FullName} ({file.Length} bytes, {file.LastWriteTimeUtc:yyyy-MM-dd HH:mm:ss} UTC)";
+    }
 
     private static double Median(List<double> values)
     {

@@ -65,6 +65,7 @@ public static class BenchOpCommand
         ["machine"] = r.Machine.ToString(),
         ["onnxruntime"] = r.OrtVersion,
         ["dense_baseline"] = r.DenseBaseline,
+        ["op_library"] = r.OpLibrary,
         ["m"] = r.Options.M,
         ["k"] = r.Options.K,
         ["n"] = r.Options.N,
@@ -96,6 +97,7 @@ public static class BenchOpCommand
         console.MarkupLine(Markup.Escape($"TopKSparseMatMul [{o.M}, {o.K}] x [{o.K}, {o.N}] {o.Type.DisplayName()}, {(o.ThresholdMode ? "threshold" : "top-k")}, {o.Threads} threads"));
         console.MarkupLine(Markup.Escape($"machine: {r.Machine}"));
         console.MarkupLine(Markup.Escape($"ONNX Runtime {r.OrtVersion}; dense baseline: {r.DenseBaseline}; {r.Copies} weight copies per run; medians of {o.Iterations} interleaved runs"));
+        console.MarkupLine(Markup.Escape($"op library: {r.OpLibrary}"));
         var table = new Table().Border(TableBorder.Rounded)
             .AddColumns("sparsity", o.ThresholdMode ? "threshold" : "k", "dense ms", "sparse ms", "speedup", "bound 1/(1-s)", "dense GB/s", "sparse GB/s");
         foreach (var x in r.Results)

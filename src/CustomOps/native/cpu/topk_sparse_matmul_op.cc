@@ -1,11 +1,11 @@
 // TopKSparseMatMul on ONNX Runtime's CPU execution provider.
 //
 // Y = MatMul(A ⊙ mask, B) with the mask chosen per row of A (docs/topk-sparse-matmul.md). Three paths:
-//   * k = K with many rows: nothing is dropped; ORT's own MatMul computes the product (op invocation API).
 //   * few rows (decode, up to kMaxSelectedRowsBatch): select per row, then read only the rows of B that
 //     some row selected (SelectedRowsProduct).
-//   * many rows (prefill): per-row gathers lose to a dense GEMM, so A ⊙ mask goes to ORT's MatMul.
-// bfloat16 has no ORT MatMul on CPU, so it always takes the selected-rows path, in row chunks.
+//   * many rows (prefill): per-row gathers lose to a dense GEMM, so A ⊙ mask (A itself when k = K) is
+//     multiplied densely: by ORT's own MatMul (MLAS, through the op invocation API) for float32, by our
+//     packed GEMM (DenseGemm) for float16 and bfloat16.
 //
 // Every entry point converts errors into an OrtStatus (ort_helpers.h): nothing throws across the C ABI.
 #include "topk_sparse_matmul_op.h"
@@ -209,8 +209,10 @@ class Kernel {
       Fail("attribute k = " + std::to_string(rule_.k) + " exceeds K = " + std::to_string(view.dims[0]) + " (the rows of B)");
   }
 
-  // ORT's own MatMul for this element type, for the dense paths; absent when ORT has none (bfloat16).
+  // ORT's own MatMul (MLAS) for float32 prefill. Float16 and bfloat16 use DenseGemm: ORT has no bfloat16
+  // MatMul on CPU, and its float16 one is not available through the op invocation API (CreateOp fails).
   void CreateDenseMatMul(const OrtKernelInfo* info) {
+    if (op_.element_type != ElementType::kFloat32) return;
     const char* constraint = "T";
     OrtStatus* status = Api().CreateOp(info, "MatMul", "", 13, &constraint, &op_.onnx_type, 1, nullptr, 0, 2, 1, &dense_matmul_);
     if (status) {
@@ -225,8 +227,9 @@ class Kernel {
     Check(Api(), Api().InvokeOp(context, dense_matmul_, inputs, 2, outputs, 1));
   }
 
-  void MaskedDenseProduct(OrtKernelContext* context, const TensorView& a_view, const void* a_data, const OrtValue* b,
-                          OrtValue* y, int64_t M, int64_t K, const ParallelFor& parallel_for, ScratchAllocator& scratch) const;
+  void MaskedDenseProduct(OrtKernelContext* context, const TensorView& a_view, const OrtValue* a, const void* a_data,
+                          const OrtValue* b, const void* b_data, OrtValue* y, void* y_data, int64_t M, int64_t K, int64_t N,
+                          const ParallelFor& parallel_for, ScratchAllocator& scratch) const;
 
   void SelectedRowsPath(const void* a_data, const void* b_data, void* y_data, int64_t M, int64_t K, int64_t N,
                         const ParallelFor& parallel_for, ScratchAllocator& scratch) const;
@@ -270,35 +273,43 @@ void Kernel::Compute(OrtKernelContext* context) const {
     return;
   }
 
-  if (rule_.mode == SelectionRule::Mode::kTopK && rule_.k == K && dense_matmul_ && M > kMaxSelectedRowsBatch) {
-    DenseProduct(context, a, b, y);  // nothing is dropped
-    return;
-  }
   const void* a_data = nullptr;
   const void* b_data = nullptr;
   Check(Api(), Api().GetTensorData(a, &a_data));
   Check(Api(), Api().GetTensorData(b, &b_data));
   ArenaScratch scratch(context, memory_info_);
   const ParallelFor parallel_for = OrtParallelFor(context);
-  if (M > kMaxSelectedRowsBatch && dense_matmul_) {
-    MaskedDenseProduct(context, a_view, a_data, b, y, M, K, parallel_for, scratch);
+  if (M > kMaxSelectedRowsBatch) {
+    MaskedDenseProduct(context, a_view, a, a_data, b, b_data, y, y_data, M, K, N, parallel_for, scratch);
     return;
   }
   SelectedRowsPath(a_data, b_data, y_data, M, K, N, parallel_for, scratch);
 }
 
-void Kernel::MaskedDenseProduct(OrtKernelContext* context, const TensorView& a_view, const void* a_data,
-                                const OrtValue* b, OrtValue* y, int64_t M, int64_t K, const ParallelFor& parallel_for,
-                                ScratchAllocator& scratch) const {
+void Kernel::MaskedDenseProduct(OrtKernelContext* context, const TensorView& a_view, const OrtValue* a, const void* a_data,
+                                const OrtValue* b, const void* b_data, OrtValue* y, void* y_data, int64_t M, int64_t K,
+                                int64_t N, const ParallelFor& parallel_for, ScratchAllocator& scratch) const {
+  const bool keep_all = rule_.mode == SelectionRule::Mode::kTopK && rule_.k == K;
+  if (keep_all && dense_matmul_) {
+    DenseProduct(context, a, b, y);  // nothing is dropped
+    return;
+  }
   const size_t row_bytes = static_cast<size_t>(K) * ElementSize(op_.element_type);
-  Buffer masked(scratch, static_cast<size_t>(M) * row_bytes);
-  Buffer keys(scratch, static_cast<size_t>(M * K) * sizeof(uint32_t));
-  parallel_for(static_cast<size_t>(M), [&](size_t m) {
-    MaskRow(static_cast<const unsigned char*>(a_data) + m * row_bytes, op_.element_type, K, rule_,
-            masked.As<unsigned char>() + m * row_bytes, keys.As<uint32_t>() + m * static_cast<size_t>(K));
-  });
+  Buffer masked(scratch, keep_all ? 1 : static_cast<size_t>(M) * row_bytes);
+  if (!keep_all) {
+    Buffer keys(scratch, static_cast<size_t>(M * K) * sizeof(uint32_t));
+    parallel_for(static_cast<size_t>(M), [&](size_t m) {
+      MaskRow(static_cast<const unsigned char*>(a_data) + m * row_bytes, op_.element_type, K, rule_,
+              masked.As<unsigned char>() + m * row_bytes, keys.As<uint32_t>() + m * static_cast<size_t>(K));
+    });
+  }
+  const void* product_input = keep_all ? a_data : masked.As<void>();
+  if (!dense_matmul_) {
+    DenseGemm(product_input, K, b_data, N, op_.element_type, M, K, N, y_data, N, parallel_for, scratch);
+    return;
+  }
   OrtValue* masked_value = nullptr;
-  Check(Api(), Api().CreateTensorWithDataAsOrtValue(memory_info_, masked.As<void>(), static_cast<size_t>(M) * row_bytes,
+  Check(Api(), Api().CreateTensorWithDataAsOrtValue(memory_info_, const_cast<void*>(product_input), static_cast<size_t>(M) * row_bytes,
                                                    a_view.dims.data(), a_view.dims.size(), op_.onnx_type, &masked_value));
   try {
     DenseProduct(context, masked_value, b, y);

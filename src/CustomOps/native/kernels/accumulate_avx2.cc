@@ -91,56 +91,6 @@ void AccumulateRowsAvx2(const float* coef, const int32_t* rows, size_t count, co
   }
 }
 
-// Several rows of A against the same rows of B: an MR x 8 register tile of y per column step, each vector of
-// B loaded once and used by all MR rows. Per element the FMAs still run in row order.
-template <int MR, typename T, typename LoadVec, typename LoadOne>
-void AccumulateMulti(const float* coef, int64_t ldc, const int32_t* rows, size_t count, const T* B, int64_t ldb, int64_t n0,
-                     int64_t n, float* y, int64_t ldy, LoadVec load_vec, LoadOne load_one) {
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    __m256 acc[MR];
-    for (int i = 0; i < MR; ++i) acc[i] = _mm256_loadu_ps(y + i * ldy + j);
-    for (size_t r = 0; r < count; ++r) {
-      const __m256 b = load_vec(B + static_cast<int64_t>(rows[r]) * ldb + n0 + j);
-      for (int i = 0; i < MR; ++i) acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(coef[i * ldc + r]), b, acc[i]);
-    }
-    for (int i = 0; i < MR; ++i) _mm256_storeu_ps(y + i * ldy + j, acc[i]);
-  }
-  for (; j < n; ++j)
-    for (int i = 0; i < MR; ++i) {
-      float v = y[i * ldy + j];
-      for (size_t r = 0; r < count; ++r) v = std::fma(coef[i * ldc + r], load_one(B + static_cast<int64_t>(rows[r]) * ldb + n0 + j), v);
-      y[i * ldy + j] = v;
-    }
-}
-
-template <typename T, typename LoadVec, typename LoadOne>
-void AccumulateMultiRows(int64_t m, const float* coef, int64_t ldc, const int32_t* rows, size_t count, const T* B, int64_t ldb,
-                         int64_t n0, int64_t n, float* y, int64_t ldy, LoadVec load_vec, LoadOne load_one) {
-  switch (m) {
-    case 1: AccumulateMulti<1>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load_vec, load_one); break;
-    case 2: AccumulateMulti<2>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load_vec, load_one); break;
-    case 3: AccumulateMulti<3>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load_vec, load_one); break;
-    case 4: AccumulateMulti<4>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load_vec, load_one); break;
-    case 5: AccumulateMulti<5>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load_vec, load_one); break;
-    case 6: AccumulateMulti<6>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load_vec, load_one); break;
-    case 7: AccumulateMulti<7>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load_vec, load_one); break;
-    default: AccumulateMulti<8>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load_vec, load_one); break;
-  }
-}
-
-void AccumulateRowsMultiAvx2(const float* coef, int64_t ldc, int64_t m, const int32_t* rows, size_t count, const void* B,
-                             ElementType type, int64_t ldb, int64_t n0, int64_t n, float* y, int64_t ldy) {
-  if (type == ElementType::kFloat32) {
-    AccumulateMultiRows(m, coef, ldc, rows, count, static_cast<const float*>(B), ldb, n0, n, y, ldy,
-                        [](const float* p) { return Load8(p); }, [](const float* p) { return ScalarLoad(p); });
-  } else {
-    AccumulateMultiRows(m, coef, ldc, rows, count, static_cast<const uint16_t*>(B), ldb, n0, n, y, ldy,
-                        [type](const uint16_t* p) { return Load8(p, type); },
-                        [type](const uint16_t* p) { return ScalarLoad(p, type); });
-  }
-}
-
 void StoreFloatsAvx2(const float* src, int64_t n, ElementType type, void* dst) {
   if (type != ElementType::kFloat16) {
     ScalarKernels().store_floats(src, n, type, dst);
@@ -154,10 +104,46 @@ void StoreFloatsAvx2(const float* src, int64_t n, ElementType type, void* dst) {
   for (; j < n; ++j) out[j] = FloatToFloat16(src[j]);
 }
 
+void LoadFloatsAvx2(const void* src, ElementType type, int64_t n, float* dst) {
+  if (type == ElementType::kFloat32) {
+    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+    return;
+  }
+  const auto* h = static_cast<const uint16_t*>(src);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, Load8(h + j, type));
+  for (; j < n; ++j) dst[j] = ScalarLoad(h + j, type);
+}
+
+// GEMM micro-kernel, 6 rows x 16 columns: 12 accumulators, two loads of B and six broadcasts of A per step.
+constexpr int64_t kAvx2Mr = 6, kAvx2Nr = 16;
+
+void GemmMicroKernelAvx2(const float* a, const float* b, int64_t kc, float* c, int64_t ldc, int64_t m, int64_t n, bool accumulate) {
+  __m256 acc[kAvx2Mr][2];
+  for (int i = 0; i < kAvx2Mr; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m256 b0 = _mm256_loadu_ps(b + p * kAvx2Nr), b1 = _mm256_loadu_ps(b + p * kAvx2Nr + 8);
+    for (int i = 0; i < kAvx2Mr; ++i) {
+      const __m256 ai = _mm256_set1_ps(a[p * kAvx2Mr + i]);
+      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+    }
+  }
+  // The block's products are summed from zero, then added to C, as in the scalar kernel.
+  alignas(32) float tile[kAvx2Mr][kAvx2Nr];
+  for (int i = 0; i < kAvx2Mr; ++i) {
+    _mm256_store_ps(tile[i], acc[i][0]);
+    _mm256_store_ps(tile[i] + 8, acc[i][1]);
+  }
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i][j] : tile[i][j];
+}
+
 }  // namespace
 
 const KernelTable& Avx2Kernels() {
-  static const KernelTable table{AccumulateRowsAvx2, AccumulateRowsMultiAvx2, StoreFloatsAvx2};
+  static const KernelTable table{AccumulateRowsAvx2, StoreFloatsAvx2, GemmMicroKernelAvx2,
+                                 kAvx2Mr, kAvx2Nr, LoadFloatsAvx2};
   return table;
 }
 

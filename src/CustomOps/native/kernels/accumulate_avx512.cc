@@ -79,61 +79,6 @@ void AccumulateRowsAvx512(const float* coef, const int32_t* rows, size_t count, 
   }
 }
 
-// Several rows of A against the same rows of B: an MR x 32 register tile of y (MR <= 8: at most 16
-// accumulators plus two loads of B), each vector of B loaded once and used by all MR rows. The last column
-// step uses masks. Per element the FMAs still run in row order.
-template <int MR, typename T, typename LoadVec>
-void AccumulateMulti(const float* coef, int64_t ldc, const int32_t* rows, size_t count, const T* B, int64_t ldb, int64_t n0,
-                     int64_t n, float* y, int64_t ldy, LoadVec load) {
-  for (int64_t j = 0; j < n; j += 32) {
-    const __mmask16 m0 = TailMask(n - j), m1 = n - j > 16 ? TailMask(n - j - 16) : static_cast<__mmask16>(0);
-    __m512 acc0[MR], acc1[MR];
-    for (int i = 0; i < MR; ++i) {
-      acc0[i] = _mm512_maskz_loadu_ps(m0, y + i * ldy + j);
-      acc1[i] = _mm512_maskz_loadu_ps(m1, y + i * ldy + j + 16);
-    }
-    for (size_t r = 0; r < count; ++r) {
-      const T* b = B + static_cast<int64_t>(rows[r]) * ldb + n0 + j;
-      const __m512 b0 = load(b, m0), b1 = load(b + 16, m1);
-      for (int i = 0; i < MR; ++i) {
-        const __m512 c = _mm512_set1_ps(coef[i * ldc + r]);
-        acc0[i] = _mm512_fmadd_ps(c, b0, acc0[i]);
-        acc1[i] = _mm512_fmadd_ps(c, b1, acc1[i]);
-      }
-    }
-    for (int i = 0; i < MR; ++i) {
-      _mm512_mask_storeu_ps(y + i * ldy + j, m0, acc0[i]);
-      _mm512_mask_storeu_ps(y + i * ldy + j + 16, m1, acc1[i]);
-    }
-  }
-}
-
-template <typename T, typename LoadVec>
-void AccumulateMultiRows(int64_t m, const float* coef, int64_t ldc, const int32_t* rows, size_t count, const T* B, int64_t ldb,
-                         int64_t n0, int64_t n, float* y, int64_t ldy, LoadVec load) {
-  switch (m) {
-    case 1: AccumulateMulti<1>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load); break;
-    case 2: AccumulateMulti<2>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load); break;
-    case 3: AccumulateMulti<3>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load); break;
-    case 4: AccumulateMulti<4>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load); break;
-    case 5: AccumulateMulti<5>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load); break;
-    case 6: AccumulateMulti<6>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load); break;
-    case 7: AccumulateMulti<7>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load); break;
-    default: AccumulateMulti<8>(coef, ldc, rows, count, B, ldb, n0, n, y, ldy, load); break;
-  }
-}
-
-void AccumulateRowsMultiAvx512(const float* coef, int64_t ldc, int64_t m, const int32_t* rows, size_t count, const void* B,
-                               ElementType type, int64_t ldb, int64_t n0, int64_t n, float* y, int64_t ldy) {
-  if (type == ElementType::kFloat32) {
-    AccumulateMultiRows(m, coef, ldc, rows, count, static_cast<const float*>(B), ldb, n0, n, y, ldy,
-                        [](const float* p, __mmask16 mask) { return Load16(p, mask); });
-  } else {
-    AccumulateMultiRows(m, coef, ldc, rows, count, static_cast<const uint16_t*>(B), ldb, n0, n, y, ldy,
-                        [type](const uint16_t* p, __mmask16 mask) { return Load16(p, mask, type); });
-  }
-}
-
 void StoreFloatsAvx512(const float* src, int64_t n, ElementType type, void* dst) {
   if (type != ElementType::kFloat16) {
     ScalarKernels().store_floats(src, n, type, dst);
@@ -147,10 +92,56 @@ void StoreFloatsAvx512(const float* src, int64_t n, ElementType type, void* dst)
   }
 }
 
+void LoadFloatsAvx512(const void* src, ElementType type, int64_t n, float* dst) {
+  if (type == ElementType::kFloat32) {
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 mask = TailMask(n - j);
+      _mm512_mask_storeu_ps(dst + j, mask, _mm512_maskz_loadu_ps(mask, static_cast<const float*>(src) + j));
+    }
+    return;
+  }
+  const auto* h = static_cast<const uint16_t*>(src);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 mask = TailMask(n - j);
+    _mm512_mask_storeu_ps(dst + j, mask, Load16(h + j, mask, type));
+  }
+}
+
+// GEMM micro-kernel, 8 rows x 32 columns: 16 accumulators, two loads of B and eight broadcasts of A per step
+// (A is packed so the eight values of a step share a cache line). The block's products are summed from
+// zero, then added to C, as in the scalar kernel; partial tiles use masks.
+constexpr int64_t kAvx512Mr = 8, kAvx512Nr = 32;
+
+void GemmMicroKernelAvx512(const float* a, const float* b, int64_t kc, float* c, int64_t ldc, int64_t m, int64_t n, bool accumulate) {
+  __m512 acc0[kAvx512Mr], acc1[kAvx512Mr];
+  for (int i = 0; i < kAvx512Mr; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m512 b0 = _mm512_loadu_ps(b + p * kAvx512Nr), b1 = _mm512_loadu_ps(b + p * kAvx512Nr + 16);
+    const float* ap = a + p * kAvx512Mr;
+    for (int i = 0; i < kAvx512Mr; ++i) {
+      const __m512 ai = _mm512_set1_ps(ap[i]);
+      acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
+    }
+  }
+  const __mmask16 m0 = TailMask(n), m1 = n > 16 ? TailMask(n - 16) : static_cast<__mmask16>(0);
+  for (int64_t i = 0; i < m; ++i) {
+    float* ci = c + i * ldc;
+    __m512 v0 = acc0[i], v1 = acc1[i];
+    if (accumulate) {
+      v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), v0);
+      v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), v1);
+    }
+    _mm512_mask_storeu_ps(ci, m0, v0);
+    _mm512_mask_storeu_ps(ci + 16, m1, v1);
+  }
+}
+
 }  // namespace
 
 const KernelTable& Avx512Kernels() {
-  static const KernelTable table{AccumulateRowsAvx512, AccumulateRowsMultiAvx512, StoreFloatsAvx512};
+  static const KernelTable table{AccumulateRowsAvx512, StoreFloatsAvx512, GemmMicroKernelAvx512,
+                                 kAvx512Mr, kAvx512Nr, LoadFloatsAvx512};
   return table;
 }
 

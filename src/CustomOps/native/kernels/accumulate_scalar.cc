@@ -40,11 +40,6 @@ void AccumulateRowsScalar(const float* coef, const int32_t* rows, size_t count, 
   }
 }
 
-void AccumulateRowsMultiScalar(const float* coef, int64_t ldc, int64_t m, const int32_t* rows, size_t count,
-                               const void* B, ElementType type, int64_t ldb, int64_t n0, int64_t n, float* y, int64_t ldy) {
-  for (int64_t i = 0; i < m; ++i) AccumulateRowsScalar(coef + i * ldc, rows, count, B, type, ldb, n0, n, y + i * ldy);
-}
-
 void StoreFloatsScalar(const float* src, int64_t n, ElementType type, void* dst) {
   switch (type) {
     case ElementType::kFloat32:
@@ -59,10 +54,37 @@ void StoreFloatsScalar(const float* src, int64_t n, ElementType type, void* dst)
   }
 }
 
+void LoadFloatsScalar(const void* src, ElementType type, int64_t n, float* dst) {
+  switch (type) {
+    case ElementType::kFloat32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+      break;
+    case ElementType::kFloat16:
+      for (int64_t j = 0; j < n; ++j) dst[j] = Float16ToFloat(static_cast<const uint16_t*>(src)[j]);
+      break;
+    case ElementType::kBFloat16:
+      for (int64_t j = 0; j < n; ++j) dst[j] = BFloat16ToFloat(static_cast<const uint16_t*>(src)[j]);
+      break;
+  }
+}
+
+constexpr int64_t kScalarMr = 4, kScalarNr = 16;
+
+void GemmMicroKernelScalar(const float* a, const float* b, int64_t kc, float* c, int64_t ldc, int64_t m, int64_t n, bool accumulate) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      // The block's products are summed from zero, then added to C: every instruction set does the same.
+      float v = 0.f;
+      for (int64_t p = 0; p < kc; ++p) v = std::fma(a[p * kScalarMr + i], b[p * kScalarNr + j], v);
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + v : v;
+    }
+}
+
 }  // namespace
 
 const KernelTable& ScalarKernels() {
-  static const KernelTable table{AccumulateRowsScalar, AccumulateRowsMultiScalar, StoreFloatsScalar};
+  static const KernelTable table{AccumulateRowsScalar, StoreFloatsScalar, GemmMicroKernelScalar,
+                                 kScalarMr, kScalarNr, LoadFloatsScalar};
   return table;
 }
 

@@ -93,6 +93,8 @@ std::atomic<Isa>& ActiveIsaSlot() {
 
 Isa DetectedIsa() { return Best(); }
 
+const detail::KernelTable& detail::ActiveKernels() { return *ActiveTable().load(std::memory_order_relaxed); }
+
 Isa ActiveIsa() { return ActiveIsaSlot().load(); }
 
 bool SetActiveIsa(Isa isa) {
@@ -117,14 +119,6 @@ const char* IsaName(Isa isa) {
 void AccumulateRows(const float* coef, const int32_t* rows, size_t count, const void* B, ElementType type,
                     int64_t ldb, int64_t n0, int64_t n, float* y) {
   ActiveTable().load(std::memory_order_relaxed)->accumulate_rows(coef, rows, count, B, type, ldb, n0, n, y);
-}
-
-void AccumulateRowsMulti(const float* coef, int64_t ldc, int64_t m, const int32_t* rows, size_t count, const void* B,
-                         ElementType type, int64_t ldb, int64_t n0, int64_t n, float* y, int64_t ldy) {
-  const auto* table = ActiveTable().load(std::memory_order_relaxed);
-  for (int64_t i = 0; i < m; i += detail::kMultiRowsMax)
-    table->accumulate_rows_multi(coef + i * ldc, ldc, std::min(detail::kMultiRowsMax, m - i), rows, count, B, type, ldb, n0,
-                                 n, y + i * ldy, ldy);
 }
 
 void StoreFloats(const float* src, int64_t n, ElementType type, void* dst) {

@@ -7,19 +7,27 @@ namespace sparseonnx::detail {
 
 using AccumulateRowsFn = void (*)(const float* coef, const int32_t* rows, size_t count, const void* B,
                                   ElementType type, int64_t ldb, int64_t n0, int64_t n, float* y);
-using AccumulateRowsMultiFn = void (*)(const float* coef, int64_t ldc, int64_t m, const int32_t* rows, size_t count,
-                                       const void* B, ElementType type, int64_t ldb, int64_t n0, int64_t n, float* y,
-                                       int64_t ldy);
 using StoreFloatsFn = void (*)(const float* src, int64_t n, ElementType type, void* dst);
 
-// Rows of A one AccumulateRowsMulti call handles at most (its register tile).
-constexpr int64_t kMultiRowsMax = 8;
+// The GEMM micro-kernel: C[i, j] (+)= sum over p < kc of a[p * mr + i] * b[p * nr + j] for i < m, j < n, with
+// a and b packed float32 panels of the table's mr rows and nr columns (zero-padded). accumulate = false
+// starts C from zero. Per element the FMAs run in p order.
+using GemmMicroKernelFn = void (*)(const float* a, const float* b, int64_t kc, float* c, int64_t ldc, int64_t m, int64_t n,
+                                   bool accumulate);
+
+// Converts n consecutive elements of `type` to float32 (exactly; NaN made quiet as F16C does).
+using LoadFloatsFn = void (*)(const void* src, ElementType type, int64_t n, float* dst);
 
 struct KernelTable {
   AccumulateRowsFn accumulate_rows;
-  AccumulateRowsMultiFn accumulate_rows_multi;
   StoreFloatsFn store_floats;
+  GemmMicroKernelFn gemm_micro_kernel;
+  int64_t gemm_mr;  // rows of A per micro-kernel
+  int64_t gemm_nr;  // columns of B per micro-kernel
+  LoadFloatsFn load_floats;
 };
+
+const KernelTable& ActiveKernels();
 
 const KernelTable& ScalarKernels();
 const KernelTable& Avx2Kernels();    // defined only when the build compiles the AVX2 file

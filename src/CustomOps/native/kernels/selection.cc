@@ -3,8 +3,8 @@
 // Every element gets a 32-bit key: the bits of |float(a)|. For non-negative floats the bit pattern orders
 // like the value, and NaN patterns sort above +Inf, so NaN ranks above every number (kept first, and it
 // propagates like MatMul would); -0.0 and +0.0 both get key 0. Threshold mode keeps key > bits(t), which
-// is |a| > t for numbers and true for NaN. Top-k finds the k-th largest key by radix select (four 8-bit
-// passes, O(K) each), keeps every key above it and the lowest-indexed entries equal to it.
+// is |a| > t for numbers and true for NaN. Top-k finds the k-th largest key by radix select (8-bit digits,
+// O(K) in all), keeps every key above it and the lowest-indexed entries equal to it.
 #include <array>
 #include <cmath>
 #include <stdexcept>
@@ -50,23 +50,33 @@ Cutoff FindCutoff(const void* row, ElementType type, int64_t K, const SelectionR
     result.keep_all = true;
     return result;
   }
-  for (int64_t i = 0; i < K; ++i) keys[i] = KeyOf(ElementAsFloat(row, type, i));
-
-  // Radix select of the k-th largest key, most significant byte first. `remaining` counts how many of
-  // the k kept entries must still come from keys that share the prefix found so far.
+  // Radix select of the k-th largest key, most significant byte first. `remaining` counts how many of the
+  // k kept entries must still come from keys that share the prefix found so far. After each pass only the
+  // keys with that prefix can matter, so they are compacted to the front of `keys`: one pass over the row
+  // and then passes over ever fewer candidates, instead of four passes over the row.
+  int64_t candidates = K;
   int64_t remaining = rule.k;
-  uint32_t prefix = 0, prefix_mask = 0;
+  uint32_t prefix = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
     std::array<int64_t, 256> histogram{};
-    for (int64_t i = 0; i < K; ++i)
-      if ((keys[i] & prefix_mask) == prefix) ++histogram[(keys[i] >> shift) & 0xFFu];
+    if (shift == 24) {
+      for (int64_t i = 0; i < K; ++i) {
+        keys[i] = KeyOf(ElementAsFloat(row, type, i));
+        ++histogram[keys[i] >> 24];
+      }
+    } else {
+      for (int64_t i = 0; i < candidates; ++i) ++histogram[(keys[i] >> shift) & 0xFFu];
+    }
     int digit = 255;
     for (; digit > 0; --digit) {
       if (histogram[digit] >= remaining) break;
       remaining -= histogram[digit];
     }
     prefix |= static_cast<uint32_t>(digit) << shift;
-    prefix_mask |= 0xFFu << shift;
+    int64_t kept = 0;
+    for (int64_t i = 0; i < candidates; ++i)
+      if (((keys[i] >> shift) & 0xFFu) == static_cast<uint32_t>(digit)) keys[kept++] = keys[i];
+    candidates = kept;
   }
   result.cutoff = prefix;
   result.ties = remaining;
@@ -75,16 +85,14 @@ Cutoff FindCutoff(const void* row, ElementType type, int64_t K, const SelectionR
 
 // Walks the row in index order calling keep(i) for every kept entry.
 template <typename Keep>
-void ForEachKept(const void* row, ElementType type, int64_t K, const SelectionRule& rule, uint32_t* keys,
-                 const Cutoff& cut, Keep keep) {
+void ForEachKept(const void* row, ElementType type, int64_t K, const Cutoff& cut, Keep keep) {
   if (cut.keep_all) {
     for (int64_t i = 0; i < K; ++i) keep(i);
     return;
   }
   int64_t ties = cut.ties;
-  const bool have_keys = rule.mode == SelectionRule::Mode::kTopK;
   for (int64_t i = 0; i < K; ++i) {
-    const uint32_t key = have_keys ? keys[i] : KeyOf(ElementAsFloat(row, type, i));
+    const uint32_t key = KeyOf(ElementAsFloat(row, type, i));
     if (key > cut.cutoff || (key == cut.cutoff && ties > 0 && ties--)) keep(i);
   }
 }
@@ -117,7 +125,7 @@ size_t SelectRow(const void* row, ElementType type, int64_t K, const SelectionRu
   CheckRule(rule, K);
   const Cutoff cut = FindCutoff(row, type, K, rule, scratch);
   size_t count = 0;
-  ForEachKept(row, type, K, rule, scratch, cut, [&](int64_t i) {
+  ForEachKept(row, type, K, cut, [&](int64_t i) {
     kept_indices[count] = static_cast<int32_t>(i);
     kept_values[count] = ElementAsFloat(row, type, i);
     ++count;
@@ -129,12 +137,21 @@ void MaskRow(const void* row, ElementType type, int64_t K, const SelectionRule& 
              uint32_t* scratch) {
   CheckRule(rule, K);
   const Cutoff cut = FindCutoff(row, type, K, rule, scratch);
-  const size_t size = ElementSize(type);
-  auto* out = static_cast<unsigned char*>(masked_row);
-  const auto* in = static_cast<const unsigned char*>(row);
-  std::fill(out, out + K * static_cast<int64_t>(size), static_cast<unsigned char>(0));
-  ForEachKept(row, type, K, rule, scratch, cut,
-              [&](int64_t i) { std::memcpy(out + i * size, in + i * size, size); });
+  if (cut.keep_all) {
+    std::memcpy(masked_row, row, static_cast<size_t>(K) * ElementSize(type));
+    return;
+  }
+  // One pass, element type known at compile time: kept entries copied bit for bit, dropped ones +0.0.
+  int64_t ties = cut.ties;
+  auto masked = [&](auto* out, const auto* in) {
+    for (int64_t i = 0; i < K; ++i) {
+      const uint32_t key = KeyOf(ElementAsFloat(row, type, i));
+      const bool keep = key > cut.cutoff || (key == cut.cutoff && ties > 0 && ties--);
+      out[i] = keep ? in[i] : 0;
+    }
+  };
+  if (type == ElementType::kFloat32) masked(static_cast<uint32_t*>(masked_row), static_cast<const uint32_t*>(row));
+  else masked(static_cast<uint16_t*>(masked_row), static_cast<const uint16_t*>(row));
 }
 
 }  // namespace sparseonnx

@@ -129,44 +129,5 @@ TEST(Accumulate, StoreFloatsConvertsAlikeOnEveryInstructionSet) {
 }
 
 
-// Several rows at once give, row by row, exactly what AccumulateRows gives for each row on its own, on every
-// instruction set, without reading or writing outside B and y.
-TEST(Accumulate, MultiRowKernelEqualsOneRowAtATime) {
-  IsaScope scope;
-  std::mt19937 random(23);
-  std::normal_distribution<float> normal;
-  for (Isa isa : AvailableIsas()) {
-    ASSERT_TRUE(SetActiveIsa(isa));
-    for (ElementType type : {ElementType::kFloat32, ElementType::kFloat16}) {
-      for (int64_t m : {2, 3, 8, 9, 17}) {
-        for (int64_t n : {1, 15, 16, 33, 70}) {
-          const int64_t K = 11, ldb = n + 3;
-          GuardedBuffer B(static_cast<size_t>(K * ldb) * ElementSize(type));
-          for (int64_t i = 0; i < K * ldb; ++i) {
-            const float v = normal(random);
-            if (type == ElementType::kFloat32) static_cast<float*>(B.data())[i] = v;
-            else static_cast<uint16_t*>(B.data())[i] = detail::FloatToFloat16(v);
-          }
-          const std::vector<int32_t> rows = {0, 3, 4, 7, 10};
-          std::vector<float> coef(static_cast<size_t>(m) * 7);  // ldc = 7 > count: rows of coef are strided
-          for (auto& c : coef) c = normal(random);
-          std::vector<float> initial(static_cast<size_t>(m * n));
-          for (auto& v : initial) v = normal(random);
-          GuardedBuffer y(initial.size() * sizeof(float));
-          std::memcpy(y.data(), initial.data(), initial.size() * sizeof(float));
-          AccumulateRowsMulti(coef.data(), 7, m, rows.data(), rows.size(), B.data(), type, ldb, 3, n - 3 > 0 ? n - 3 : n, static_cast<float*>(y.data()), n);
-          const int64_t width = n - 3 > 0 ? n - 3 : n;
-          for (int64_t i = 0; i < m; ++i) {
-            std::vector<float> expected(initial.begin() + i * n, initial.begin() + (i + 1) * n);
-            AccumulateRows(coef.data() + i * 7, rows.data(), rows.size(), B.data(), type, ldb, 3, width, expected.data());
-            ASSERT_EQ(0, std::memcmp(expected.data(), static_cast<float*>(y.data()) + i * n, static_cast<size_t>(n) * sizeof(float)))
-                << IsaName(isa) << " " << ElementTypeName(type) << " m=" << m << " n=" << n << " row " << i;
-          }
-        }
-      }
-    }
-  }
-}
-
 }  // namespace
 }  // namespace sparseonnx::test

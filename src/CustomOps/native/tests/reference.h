@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -45,7 +46,7 @@ class GuardedBuffer {
 
 // Scratch memory from new[], counting live allocations so tests can check nothing leaks.
 struct CountingScratch final : ScratchAllocator {
-  int live = 0;
+  std::atomic<int> live{0};
   void* Allocate(size_t bytes) override {
     ++live;
     return new unsigned char[bytes];

@@ -45,12 +45,6 @@ void MaskRow(const void* row, ElementType type, int64_t K, const SelectionRule& 
 void AccumulateRows(const float* coef, const int32_t* rows, size_t count, const void* B, ElementType type,
                     int64_t ldb, int64_t n0, int64_t n, float* y);
 
-// The same for several rows of A at once, sharing each load of B:
-// y[i * ldy + j] += sum over r < count of coef[i * ldc + r] * B[rows[r] * ldb + n0 + j], for i < m, j < n.
-// Per element the FMAs run in r order, exactly as AccumulateRows does for each row separately.
-void AccumulateRowsMulti(const float* coef, int64_t ldc, int64_t m, const int32_t* rows, size_t count, const void* B,
-                         ElementType type, int64_t ldb, int64_t n0, int64_t n, float* y, int64_t ldy);
-
 // Converts n float32 values to `type` (round to nearest even; NaN stays NaN).
 void StoreFloats(const float* src, int64_t n, ElementType type, void* dst);
 
@@ -86,5 +80,13 @@ struct SelectedRows {
 // its own float32 partial sums, which a second parallel pass adds up in partition order and stores.
 void SelectedRowsProduct(const SelectedRows& selected, const void* B, ElementType type, int64_t N, void* Y,
                          const ParallelFor& parallel_for, ScratchAllocator& scratch);
+
+// Y[M, N] = A[M, K] · B[K, N], A, B and Y of `type` (row strides lda, ldb, ldy in elements), accumulated in
+// float32: the prefill product. A blocked GEMM: A is packed once into float32 panels of the micro-kernel's
+// rows, each task packs a block of B's columns (converting float16 or bfloat16 on the way) and runs the
+// micro-kernel over it. Tasks split only the columns, so Y does not depend on the thread count; every
+// instruction set gives the same bits.
+void DenseGemm(const void* A, int64_t lda, const void* B, int64_t ldb, ElementType type, int64_t M, int64_t K, int64_t N,
+               void* Y, int64_t ldy, const ParallelFor& parallel_for, ScratchAllocator& scratch);
 
 }  // namespace sparseonnx
