@@ -104,15 +104,29 @@ void StoreFloatsAvx2(const float* src, int64_t n, ElementType type, void* dst) {
   for (; j < n; ++j) out[j] = FloatToFloat16(src[j]);
 }
 
-void LoadFloatsAvx2(const void* src, ElementType type, int64_t n, float* dst) {
-  if (type == ElementType::kFloat32) {
-    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+void PackBPanelAvx2(const void* B, ElementType type, int64_t ldb, int64_t kc, int64_t width, float* panel) {
+  constexpr int64_t nr = 16;
+  if (width < nr) {  // the last, partial panel of a block: element by element
+    for (int64_t p = 0; p < kc; ++p)
+      for (int64_t j = 0; j < nr; ++j) {
+        float v = 0.f;
+        if (j < width) v = type == ElementType::kFloat32 ? static_cast<const float*>(B)[p * ldb + j] : ScalarLoad(static_cast<const uint16_t*>(B) + p * ldb + j, type);
+        panel[p * nr + j] = v;
+      }
     return;
   }
-  const auto* h = static_cast<const uint16_t*>(src);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, Load8(h + j, type));
-  for (; j < n; ++j) dst[j] = ScalarLoad(h + j, type);
+  for (int64_t p = 0; p < kc; ++p) {
+    float* dst = panel + p * nr;
+    if (type == ElementType::kFloat32) {
+      const float* src = static_cast<const float*>(B) + p * ldb;
+      _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+      _mm256_storeu_ps(dst + 8, _mm256_loadu_ps(src + 8));
+    } else {
+      const uint16_t* src = static_cast<const uint16_t*>(B) + p * ldb;
+      _mm256_storeu_ps(dst, Load8(src, type));
+      _mm256_storeu_ps(dst + 8, Load8(src + 8, type));
+    }
+  }
 }
 
 // GEMM micro-kernel, 6 rows x 16 columns: 12 accumulators, two loads of B and six broadcasts of A per step.
@@ -143,7 +157,7 @@ void GemmMicroKernelAvx2(const float* a, const float* b, int64_t kc, float* c, i
 
 const KernelTable& Avx2Kernels() {
   static const KernelTable table{AccumulateRowsAvx2, StoreFloatsAvx2, GemmMicroKernelAvx2,
-                                 kAvx2Mr, kAvx2Nr, LoadFloatsAvx2};
+                                 kAvx2Mr, kAvx2Nr, PackBPanelAvx2};
   return table;
 }
 

@@ -92,18 +92,20 @@ void StoreFloatsAvx512(const float* src, int64_t n, ElementType type, void* dst)
   }
 }
 
-void LoadFloatsAvx512(const void* src, ElementType type, int64_t n, float* dst) {
-  if (type == ElementType::kFloat32) {
-    for (int64_t j = 0; j < n; j += 16) {
-      const __mmask16 mask = TailMask(n - j);
-      _mm512_mask_storeu_ps(dst + j, mask, _mm512_maskz_loadu_ps(mask, static_cast<const float*>(src) + j));
+void PackBPanelAvx512(const void* B, ElementType type, int64_t ldb, int64_t kc, int64_t width, float* panel) {
+  constexpr int64_t nr = 32;
+  const __mmask16 m0 = TailMask(width), m1 = width > 16 ? TailMask(width - 16) : static_cast<__mmask16>(0);
+  for (int64_t p = 0; p < kc; ++p) {
+    float* dst = panel + p * nr;
+    if (type == ElementType::kFloat32) {
+      const float* src = static_cast<const float*>(B) + p * ldb;
+      _mm512_storeu_ps(dst, Load16(src, m0));
+      _mm512_storeu_ps(dst + 16, Load16(src + 16, m1));
+    } else {
+      const uint16_t* src = static_cast<const uint16_t*>(B) + p * ldb;
+      _mm512_storeu_ps(dst, Load16(src, m0, type));
+      _mm512_storeu_ps(dst + 16, Load16(src + 16, m1, type));
     }
-    return;
-  }
-  const auto* h = static_cast<const uint16_t*>(src);
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 mask = TailMask(n - j);
-    _mm512_mask_storeu_ps(dst + j, mask, Load16(h + j, mask, type));
   }
 }
 
@@ -141,7 +143,7 @@ void GemmMicroKernelAvx512(const float* a, const float* b, int64_t kc, float* c,
 
 const KernelTable& Avx512Kernels() {
   static const KernelTable table{AccumulateRowsAvx512, StoreFloatsAvx512, GemmMicroKernelAvx512,
-                                 kAvx512Mr, kAvx512Nr, LoadFloatsAvx512};
+                                 kAvx512Mr, kAvx512Nr, PackBPanelAvx512};
   return table;
 }
 

@@ -54,17 +54,17 @@ void StoreFloatsScalar(const float* src, int64_t n, ElementType type, void* dst)
   }
 }
 
-void LoadFloatsScalar(const void* src, ElementType type, int64_t n, float* dst) {
-  switch (type) {
-    case ElementType::kFloat32:
-      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-      break;
-    case ElementType::kFloat16:
-      for (int64_t j = 0; j < n; ++j) dst[j] = Float16ToFloat(static_cast<const uint16_t*>(src)[j]);
-      break;
-    case ElementType::kBFloat16:
-      for (int64_t j = 0; j < n; ++j) dst[j] = BFloat16ToFloat(static_cast<const uint16_t*>(src)[j]);
-      break;
+void PackBPanelScalar(const void* B, ElementType type, int64_t ldb, int64_t kc, int64_t width, float* panel) {
+  constexpr int64_t nr = 16;
+  for (int64_t p = 0; p < kc; ++p) {
+    for (int64_t j = 0; j < width; ++j) {
+      switch (type) {
+        case ElementType::kFloat32: panel[p * nr + j] = static_cast<const float*>(B)[p * ldb + j]; break;
+        case ElementType::kFloat16: panel[p * nr + j] = Float16ToFloat(static_cast<const uint16_t*>(B)[p * ldb + j]); break;
+        case ElementType::kBFloat16: panel[p * nr + j] = BFloat16ToFloat(static_cast<const uint16_t*>(B)[p * ldb + j]); break;
+      }
+    }
+    for (int64_t j = width; j < nr; ++j) panel[p * nr + j] = 0.f;
   }
 }
 
@@ -84,7 +84,7 @@ void GemmMicroKernelScalar(const float* a, const float* b, int64_t kc, float* c,
 
 const KernelTable& ScalarKernels() {
   static const KernelTable table{AccumulateRowsScalar, StoreFloatsScalar, GemmMicroKernelScalar,
-                                 kScalarMr, kScalarNr, LoadFloatsScalar};
+                                 kScalarMr, kScalarNr, PackBPanelScalar};
   return table;
 }
 

@@ -89,17 +89,10 @@ void DenseGemm(const void* A, int64_t lda, const void* B, int64_t ldb, ElementTy
 
     for (int64_t kb = 0; kb < k_blocks; ++kb) {
       const int64_t k0 = kb * kKc, kc = std::min(kKc, K - k0);
-      // Row by row of B: each panel's nr values of a row are consecutive in B, so they convert as one run.
       const size_t element = ElementSize(type);
-      for (int64_t p = 0; p < kc; ++p) {
-        const auto* row = static_cast<const unsigned char*>(B) + static_cast<size_t>((k0 + p) * ldb + n0) * element;
-        for (int64_t jr = 0; jr < n_panels; ++jr) {
-          float* dst = packed_b.data() + jr * kKc * nr + p * nr;
-          const int64_t width = std::min(nr, nc - jr * nr);
-          kernels.load_floats(row + static_cast<size_t>(jr * nr) * element, type, width, dst);
-          std::fill(dst + width, dst + nr, 0.f);
-        }
-      }
+      for (int64_t jr = 0; jr < n_panels; ++jr)
+        kernels.pack_b_panel(static_cast<const unsigned char*>(B) + static_cast<size_t>(k0 * ldb + n0 + jr * nr) * element, type, ldb, kc,
+                             std::min(nr, nc - jr * nr), packed_b.data() + jr * kKc * nr);
       for (int64_t ib = 0; ib < m_panels; ++ib) {
         const float* a_panel = packed_a.data() + (kb * m_panels + ib) * kKc * mr;
         const int64_t rows = std::min(mr, M - ib * mr);

@@ -15,8 +15,9 @@ using StoreFloatsFn = void (*)(const float* src, int64_t n, ElementType type, vo
 using GemmMicroKernelFn = void (*)(const float* a, const float* b, int64_t kc, float* c, int64_t ldc, int64_t m, int64_t n,
                                    bool accumulate);
 
-// Converts n consecutive elements of `type` to float32 (exactly; NaN made quiet as F16C does).
-using LoadFloatsFn = void (*)(const void* src, ElementType type, int64_t n, float* dst);
+// Packs a panel of B for the GEMM micro-kernel: panel[p * nr + j] = float(B[p * ldb + j]) for p < kc,
+// j < width, and 0 for width <= j < nr (exact conversion; NaN made quiet as F16C does).
+using PackBPanelFn = void (*)(const void* B, ElementType type, int64_t ldb, int64_t kc, int64_t width, float* panel);
 
 struct KernelTable {
   AccumulateRowsFn accumulate_rows;
@@ -24,7 +25,7 @@ struct KernelTable {
   GemmMicroKernelFn gemm_micro_kernel;
   int64_t gemm_mr;  // rows of A per micro-kernel
   int64_t gemm_nr;  // columns of B per micro-kernel
-  LoadFloatsFn load_floats;
+  PackBPanelFn pack_b_panel;
 };
 
 const KernelTable& ActiveKernels();
