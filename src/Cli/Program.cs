@@ -6,6 +6,7 @@ var root = new RootCommand("SparseOnnx: rewrites exported LLMs in ONNX so they r
 {
     InspectCommand.Create(),
     RepackCommand.Create(),
+    SparsifyCommand.Create(),
     BenchOpCommand.Create(),
 };
 return CommandRunner.Run(root, args);

@@ -86,7 +86,14 @@ public static class ModelSaver
         string dataPath = Path.Combine(directory, dataFileName);
 
         CheckDoesNotOverwriteInputs(model, modelPath, dataPath);
-        Directory.CreateDirectory(directory);
+        try
+        {
+            Directory.CreateDirectory(directory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ModelSaveException($"Could not create the output folder '{directory}': {e.Message}", e);
+        }
 
         bool external = options.ExternalData switch
         {
@@ -147,6 +154,18 @@ public static class ModelSaver
             throw new ModelSaveException(
                 $"The model's tensors total {placement.InlineBytes} bytes, more than one protobuf file can hold (2 GiB).");
         return proto.ToByteArray();
+    }
+
+    /// <summary>
+    /// Throws <see cref="ModelSaveException"/> when saving <paramref name="model"/> to <paramref name="path"/> would
+    /// overwrite the input model or its external data, or write onto a folder: the checks <see cref="Save"/> makes
+    /// first, for callers that want to fail before a long rewrite.
+    /// </summary>
+    public static void CheckTarget(Model model, string path, SaveOptions? options = null)
+    {
+        string modelPath = Path.GetFullPath(path);
+        string dataFileName = options?.DataFileName ?? Path.GetFileName(modelPath) + ".data";
+        CheckDoesNotOverwriteInputs(model, modelPath, Path.Combine(Path.GetDirectoryName(modelPath)!, dataFileName));
     }
 
     private static void CheckDoesNotOverwriteInputs(Model model, string modelPath, string dataPath)

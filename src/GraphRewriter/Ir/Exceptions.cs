@@ -30,3 +30,17 @@ public sealed class ModelSaveException : SparseOnnxException
     /// <summary>Creates the exception.</summary>
     public ModelSaveException(string message, Exception? inner = null) : base(message, inner) { }
 }
+
+/// <summary>A sparsity plan file is malformed, unsafe, or does not fit the model it is applied to.</summary>
+public sealed class InvalidPlanException : SparseOnnxException
+{
+    /// <summary>Creates the exception.</summary>
+    public InvalidPlanException(string message, Exception? inner = null) : base(message, inner) { }
+}
+
+/// <summary>A rewrite found nothing it could change; the message lists what it looked at and why it left each alone.</summary>
+public sealed class NothingToRewriteException : SparseOnnxException
+{
+    /// <summary>Creates the exception.</summary>
+    public NothingToRewriteException(string message) : base(message) { }
+}

@@ -1,20 +1,19 @@
 using System.Buffers.Binary;
-using SparseOnnx.GraphRewriter.Ir;
-
-namespace SparseOnnx.Cli.Benchmarks;
+namespace SparseOnnx.GraphRewriter.Ir;
 
 /// <summary>
-/// Deterministic pseudo-random weights generated while streaming, so a benchmark can write gigabytes of
-/// weights without holding them in memory. Values are uniform in [-scale, scale), stored as float32,
-/// float16 or bfloat16.
+/// Deterministic pseudo-random weights generated while streaming, so benchmarks and tests can write
+/// gigabytes of weights without holding them in memory. Values are uniform in [-scale, scale), stored as
+/// float32, float16 or bfloat16; the same seed always gives the same bytes.
 /// </summary>
-internal sealed class GeneratedTensorData : TensorData
+public sealed class GeneratedTensorData : TensorData
 {
     private readonly DataType _type;
     private readonly long _elements;
     private readonly ulong _seed;
     private readonly float _scale;
 
+    /// <summary>Creates <paramref name="elements"/> values of <paramref name="type"/> from <paramref name="seed"/>.</summary>
     public GeneratedTensorData(DataType type, long elements, ulong seed, float scale)
     {
         if (type is not (DataType.Float or DataType.Float16 or DataType.BFloat16))
@@ -27,12 +26,16 @@ internal sealed class GeneratedTensorData : TensorData
 
     private int ElementSize => _type == DataType.Float ? 4 : 2;
 
+    /// <inheritdoc />
     public override long ByteLength => _elements * ElementSize;
 
+    /// <inheritdoc />
     public override Stream OpenRead() => new GeneratorStream(this);
 
+    /// <inheritdoc />
     public override TensorDataLease Acquire()
     {
+        EnsureSpanAddressable(ByteLength, "Generated tensor data");
         var bytes = new byte[ByteLength];
         using (var stream = OpenRead()) stream.ReadExactly(bytes);
         return new InMemoryTensorData(bytes).Acquire();

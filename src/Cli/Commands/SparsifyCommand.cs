@@ -1,0 +1,178 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Spectre.Console;
+using SparseOnnx.GraphRewriter;
+using SparseOnnx.GraphRewriter.Analysis.Projections;
+using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Ir;
+using SparseOnnx.GraphRewriter.Sparsify;
+
+namespace SparseOnnx.Cli.Commands;
+
+/// <summary>
+/// <c>sparseonnx sparsify IN -o OUT (--sparsity S | --mode threshold --threshold T | --plan FILE) [--kinds ...]
+/// [--no-spontaneous] [--external auto|always|never] [--json]</c>: rewrites the projections into TopKSparseMatMul
+/// followed by spontaneous-neuron Adds and saves the result; prints what it rewrote (layer × kind) and
+/// everything it skipped with the reason. Writes nothing, and fails, when nothing could be rewritten.
+/// </summary>
+public static class SparsifyCommand
+{
+    public static Command Create()
+    {
+        var input = new Argument<FileInfo>("model") { Description = "The ONNX model to sparsify (never modified)." };
+        var output = new Option<FileInfo>("--output", "-o") { Description = "Where to write the sparse model.", Required = true };
+        var sparsity = new Option<double?>("--sparsity")
+        {
+            Description = "Fraction of each projection's input entries to drop, in [0, 1): k = round((1 - sparsity) * K) are kept per token.",
+        };
+        var mode = new Option<string>("--mode") { Description = "topk (keep the k largest |x|) or threshold (keep |x| > threshold).", DefaultValueFactory = _ => "topk" };
+        mode.AcceptOnlyFromAmong("topk", "threshold");
+        var threshold = new Option<float?>("--threshold") { Description = "Uniform magnitude threshold, in threshold mode." };
+        var kinds = new Option<string[]>("--kinds")
+        {
+            Description = "Projection kinds to rewrite, comma-separated: q,k,v,o,gate,up,down,qkv,gate_up (default), lm_head, unknown.",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var plan = new Option<FileInfo?>("--plan") { Description = "Per-projection k or threshold and spontaneous values, as calibration writes them (docs/plan-format.md)." };
+        var noSpontaneous = new Option<bool>("--no-spontaneous") { Description = "Do not inject the spontaneous-neuron Add after each rewritten projection." };
+        var external = new Option<ExternalDataMode>("--external")
+        {
+            Description = "auto: external data when the input had it or its tensors exceed 1 GiB; always; never.",
+            DefaultValueFactory = _ => ExternalDataMode.Auto,
+        };
+        var json = new Option<bool>("--json") { Description = "Print a JSON report instead of tables." };
+        var command = new Command("sparsify", "Replace projections by TopKSparseMatMul (dynamic input sparsity) followed by spontaneous-neuron Adds.")
+        {
+            input, output, sparsity, mode, threshold, kinds, plan, noSpontaneous, external, json,
+        };
+        command.SetAction(parse =>
+        {
+            var options = new SparsifyOptions
+            {
+                Mode = parse.GetValue(mode) == "threshold" ? SparsityMode.Threshold : SparsityMode.TopK,
+                Sparsity = parse.GetValue(sparsity),
+                Threshold = parse.GetValue(threshold),
+                Kinds = ParseKinds(parse.GetValue(kinds)),
+                SpontaneousNeurons = !parse.GetValue(noSpontaneous),
+                Plan = parse.GetValue(plan) is { } planFile ? SparsityPlan.Load(planFile.FullName) : null,
+            };
+            var pass = new SparsifyPass(options);
+            var saveOptions = new SaveOptions { ExternalData = parse.GetValue(external) };
+            string outputPath = parse.GetValue(output)!.FullName;
+            var clock = Stopwatch.StartNew();
+
+            using var model = ModelLoader.Load(parse.GetValue(input)!.FullName);
+            ModelSaver.CheckTarget(model, outputPath, saveOptions);
+            pass.Run(model);
+            var report = pass.Report!;
+            if (report.Rewritten.Count == 0) throw new NothingToRewriteException(NothingRewrittenMessage(report, model));
+            var saved = ModelSaver.Save(model, outputPath, saveOptions);
+            clock.Stop();
+
+            var writer = parse.InvocationConfiguration.Output;
+            if (parse.GetValue(json))
+                writer.WriteLine(ToJson(report, saved, clock.Elapsed).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            else
+                Render(report, saved, clock.Elapsed, InspectCommand.ConsoleFor(writer));
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    private static IReadOnlySet<ProjectionKind> ParseKinds(string[]? values)
+    {
+        if (values is null || values.Length == 0) return SparsifyOptions.DefaultKinds;
+        var kinds = new HashSet<ProjectionKind>();
+        foreach (string name in values.SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
+        {
+            if (name == "unknown") kinds.Add(ProjectionKind.Unknown);
+            else if (name == "default") kinds.UnionWith(SparsifyOptions.DefaultKinds);
+            else kinds.Add(ProjectionKindNames.Parse(name));
+        }
+        return kinds;
+    }
+
+    private static string NothingRewrittenMessage(SparsifyReport report, Model model)
+    {
+        int sparse = SparsifyPass.CountSparseNodes(model);
+        if (report.Skipped.Count == 0)
+            return sparse > 0
+                ? $"Nothing to rewrite: the model has no dense projections left ({sparse} are already {TopKSparseMatMulOp.OpType}); no output was written."
+                : "Nothing to rewrite: the model has no projection (a MatMul or Gemm of an activation and a constant float matrix); no output was written.";
+        var reasons = report.Skipped.GroupBy(s => s.Reason).Select(g => $"{g.Count()} × {g.Key} (e.g. {g.First().Node})");
+        return $"Nothing could be rewritten, so no output was written. The {report.Skipped.Count} projections were skipped: " +
+            string.Join("; ", reasons) + ".";
+    }
+
+    private static JsonObject ToJson(SparsifyReport report, SaveResult saved, TimeSpan elapsed) => new()
+    {
+        ["output"] = saved.ModelPath,
+        ["data_file"] = saved.DataPath,
+        ["seconds"] = Math.Round(elapsed.TotalSeconds, 3),
+        ["rewritten"] = new JsonArray(report.Rewritten.Select(r => (JsonNode)new JsonObject
+        {
+            ["node"] = r.Node,
+            ["graph"] = r.GraphPath,
+            ["kind"] = r.Kind.ToShortName(),
+            ["layer"] = r.Layer,
+            ["in_features"] = r.InFeatures,
+            ["out_features"] = r.OutFeatures,
+            ["dtype"] = r.DataType.DisplayName(),
+            ["k"] = r.K,
+            ["threshold"] = r.Threshold,
+            ["kept_fraction"] = r.KeptFraction,
+            ["replaced"] = r.ReplacedOp,
+            ["spontaneous"] = r.Spontaneous,
+            ["spontaneous_calibrated"] = r.SpontaneousCalibrated,
+            ["source"] = r.Source,
+        }).ToArray()),
+        ["skipped"] = new JsonArray(report.Skipped.Select(s => (JsonNode)new JsonObject
+        {
+            ["node"] = s.Node,
+            ["graph"] = s.GraphPath,
+            ["kind"] = s.Kind.ToShortName(),
+            ["layer"] = s.Layer,
+            ["reason"] = s.Reason,
+        }).ToArray()),
+    };
+
+    private static void Render(SparsifyReport report, SaveResult saved, TimeSpan elapsed, IAnsiConsole console)
+    {
+        var kinds = report.Rewritten.Select(r => r.Kind).Distinct().Order().ToList();
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("layer");
+        foreach (var kind in kinds) table.AddColumn(new TableColumn(kind.ToShortName()).RightAligned());
+        foreach (var row in report.Rewritten.GroupBy(r => r.Layer).OrderBy(g => g.Key ?? int.MaxValue))
+        {
+            var cells = new List<string> { row.Key?.ToString(CultureInfo.InvariantCulture) ?? "-" };
+            foreach (var kind in kinds)
+                cells.Add(string.Join("\n", row.Where(r => r.Kind == kind).Select(Cell).Distinct()));
+            table.AddRow(cells.ToArray());
+        }
+        console.MarkupLine("[bold]Rewritten[/] (cells: k of K, kept %; τ: threshold)");
+        console.Write(table);
+
+        foreach (var s in report.Skipped)
+            console.MarkupLine($"[yellow]skipped[/] {Markup.Escape(s.Node)} ({s.Kind.ToShortName()}, layer {s.Layer?.ToString(CultureInfo.InvariantCulture) ?? "-"}" +
+                $"{(s.GraphPath == "main" ? "" : ", " + Markup.Escape(s.GraphPath))}): {Markup.Escape(s.Reason)}");
+
+        int total = report.Rewritten.Count + report.Skipped.Count;
+        var topk = report.Rewritten.Where(r => r.K is not null).ToList();
+        string kept = topk.Count == 0 ? "" :
+            $"; they read {100.0 * topk.Sum(r => r.K!.Value * r.OutFeatures) / topk.Sum(r => r.InFeatures * r.OutFeatures):0.#}% of their weight rows per token";
+        console.MarkupLine($"rewrote {report.Rewritten.Count} of {total} projections{kept}");
+        int spontaneous = report.Rewritten.Count(r => r.Spontaneous);
+        int calibrated = report.Rewritten.Count(r => r.SpontaneousCalibrated);
+        console.MarkupLine(spontaneous == 0 ? "no spontaneous-neuron Adds (--no-spontaneous)"
+            : $"spontaneous-neuron Adds: {spontaneous} ({calibrated} calibrated from the plan, {spontaneous - calibrated} zeros until calibrated)");
+        console.MarkupLine($"wrote {Markup.Escape(saved.ModelPath)} ({saved.ModelFileBytes} bytes) in {elapsed.TotalSeconds:0.0} s");
+        if (saved.DataPath is not null)
+            console.MarkupLine($"wrote {Markup.Escape(saved.DataPath)} ({saved.ExternalTensors} tensors, {saved.ExternalBytes} bytes)");
+    }
+
+    private static string Cell(SparsifiedProjection r) => r.K is { } k
+        ? $"{k}/{r.InFeatures} {100.0 * k / r.InFeatures:0.#}%"
+        : $"τ {r.Threshold!.Value.ToString("0.####", CultureInfo.InvariantCulture)}";
+}

@@ -1,0 +1,56 @@
+using System.Buffers.Binary;
+using SparseOnnx.GraphRewriter.Ir;
+
+namespace SparseOnnx.GraphRewriter.Sparsify;
+
+/// <summary>Element conversions between float and the floating-point types the rewriter writes.</summary>
+internal static class FloatElements
+{
+    public static bool IsSupported(DataType type) => type is DataType.Float or DataType.Float16 or DataType.BFloat16;
+
+    /// <summary>Floats as raw little-endian bytes of <paramref name="type"/> (round to nearest even).</summary>
+    public static byte[] Encode(ReadOnlySpan<float> values, DataType type)
+    {
+        int size = type == DataType.Float ? 4 : 2;
+        var bytes = new byte[values.Length * size];
+        for (int i = 0; i < values.Length; i++)
+        {
+            var slot = bytes.AsSpan(i * size, size);
+            switch (type)
+            {
+                case DataType.Float: BinaryPrimitives.WriteSingleLittleEndian(slot, values[i]); break;
+                case DataType.Float16: BinaryPrimitives.WriteHalfLittleEndian(slot, (Half)values[i]); break;
+                case DataType.BFloat16: BinaryPrimitives.WriteUInt16LittleEndian(slot, ToBFloat16(values[i])); break;
+                default: throw new NotSupportedException($"Cannot encode {type.DisplayName()}.");
+            }
+        }
+        return bytes;
+    }
+
+    /// <summary>Raw little-endian bytes of <paramref name="type"/> as floats.</summary>
+    public static float[] Decode(ReadOnlySpan<byte> bytes, DataType type)
+    {
+        int size = type == DataType.Float ? 4 : 2;
+        var values = new float[bytes.Length / size];
+        for (int i = 0; i < values.Length; i++)
+        {
+            var slot = bytes.Slice(i * size, size);
+            values[i] = type switch
+            {
+                DataType.Float => BinaryPrimitives.ReadSingleLittleEndian(slot),
+                DataType.Float16 => (float)BinaryPrimitives.ReadHalfLittleEndian(slot),
+                DataType.BFloat16 => BitConverter.UInt32BitsToSingle((uint)BinaryPrimitives.ReadUInt16LittleEndian(slot) << 16),
+                _ => throw new NotSupportedException($"Cannot decode {type.DisplayName()}."),
+            };
+        }
+        return values;
+    }
+
+    private static ushort ToBFloat16(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        if ((bits & 0x7FFFFFFF) > 0x7F800000) return (ushort)((bits >> 16) | 0x40);
+        bits += 0x7FFF + ((bits >> 16) & 1);
+        return (ushort)(bits >> 16);
+    }
+}
