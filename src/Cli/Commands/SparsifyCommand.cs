@@ -167,6 +167,9 @@ public static class SparsifyCommand
         int calibrated = report.Rewritten.Count(r => r.SpontaneousCalibrated);
         console.MarkupLine(spontaneous == 0 ? "no spontaneous-neuron Adds (--no-spontaneous)"
             : $"spontaneous-neuron Adds: {spontaneous} ({calibrated} calibrated from the plan, {spontaneous - calibrated} zeros until calibrated)");
+        if (report.Rewritten.Any(r => r.Spontaneous && r.DataType == DataType.BFloat16))
+            console.MarkupLine("[yellow]note[/]: ONNX Runtime's CPU provider has no bfloat16 Add; run this model on a GPU provider, " +
+                "or sparsify with --no-spontaneous for CPU.");
         console.MarkupLine($"wrote {Markup.Escape(saved.ModelPath)} ({saved.ModelFileBytes} bytes) in {elapsed.TotalSeconds:0.0} s");
         if (saved.DataPath is not null)
             console.MarkupLine($"wrote {Markup.Escape(saved.DataPath)} ({saved.ExternalTensors} tensors, {saved.ExternalBytes} bytes)");

@@ -22,7 +22,7 @@ internal static class AtomicFile
             }
             File.Move(temp, full, overwrite: true);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (ModelSaver.IsWriteFailure(e))
         {
             throw new ModelSaveException($"Could not write '{path}': {e.Message}", e);
         }

@@ -131,7 +131,7 @@ public static class ModelSaver
             return new SaveResult(modelPath, placement.Entries.Count > 0 ? dataPath : null, modelBytes,
                 placement.Entries.Sum(e => e.Data.ByteLength), placement.Entries.Count, placement.ReusedTensors);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (IsWriteFailure(e))
         {
             throw new ModelSaveException($"Could not save the model to '{path}': {e.Message}", e);
         }
@@ -184,6 +184,13 @@ public static class ModelSaver
                         "Choose another output path.");
         }
     }
+
+    /// <summary>
+    /// A failed write: IO errors (a full disk), permissions, and a file larger than the file system or the
+    /// process may write (EFBIG: FAT32's 4 GiB, RLIMIT_FSIZE), which .NET reports as an out-of-range length.
+    /// </summary>
+    internal static bool IsWriteFailure(Exception e) =>
+        e is IOException or UnauthorizedAccessException || e is ArgumentOutOfRangeException { ParamName: "value" };
 
     private static long TotalTensorBytes(Model model) =>
         model.AllGraphs().SelectMany(g => g.Initializers).Sum(v => v.ConstValue!.Data is StringTensorData ? 0 : v.ConstValue.Data.ByteLength);

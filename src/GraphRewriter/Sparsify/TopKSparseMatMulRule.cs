@@ -57,8 +57,8 @@ internal static class TopKSparseMatMulRule
 
     /// <summary>
     /// Rewrites <paramref name="projection"/> (which <see cref="Check"/> accepted) and returns the value that
-    /// now holds its result: the projection's own output, or for a Gemm with alpha or C the last value of
-    /// the sequence that replaces it (named as the Gemm's output was).
+    /// now holds its result: the projection's output (after its bias Add, if any), or for a Gemm with alpha or
+    /// C the last value of the sequence that replaces it (named as the Gemm's output was).
     /// </summary>
     public static Value Apply(Projection projection, SparsitySetting setting, RewriteContext context)
     {
@@ -88,6 +88,7 @@ internal static class TopKSparseMatMulRule
         var result = node.Outputs[0];
         result.Type ??= ProjectedType(node.Inputs[0]!, projection.OutFeatures, projection.DataType);
         Splice.Declare(result);
+        if (!gemm) return projection.Output; // the MatMul's output, or the output of the bias Add that follows it
         string nodeName = projection.DisplayName;
         if (alpha != 1f)
         {
@@ -98,6 +99,7 @@ internal static class TopKSparseMatMulRule
         {
             var scaledBias = beta == 1f ? bias : ScaledBias(bias, beta, projection, node, context);
             var add = Splice.After(model, result, "Add", [scaledBias], nodeName + "/bias", result.Name + ".without_bias");
+            DeadWeightChain.Remove(bias, model);
             add.MetadataProps.Add(new(TopKSparseMatMulOp.MetadataPrefix + "rule", RuleName + " (Gemm bias)"));
             result = add.Outputs[0];
         }

@@ -4,8 +4,8 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 namespace SparseOnnx.GraphRewriter.Tests.TestUtil;
 
 /// <summary>
-/// Runs a model file in ONNX Runtime (graph optimizations off, so what runs is what the file says) on
-/// seeded random inputs and returns every output's raw bytes, for bitwise comparisons.
+/// Runs a model file in ONNX Runtime (graph optimizations off, so what runs is what the file says; the
+/// SparseOnnx ops registered) on seeded random inputs and returns every output's raw bytes.
 /// </summary>
 public static class OrtRunner
 {
@@ -13,8 +13,7 @@ public static class OrtRunner
     /// <param name="intUpperBound">Integer inputs are drawn from [0, intUpperBound).</param>
     public static Dictionary<string, byte[]> Run(string modelPath, int seed, IReadOnlyDictionary<string, long>? dims = null, long intUpperBound = 8)
     {
-        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
-        using var session = new InferenceSession(modelPath, options);
+        using var session = Sessions.Open(modelPath);
         var random = new Random(seed);
         var inputs = new Dictionary<string, OrtValue>();
         try
@@ -54,6 +53,8 @@ public static class OrtRunner
                 Enumerable.Range(0, (int)count).Select(_ => random.Next(2) == 1).ToArray(), shape),
             TensorElementType.Float16 => OrtValue.CreateTensorValueFromMemory(
                 Enumerable.Range(0, (int)count).Select(_ => (Float16)(float)(random.NextDouble() * 2 - 1)).ToArray(), shape),
+            TensorElementType.BFloat16 => OrtValue.CreateTensorValueFromMemory(
+                Enumerable.Range(0, (int)count).Select(_ => (BFloat16)(float)(random.NextDouble() * 2 - 1)).ToArray(), shape),
             _ => throw new NotSupportedException($"No random input generator for {type}."),
         };
     }

@@ -10,7 +10,10 @@ public static class PeakMemory
     public static bool IsSupported => OperatingSystem.IsLinux() && File.Exists("/proc/self/clear_refs");
 
     /// <summary>Runs <paramref name="action"/> and returns how far the peak resident set rose above the resident set before it.</summary>
-    public static long MeasureGrowthBytes(Action action)
+    public static long MeasureGrowthBytes(Action action) => Measure(action).GrowthBytes;
+
+    /// <summary>Runs <paramref name="action"/>; returns the resident set before it, its peak during it, and the growth.</summary>
+    public static (long BeforeBytes, long PeakBytes, long GrowthBytes) Measure(Action action)
     {
         GC.Collect();
         GC.WaitForPendingFinalizers();
@@ -19,7 +22,7 @@ public static class PeakMemory
         long before = ReadStatusKb("VmRSS");
         action();
         long peak = ReadStatusKb("VmHWM");
-        return (peak - before) * 1024;
+        return (before * 1024, peak * 1024, (peak - before) * 1024);
     }
 
     private static long ReadStatusKb(string field)

@@ -50,6 +50,8 @@ public sealed record MimicConfig
     public bool SoftcapLogits { get; init; }
     /// <summary>Module-path names (/model/layers.0/self_attn/q_proj/MatMul) instead of opaque ones (MatMul_17).</summary>
     public bool MeaningfulNames { get; init; }
+    /// <summary>Makes each weight matrix's data from (key, rows, columns), e.g. streamed random data for large models; default: in-memory random floats.</summary>
+    public Func<string, long, long, TensorData>? WeightData { get; init; }
 }
 
 /// <summary>One projection the mimic created: its node name and the kind and layer it must be classified as.</summary>
@@ -150,6 +152,12 @@ public sealed class TransformerMimic
     private Value Weight(string key, long rows, long cols)
     {
         if (_weightCache.TryGetValue(key, out var cached)) return cached;
+        if (_c.WeightData is { } make)
+        {
+            var generated = new GraphBuilder(_weights).Initializer(new Tensor(WeightName(key), DataType.Float, [rows, cols], make(key, rows, cols)));
+            _weightCache[key] = generated;
+            return generated;
+        }
         var values = new float[rows * cols];
         for (int i = 0; i < values.Length; i++) values[i] = (float)(_random.NextDouble() - 0.5);
         var value = new GraphBuilder(_weights).Initializer(WeightName(key), [rows, cols], values);
