@@ -3,6 +3,8 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using SparseOnnx.Cli.Commands;
+using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Ir;
 
 namespace SparseOnnx.Cli.Tests;
 
@@ -76,6 +78,45 @@ public class SparsifyCommandTests : IDisposable
         Assert.Contains("Nothing could be rewritten, so no output was written", error);
         Assert.Contains("15 projections were skipped", error);
         Assert.Empty(Directory.GetFileSystemEntries(_dir));
+    }
+
+    [Fact]
+    public void AModelWithoutProjectionsIsAClearError()
+    {
+        var graph = new Graph("no_projections");
+        var b = new GraphBuilder(graph);
+        b.Output(b.Op("Relu", b.Input("X", DataType.Float, "n", 8L)), DataType.Float);
+        string input = Path.Combine(_dir, "relu.onnx");
+        using (var model = new Model(graph) { IrVersion = 8 })
+        {
+            model.OpsetImports.Set("", 17);
+            ModelSaver.Save(model, input);
+        }
+        var (code, _, error) = Run("sparsify", input, "-o", Path.Combine(_dir, "out.onnx"), "--sparsity", "0.5");
+        Assert.Equal(ExitCodes.InputError, code);
+        Assert.Contains("the model has no projection", error);
+        Assert.False(File.Exists(Path.Combine(_dir, "out.onnx")));
+    }
+
+    [Fact]
+    public void AnUnsupportedElementTypeIsNamedInTheError()
+    {
+        var graph = new Graph("double");
+        var b = new GraphBuilder(graph);
+        var x = b.Input("X", DataType.Double, "n", 8L);
+        var w = b.Initializer(Tensor.FromElements<double>("w", DataType.Double, [8, 4], new double[32]));
+        var y = b.Node("", "MatMul", [x, w], 1, "proj").Outputs[0];
+        b.Output(b.Op("Relu", y), DataType.Double);
+        string input = Path.Combine(_dir, "double.onnx");
+        using (var model = new Model(graph) { IrVersion = 8 })
+        {
+            model.OpsetImports.Set("", 17);
+            ModelSaver.Save(model, input);
+        }
+        var (code, _, error) = Run("sparsify", input, "-o", Path.Combine(_dir, "out.onnx"), "--sparsity", "0.5", "--kinds", "unknown,lm_head");
+        Assert.Equal(ExitCodes.InputError, code);
+        Assert.Contains("the weight is float64; TopKSparseMatMul takes float32, float16 or bfloat16 (e.g. proj)", error);
+        Assert.False(File.Exists(Path.Combine(_dir, "out.onnx")));
     }
 
     [Fact]

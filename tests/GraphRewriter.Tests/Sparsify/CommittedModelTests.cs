@@ -68,6 +68,39 @@ public class CommittedModelTests
     }
 
     /// <summary>
+    /// A model with external data: the sparse model gets its own data file and stands alone. The input's data
+    /// file is deleted before the sparse model runs, and it still matches the original's outputs.
+    /// </summary>
+    [Fact]
+    public void AnExternalDataModelGetsItsOwnDataFileAndStandsAlone()
+    {
+        using var dir = new TempDirectory();
+        string external = dir.File("in/model.onnx");
+        string sparse = dir.File("out/model.onnx");
+        using (var model = ModelLoader.Load(Path.Combine(RepositoryPaths.Models, "llama-brown", "model.onnx")))
+            ModelSaver.Save(model, external, new SaveOptions { ExternalData = ExternalDataMode.Always });
+        var spec = DecodingRunner.Spec("llama-brown");
+        List<StepResult> expected;
+        using (var session = Sessions.Open(external)) expected = DecodingRunner.Run(session, spec);
+
+        SaveResult saved;
+        using (var model = ModelLoader.Load(external))
+        {
+            new SparsifyPass(new SparsifyOptions { Sparsity = 0 }).Run(model);
+            saved = ModelSaver.Save(model, sparse);
+        }
+        Assert.Equal(dir.File("out/model.onnx.data"), saved.DataPath);
+        Assert.Equal(0, saved.ReusedTensors);
+        File.Delete(external + ".data");
+
+        using var sparseSession = Sessions.Open(sparse);
+        var actual = DecodingRunner.Run(sparseSession, spec);
+        for (int i = 0; i < expected.Count; i++)
+            foreach (var (name, tensor) in expected[i].Outputs)
+                Numerics.AssertRelativelyClose(tensor.Data, actual[i].Outputs[name].Data, SparsityZeroTolerance, $"{expected[i].Case} step {expected[i].Step} {name}");
+    }
+
+    /// <summary>
     /// llama-brown sparsified; layer 1's seven projections are probed (their input X and the op's output Y
     /// become graph outputs) on every golden step, prefill (more than 16 rows: the masked dense path) and
     /// decode (the selected-rows path), and Y is checked against a naive masked product in double.

@@ -24,8 +24,16 @@ public class LargeModelSparsifyTests
     {
         Layers = 16, Hidden = 2048, Heads = 32, KvHeads = 8, Intermediate = 8192, Vocab = 128256,
         TiedHead = true, MeaningfulNames = true, Linear = LinearStyle.MatMulTransposedWeight,
-        WeightData = (key, rows, columns) => new GeneratedTensorData(DataType.Float, rows * columns, (ulong)key.GetHashCode(StringComparison.Ordinal) + 1, 0.05f),
+        WeightData = (key, rows, columns) => new GeneratedTensorData(DataType.Float, rows * columns, StableSeed(key), 0.05f),
     };
+
+    // FNV-1a: string.GetHashCode is randomized per process, and the weights should not be.
+    private static ulong StableSeed(string key)
+    {
+        ulong hash = 14695981039346656037UL;
+        foreach (char c in key) hash = (hash ^ c) * 1099511628211UL;
+        return hash;
+    }
 
     [Fact]
     public void SparsifyingALlama32_1BSizedModelStaysUnder1_5GB()
