@@ -36,9 +36,16 @@ public static class CommandRunner
             error.WriteLine($"error: {e.Message}");
             return ExitCodes.InputError;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or FormatException
+                                      or Runtime.Tokenization.TokenizerLoadException or Runtime.Inference.UnsupportedModelException)
         {
             error.WriteLine($"error: {e.Message}");
+            return ExitCodes.InputError;
+        }
+        catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e)
+        {
+            // ONNX Runtime refused the model or its inputs (invalid graph, missing op, out-of-range ids).
+            error.WriteLine($"error: ONNX Runtime: {e.Message}");
             return ExitCodes.InputError;
         }
         catch (Exception e)

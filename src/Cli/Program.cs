@@ -7,6 +7,10 @@ var root = new RootCommand("SparseOnnx: rewrites exported LLMs in ONNX so they r
     InspectCommand.Create(),
     RepackCommand.Create(),
     SparsifyCommand.Create(),
+    EvalCommand.Create(),
+    GenerateCommand.Create(),
+    BenchCommand.Create(),
+    ReportCommand.Create(),
     BenchOpCommand.Create(),
 };
 return CommandRunner.Run(root, args);

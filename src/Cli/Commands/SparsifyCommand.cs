@@ -82,7 +82,7 @@ public static class SparsifyCommand
         return command;
     }
 
-    private static IReadOnlySet<ProjectionKind> ParseKinds(string[]? values)
+    internal static IReadOnlySet<ProjectionKind> ParseKinds(string[]? values)
     {
         if (values is null || values.Length == 0) return SparsifyOptions.DefaultKinds;
         var kinds = new HashSet<ProjectionKind>();

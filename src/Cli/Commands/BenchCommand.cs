@@ -1,0 +1,105 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Spectre.Console;
+using SparseOnnx.Cli.Benchmarks;
+using SparseOnnx.Runtime.Benchmarking;
+using SparseOnnx.Runtime.Inference;
+
+namespace SparseOnnx.Cli.Commands;
+
+/// <summary>
+/// <c>sparseonnx bench MODEL [--baseline DENSE] [--prompt-tokens 128] [--tokens 128] [--threads N] [--json]</c>:
+/// prefill and decode tokens/s of a model and of its baseline, interleaved in the same run, medians.
+/// </summary>
+public static class BenchCommand
+{
+    public static Command Create()
+    {
+        var model = new Argument<FileInfo>("model") { Description = "The ONNX causal LM to measure (typically the sparsified one)." };
+        var baseline = new Option<FileInfo?>("--baseline") { Description = "The dense model to compare with, measured in the same run." };
+        var promptTokens = new Option<int>("--prompt-tokens") { Description = "Prompt length (one prefill call).", DefaultValueFactory = _ => 128 };
+        var tokens = new Option<int>("--tokens") { Description = "Tokens decoded one at a time after the prefill.", DefaultValueFactory = _ => 128 };
+        var repetitions = new Option<int>("--repetitions") { Description = "Measured repetitions per model (medians are reported).", DefaultValueFactory = _ => 3 };
+        var warmup = new Option<int>("--warmup") { Description = "Unmeasured repetitions per model first.", DefaultValueFactory = _ => 1 };
+        var json = new Option<bool>("--json") { Description = "Print JSON (decode_tokens_per_s, baseline_decode_tokens_per_s, decode_speedup, …)." };
+        var runtime = new RuntimeOptions();
+        var command = new Command("bench",
+            "Prefill and decode throughput of a model, and of its baseline in the same run: each repetition prefills a seeded random " +
+            "prompt in one call, then decodes greedily one token at a time through the KV cache; the models alternate (A B, B A, …) " +
+            "and the medians are reported, with the speedup over the baseline.")
+        {
+            model, baseline, promptTokens, tokens, repetitions, warmup, json,
+        };
+        runtime.AddTo(command);
+        command.SetAction(parse =>
+        {
+            var options = new DecodeBenchmarkOptions
+            {
+                PromptTokens = parse.GetValue(promptTokens), DecodeTokens = parse.GetValue(tokens),
+                Repetitions = parse.GetValue(repetitions), WarmupRepetitions = parse.GetValue(warmup),
+            };
+            options.Validate();
+            var lmOptions = runtime.Read(parse);
+            using var lm = CausalLm.Open(parse.GetValue(model)!.FullName, lmOptions);
+            using var dense = parse.GetValue(baseline) is { } baselineFile ? CausalLm.Open(baselineFile.FullName, lmOptions) : null;
+            var result = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Benchmark", bar =>
+                DecodeBenchmark.Run(lm, dense, options, new ProgressDisplay.Immediate<BenchmarkProgress>(p =>
+                    bar.Update(p.Done, p.Total, p.Running.Length > 0 ? $"Benchmark: {Path.GetFileName(Path.GetDirectoryName(p.Running))}/{Path.GetFileName(p.Running)}" : null))));
+            var writer = parse.InvocationConfiguration.Output;
+            var machine = MachineInfo.Read();
+            if (parse.GetValue(json))
+                writer.WriteLine(ToJson(result, lmOptions, lm.Device, machine).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            else
+                Render(result, lmOptions, lm.Device, machine, InspectCommand.ConsoleFor(writer));
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    internal static JsonObject ToJson(DecodeBenchmarkResult result, CausalLmOptions lmOptions, ExecutionDevice device, MachineInfo machine)
+    {
+        static JsonArray Samples(ModelThroughput t) => new(t.Samples.Select(s => (JsonNode)new JsonObject
+        {
+            ["prefill_tokens_per_s"] = s.PrefillTokensPerSecond,
+            ["decode_tokens_per_s"] = s.DecodeTokensPerSecond,
+        }).ToArray());
+        var json = new JsonObject
+        {
+            ["model"] = result.Model.ModelPath,
+            ["prompt_tokens"] = result.Options.PromptTokens,
+            ["decode_tokens"] = result.Options.DecodeTokens,
+            ["repetitions"] = result.Options.Repetitions,
+            ["threads"] = lmOptions.Threads,
+            ["device"] = device.ToString().ToLowerInvariant(),
+            ["machine"] = machine.ToString(),
+            ["prefill_tokens_per_s"] = result.Model.PrefillTokensPerSecond,
+            ["decode_tokens_per_s"] = result.Model.DecodeTokensPerSecond,
+            ["samples"] = Samples(result.Model),
+        };
+        if (result.Baseline is { } b)
+        {
+            json["baseline"] = b.ModelPath;
+            json["baseline_prefill_tokens_per_s"] = b.PrefillTokensPerSecond;
+            json["baseline_decode_tokens_per_s"] = b.DecodeTokensPerSecond;
+            json["baseline_samples"] = Samples(b);
+            json["decode_speedup"] = result.DecodeSpeedup;
+            json["prefill_speedup"] = result.PrefillSpeedup;
+        }
+        return json;
+    }
+
+    private static void Render(DecodeBenchmarkResult result, CausalLmOptions lmOptions, ExecutionDevice device, MachineInfo machine, IAnsiConsole console)
+    {
+        console.WriteLine($"{machine}; {lmOptions.Threads} threads, {device.ToString().ToLowerInvariant()}; prompt {result.Options.PromptTokens} tokens, " +
+                          $"{result.Options.DecodeTokens} decoded; medians of {result.Options.Repetitions} (after {result.Options.WarmupRepetitions} warm-up)");
+        var table = new Table().AddColumns("", "model", "prefill tokens/s", "decode tokens/s");
+        table.AddRow("model", Markup.Escape(result.Model.ModelPath), $"{result.Model.PrefillTokensPerSecond:F1}", $"{result.Model.DecodeTokensPerSecond:F2}");
+        if (result.Baseline is { } b)
+        {
+            table.AddRow("baseline", Markup.Escape(b.ModelPath), $"{b.PrefillTokensPerSecond:F1}", $"{b.DecodeTokensPerSecond:F2}");
+            table.AddRow("speedup", "", $"{result.PrefillSpeedup:F2}×", $"{result.DecodeSpeedup:F2}×");
+        }
+        console.Write(table);
+    }
+}

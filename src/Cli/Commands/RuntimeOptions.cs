@@ -1,0 +1,54 @@
+using System.CommandLine;
+using SparseOnnx.Runtime.Inference;
+using SparseOnnx.Runtime.Tokenization;
+
+namespace SparseOnnx.Cli.Commands;
+
+/// <summary>The options every command that runs a model shares: threads and device.</summary>
+internal sealed class RuntimeOptions
+{
+    public Option<int> Threads { get; } = new("--threads")
+    {
+        Description = "ONNX Runtime intra-op threads (default: all logical cores).",
+        DefaultValueFactory = _ => Environment.ProcessorCount,
+    };
+
+    public Option<ExecutionDevice> Device { get; } = new("--device")
+    {
+        Description = "cpu, cuda (fails without ONNX Runtime's CUDA provider), or auto (CUDA when available).",
+        DefaultValueFactory = _ => ExecutionDevice.Cpu,
+    };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Threads);
+        command.Options.Add(Device);
+    }
+
+    public CausalLmOptions Read(ParseResult parse)
+    {
+        int threads = parse.GetValue(Threads);
+        if (threads < 1) throw new ArgumentException($"--threads must be at least 1, not {threads}.");
+        return new CausalLmOptions { Threads = threads, Device = parse.GetValue(Device) };
+    }
+
+    /// <summary>Loads the tokenizer named by <paramref name="option"/>, or the one beside the model when none is named.</summary>
+    public static TextTokenizer LoadTokenizer(ParseResult parse, Option<FileSystemInfo?> option, string modelPath)
+    {
+        if (parse.GetValue(option) is { } given) return TextTokenizer.Load(given.FullName);
+        string folder = Path.GetDirectoryName(Path.GetFullPath(modelPath))!;
+        try
+        {
+            return TextTokenizer.Load(folder);
+        }
+        catch (TokenizerLoadException)
+        {
+            throw new ArgumentException($"No --tokenizer given and none beside the model in '{folder}' (tokenizer.model or tokenizer.json).");
+        }
+    }
+
+    public static Option<FileSystemInfo?> TokenizerOption() => new("--tokenizer")
+    {
+        Description = "Tokenizer: SentencePiece tokenizer.model, Hugging Face tokenizer.json, a .tiktoken file, or a folder with one (default: the model's folder).",
+    };
+}

@@ -1,0 +1,126 @@
+using Microsoft.ML.OnnxRuntime;
+using SparseOnnx.CustomOps;
+
+namespace SparseOnnx.Runtime.Inference;
+
+/// <summary>Where a <see cref="CausalLm"/> runs.</summary>
+public enum ExecutionDevice
+{
+    /// <summary>ONNX Runtime's CPU execution provider.</summary>
+    Cpu,
+    /// <summary>The CUDA execution provider; opening fails when the ONNX Runtime in use has none.</summary>
+    Cuda,
+    /// <summary>CUDA when the ONNX Runtime in use has it and a GPU answers, otherwise CPU.</summary>
+    Auto,
+}
+
+/// <summary>How to open a <see cref="CausalLm"/>.</summary>
+public sealed record CausalLmOptions
+{
+    /// <summary>Threads for one node's work (ONNX Runtime's intra-op pool); 0 lets ONNX Runtime choose.</summary>
+    public int Threads { get; init; }
+
+    /// <summary>Where to run; CPU by default.</summary>
+    public ExecutionDevice Device { get; init; } = ExecutionDevice.Cpu;
+
+    /// <summary>ONNX Runtime's graph optimization level; all optimizations by default, as a service would run.</summary>
+    public GraphOptimizationLevel OptimizationLevel { get; init; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
+
+    /// <summary>Registers the SparseOnnx op library (needed by sparsified models; harmless for dense ones).</summary>
+    public bool RegisterSparseOnnxOps { get; init; } = true;
+}
+
+/// <summary>
+/// A causal language model loaded in ONNX Runtime, with the SparseOnnx ops registered. One instance serves
+/// any number of concurrent requests: each request keeps its own state in a <see cref="DecoderSequence"/>,
+/// and ONNX Runtime's <c>Run</c> is safe to call from several threads on one session.
+/// </summary>
+public sealed class CausalLm : IDisposable
+{
+    private readonly InferenceSession _session;
+
+    private CausalLm(InferenceSession session, string path, DecoderSignature signature, ExecutionDevice device)
+    {
+        _session = session;
+        ModelPath = path;
+        Signature = signature;
+        Device = device;
+    }
+
+    /// <summary>The model file.</summary>
+    public string ModelPath { get; }
+
+    /// <summary>The decoder's inputs and outputs.</summary>
+    public DecoderSignature Signature { get; }
+
+    /// <summary>Where the model actually runs (never <see cref="ExecutionDevice.Auto"/>).</summary>
+    public ExecutionDevice Device { get; }
+
+    internal InferenceSession Session => _session;
+
+    /// <summary>
+    /// Opens <paramref name="modelPath"/>. Throws <see cref="FileNotFoundException"/>, <see cref="UnsupportedModelException"/>
+    /// when it is not a KV-cache decoder, or <see cref="OnnxRuntimeException"/> when ONNX Runtime rejects it.
+    /// </summary>
+    public static CausalLm Open(string modelPath, CausalLmOptions? options = null)
+    {
+        options ??= new CausalLmOptions();
+        if (!File.Exists(modelPath)) throw new FileNotFoundException($"The model '{modelPath}' does not exist.", modelPath);
+        using var sessionOptions = new SessionOptions
+        {
+            GraphOptimizationLevel = options.OptimizationLevel,
+            IntraOpNumThreads = options.Threads,
+            InterOpNumThreads = 1,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+        };
+        if (options.RegisterSparseOnnxOps) sessionOptions.RegisterSparseOnnxOps();
+        var device = ExecutionDevice.Cpu;
+        if (options.Device != ExecutionDevice.Cpu)
+        {
+            try
+            {
+                sessionOptions.AppendExecutionProvider_CUDA(0);
+                device = ExecutionDevice.Cuda;
+            }
+            catch (Exception e) when (options.Device == ExecutionDevice.Auto && e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
+            {
+                device = ExecutionDevice.Cpu;
+            }
+        }
+        var session = new InferenceSession(modelPath, sessionOptions);
+        try
+        {
+            return new CausalLm(session, modelPath, DecoderSignature.Discover(session, modelPath), device);
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Starts a new request with an empty KV cache. Dispose it when the request ends.</summary>
+    public DecoderSequence StartSequence() => new(this);
+
+    /// <summary>
+    /// Runs <paramref name="batch"/> independent windows of <paramref name="length"/> tokens each with no past
+    /// (all positions attended), and returns the logits [batch, length, vocabulary] as float32.
+    /// </summary>
+    public float[] ForwardWindows(ReadOnlySpan<long> tokens, int batch, int length, out int vocabulary)
+    {
+        if (batch <= 0 || length <= 0 || tokens.Length != (long)batch * length)
+            throw new ArgumentException($"Expected {batch} × {length} tokens, got {tokens.Length}.", nameof(tokens));
+        var positions = new long[tokens.Length];
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < length; t++) positions[(long)b * length + t] = t;
+        var mask = new long[tokens.Length];
+        Array.Fill(mask, 1L);
+        using var run = new DecoderRun(this, tokens.ToArray(), mask, positions, batch, length, pastValues: null);
+        var logits = run.LogitsAsFloat(out var shape);
+        vocabulary = (int)shape[2];
+        return logits;
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _session.Dispose();
+}

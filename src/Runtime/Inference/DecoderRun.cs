@@ -1,0 +1,101 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+
+namespace SparseOnnx.Runtime.Inference;
+
+/// <summary>
+/// One call of the decoder: builds its inputs (ids, mask, positions, past key/values or empty ones), runs it,
+/// and owns the outputs until disposed, so the present key/values can be fed to the next call without a copy.
+/// </summary>
+internal sealed class DecoderRun : IDisposable
+{
+    private readonly IDisposableReadOnlyCollection<OrtValue> _outputs;
+    private readonly string[] _outputNames;
+
+    // pastValues: the previous run, whose presents become this run's past; null for an empty cache.
+    public DecoderRun(CausalLm model, long[] ids, long[] mask, long[] positions, int batch, int length, DecoderRun? pastValues)
+    {
+        var signature = model.Signature;
+        var names = new List<string>();
+        var values = new List<OrtValue>();
+        var owned = new List<OrtValue>();
+        try
+        {
+            void Add(string name, OrtValue value, bool own)
+            {
+                names.Add(name);
+                values.Add(value);
+                if (own) owned.Add(value);
+            }
+            Add(signature.InputIds, OrtValue.CreateTensorValueFromMemory(ids, [batch, length]), true);
+            if (signature.AttentionMask is { } maskName)
+                Add(maskName, OrtValue.CreateTensorValueFromMemory(mask, [batch, mask.Length / batch]), true);
+            if (signature.PositionIds is { } positionName)
+                Add(positionName, OrtValue.CreateTensorValueFromMemory(positions, [batch, length]), true);
+            if (signature.UseCacheBranch is { } branchName)
+                Add(branchName, OrtValue.CreateTensorValueFromMemory(new[] { pastValues is not null }, [1]), true);
+            foreach (var layer in signature.Layers)
+            {
+                if (pastValues is not null)
+                {
+                    Add(layer.PastKey, pastValues.Output(layer.PresentKey), false);
+                    Add(layer.PastValue, pastValues.Output(layer.PresentValue), false);
+                }
+                else
+                {
+                    long[] empty = [batch, signature.KvHeads, 0, signature.HeadDim];
+                    Add(layer.PastKey, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, signature.KvType, empty), true);
+                    Add(layer.PastValue, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, signature.KvType, empty), true);
+                }
+            }
+            _outputNames = [signature.Logits, .. signature.Layers.SelectMany(l => new[] { l.PresentKey, l.PresentValue })];
+            using var runOptions = new RunOptions();
+            _outputs = model.Session.Run(runOptions, names, values, _outputNames);
+        }
+        finally
+        {
+            foreach (var value in owned) value.Dispose();
+        }
+    }
+
+    /// <summary>An output by name; owned by this run.</summary>
+    public OrtValue Output(string name) => _outputs[Array.IndexOf(_outputNames, name)];
+
+    /// <summary>The logits as float32, whatever their stored type; <paramref name="shape"/> receives [batch, length, vocabulary].</summary>
+    public float[] LogitsAsFloat(out long[] shape)
+    {
+        var logits = _outputs[0];
+        var info = logits.GetTensorTypeAndShape();
+        shape = info.Shape;
+        return info.ElementDataType switch
+        {
+            TensorElementType.Float => logits.GetTensorDataAsSpan<float>().ToArray(),
+            TensorElementType.Float16 => ToFloat(logits.GetTensorDataAsSpan<Float16>()),
+            var other => throw new InvalidOperationException($"Logits of type {other} are not supported."),
+        };
+    }
+
+    /// <summary>The logits of the last position of batch row 0, as float32.</summary>
+    public float[] LastLogits()
+    {
+        var logits = _outputs[0];
+        var info = logits.GetTensorTypeAndShape();
+        long vocabulary = info.Shape[^1];
+        long offset = (info.Shape[1] - 1) * vocabulary;
+        return info.ElementDataType switch
+        {
+            TensorElementType.Float => logits.GetTensorDataAsSpan<float>().Slice((int)offset, (int)vocabulary).ToArray(),
+            TensorElementType.Float16 => ToFloat(logits.GetTensorDataAsSpan<Float16>().Slice((int)offset, (int)vocabulary)),
+            var other => throw new InvalidOperationException($"Logits of type {other} are not supported."),
+        };
+    }
+
+    private static float[] ToFloat(ReadOnlySpan<Float16> values)
+    {
+        var result = new float[values.Length];
+        for (int i = 0; i < values.Length; i++) result[i] = (float)values[i];
+        return result;
+    }
+
+    public void Dispose() => _outputs.Dispose();
+}

@@ -1,0 +1,117 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.ML.Tokenizers;
+
+namespace SparseOnnx.Runtime.Tokenization;
+
+/// <summary>
+/// Reads a Hugging Face <c>tokenizer.json</c> whose model is byte-level BPE (GPT-2, Llama 3, Qwen2, Phi-3.5,
+/// SmolLM…): vocabulary, merges, added (special) tokens and the pre-tokenizer's split pattern. BOS and EOS
+/// come from a <c>tokenizer_config.json</c> beside it when there is one, otherwise from the usual names.
+/// Other models (WordPiece, Unigram, SentencePiece-style BPE with byte fallback) are refused with a reason.
+/// </summary>
+internal static class HuggingFaceTokenizerJson
+{
+    /// <summary>GPT-2's split pattern, what a ByteLevel pre-tokenizer with use_regex = true applies.</summary>
+    internal const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
+    private static readonly string[] BosNames = ["<|begin_of_text|>", "<s>", "<bos>", "<|startoftext|>", "<|endoftext|>"];
+    private static readonly string[] EosNames = ["<|end_of_text|>", "</s>", "<eos>", "<|endoftext|>", "<|im_end|>"];
+
+    public static TextTokenizer Load(string path)
+    {
+        using var document = JsonDocument.Parse(File.ReadAllBytes(path));
+        var root = document.RootElement;
+        if (!root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
+            throw new TokenizerLoadException(path, "no \"model\" object; is this a Hugging Face tokenizer.json?");
+        string type = model.TryGetProperty("type", out var t) ? t.GetString() ?? "" : "";
+        if (type != "BPE")
+            throw new TokenizerLoadException(path, $"model type '{type}' is not supported (only byte-level BPE; for SentencePiece models pass tokenizer.model)");
+        if (model.TryGetProperty("byte_fallback", out var fallback) && fallback.ValueKind == JsonValueKind.True)
+            throw new TokenizerLoadException(path, "a BPE model with byte_fallback is SentencePiece-style; pass its tokenizer.model instead");
+
+        string? splitPattern = FindByteLevelSplitPattern(root.TryGetProperty("pre_tokenizer", out var pre) ? pre : default, path);
+
+        var vocabulary = new Dictionary<string, int>();
+        foreach (var entry in model.GetProperty("vocab").EnumerateObject()) vocabulary[entry.Name] = entry.Value.GetInt32();
+        var merges = new List<string>();
+        if (model.TryGetProperty("merges", out var mergeArray))
+            foreach (var merge in mergeArray.EnumerateArray())
+                merges.Add(merge.ValueKind == JsonValueKind.Array
+                    ? $"{merge[0].GetString()} {merge[1].GetString()}"
+                    : merge.GetString() ?? throw new TokenizerLoadException(path, "a merge is not a string"));
+
+        var special = new Dictionary<string, int>();
+        if (root.TryGetProperty("added_tokens", out var added))
+            foreach (var token in added.EnumerateArray())
+                special[token.GetProperty("content").GetString()!] = token.GetProperty("id").GetInt32();
+
+        var options = new BpeOptions(vocabulary)
+        {
+            Merges = merges,
+            ByteLevel = true,
+            SpecialTokens = special.Count > 0 ? special : null,
+            PreTokenizer = new RegexPreTokenizer(new Regex(splitPattern, RegexOptions.Compiled), special.Count > 0 ? special : null),
+        };
+        var tokenizer = BpeTokenizer.Create(options);
+
+        var (bosName, eosName) = ReadConfigTokens(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "tokenizer_config.json"));
+        int? Id(string? name) => name is not null && (special.TryGetValue(name, out int id) || vocabulary.TryGetValue(name, out id)) ? id : null;
+        int? bos = bosName is not null ? Id(bosName) : BosNames.Select(Id).FirstOrDefault(id => id is not null);
+        int? eos = eosName is not null ? Id(eosName) : EosNames.Select(Id).FirstOrDefault(id => id is not null);
+        int size = Math.Max(vocabulary.Values.DefaultIfEmpty(-1).Max(), special.Values.DefaultIfEmpty(-1).Max()) + 1;
+        return new TextTokenizer(tokenizer, TokenizerFormat.HuggingFaceJson, path, bos, eos, size);
+    }
+
+    /// <summary>The split regex of a byte-level pre-tokenizer: ByteLevel alone (GPT-2's pattern when use_regex),
+    /// or a Sequence of Split(Regex) then ByteLevel(use_regex = false) as Llama 3 and Qwen2 write it.</summary>
+    private static string FindByteLevelSplitPattern(JsonElement preTokenizer, string path)
+    {
+        if (preTokenizer.ValueKind != JsonValueKind.Object)
+            throw new TokenizerLoadException(path, "no pre_tokenizer; only byte-level BPE tokenizers are supported");
+        string type = preTokenizer.GetProperty("type").GetString() ?? "";
+        switch (type)
+        {
+            case "ByteLevel":
+                return Gpt2Pattern;
+            case "Sequence":
+                string? pattern = null;
+                bool byteLevel = false;
+                foreach (var step in preTokenizer.GetProperty("pretokenizers").EnumerateArray())
+                {
+                    string stepType = step.GetProperty("type").GetString() ?? "";
+                    if (stepType == "Split" && step.TryGetProperty("pattern", out var p) && p.TryGetProperty("Regex", out var regex))
+                        pattern ??= regex.GetString();
+                    else if (stepType == "ByteLevel")
+                    {
+                        byteLevel = true;
+                        if (pattern is null && (!step.TryGetProperty("use_regex", out var useRegex) || useRegex.ValueKind == JsonValueKind.True))
+                            pattern = Gpt2Pattern;
+                    }
+                    else if (stepType != "Digits")
+                        throw new TokenizerLoadException(path, $"pre-tokenizer step '{stepType}' is not supported");
+                }
+                if (!byteLevel || pattern is null)
+                    throw new TokenizerLoadException(path, "the pre-tokenizer is not byte-level BPE (no ByteLevel step with a split pattern)");
+                return DotNetCompatible(pattern);
+            default:
+                throw new TokenizerLoadException(path, $"pre-tokenizer '{type}' is not supported (only ByteLevel, or Split + ByteLevel)");
+        }
+    }
+
+    /// <summary>Hugging Face patterns use possessive quantifiers (<c>?+</c>, <c>++</c>) that .NET regexes lack; for
+    /// these patterns the greedy form splits identically because each alternative is tried left to right.</summary>
+    private static string DotNetCompatible(string pattern) => pattern.Replace("?+", "?").Replace("++", "+").Replace("*+", "*");
+
+    private static (string? Bos, string? Eos) ReadConfigTokens(string configPath)
+    {
+        if (!File.Exists(configPath)) return (null, null);
+        using var config = JsonDocument.Parse(File.ReadAllBytes(configPath));
+        static string? Token(JsonElement root, string name) =>
+            !root.TryGetProperty(name, out var value) ? null
+            : value.ValueKind == JsonValueKind.String ? value.GetString()
+            : value.ValueKind == JsonValueKind.Object && value.TryGetProperty("content", out var content) ? content.GetString()
+            : null;
+        return (Token(config.RootElement, "bos_token"), Token(config.RootElement, "eos_token"));
+    }
+}

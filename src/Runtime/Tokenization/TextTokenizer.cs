@@ -1,0 +1,115 @@
+using Microsoft.ML.Tokenizers;
+
+namespace SparseOnnx.Runtime.Tokenization;
+
+/// <summary>Which file format a <see cref="TextTokenizer"/> was loaded from.</summary>
+public enum TokenizerFormat
+{
+    /// <summary>A SentencePiece model (<c>tokenizer.model</c>): Llama 1/2, Mistral, Gemma, our reference model.</summary>
+    SentencePiece,
+    /// <summary>A Hugging Face <c>tokenizer.json</c> with a byte-level BPE model: GPT-2, Llama 3, Qwen2, Phi-3.5.</summary>
+    HuggingFaceJson,
+    /// <summary>A tiktoken rank file (<c>*.tiktoken</c>: base64 token and rank per line).</summary>
+    Tiktoken,
+}
+
+/// <summary>
+/// A tokenizer with what generation and evaluation need besides encode/decode: the begin- and
+/// end-of-sequence ids. Wraps Microsoft.ML.Tokenizers; immutable and safe to share between threads.
+/// </summary>
+public sealed class TextTokenizer
+{
+    internal TextTokenizer(Tokenizer inner, TokenizerFormat format, string source, int? bosId, int? eosId, int vocabularySize)
+    {
+        Inner = inner;
+        Format = format;
+        Source = source;
+        BosId = bosId;
+        EosId = eosId;
+        VocabularySize = vocabularySize;
+    }
+
+    /// <summary>The Microsoft.ML.Tokenizers tokenizer underneath.</summary>
+    public Tokenizer Inner { get; }
+
+    /// <summary>The format the tokenizer was read from.</summary>
+    public TokenizerFormat Format { get; }
+
+    /// <summary>The file it was read from.</summary>
+    public string Source { get; }
+
+    /// <summary>The begin-of-sequence id, when the tokenizer has one.</summary>
+    public int? BosId { get; }
+
+    /// <summary>The end-of-sequence id, when the tokenizer has one; generation stops on it.</summary>
+    public int? EosId { get; }
+
+    /// <summary>Number of ids (regular and special) the tokenizer can produce.</summary>
+    public int VocabularySize { get; }
+
+    /// <summary>Encodes <paramref name="text"/>, with <see cref="BosId"/> in front when <paramref name="addBos"/> and the tokenizer has one.</summary>
+    public int[] Encode(string text, bool addBos = false)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        IReadOnlyList<int> ids = Inner is SentencePieceTokenizer sentencePiece
+            ? sentencePiece.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false)
+            : Inner.EncodeToIds(text);
+        if (!addBos || BosId is not int bos) return ids.ToArray();
+        var withBos = new int[ids.Count + 1];
+        withBos[0] = bos;
+        for (int i = 0; i < ids.Count; i++) withBos[i + 1] = ids[i];
+        return withBos;
+    }
+
+    /// <summary>Decodes ids to text, special tokens left out.</summary>
+    public string Decode(IEnumerable<int> ids)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        return Inner is SentencePieceTokenizer sentencePiece ? sentencePiece.Decode(ids, considerSpecialTokens: false) : Inner.Decode(ids);
+    }
+
+    /// <summary>
+    /// Loads a tokenizer by its file: <c>*.model</c> (SentencePiece), <c>*.json</c> (Hugging Face
+    /// tokenizer.json), <c>*.tiktoken</c>; or a folder holding <c>tokenizer.model</c> or <c>tokenizer.json</c>.
+    /// Throws <see cref="TokenizerLoadException"/> naming the file and the problem.
+    /// </summary>
+    public static TextTokenizer Load(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Directory.Exists(path))
+        {
+            foreach (string name in new[] { "tokenizer.model", "tokenizer.json" })
+                if (File.Exists(Path.Combine(path, name))) return Load(Path.Combine(path, name));
+            throw new TokenizerLoadException(path, "the folder holds neither tokenizer.model nor tokenizer.json");
+        }
+        if (!File.Exists(path)) throw new TokenizerLoadException(path, "no such file");
+        string extension = Path.GetExtension(path).ToLowerInvariant();
+        try
+        {
+            return extension switch
+            {
+                ".model" => TiktokenLoader.LooksLikeRankFile(path) ? TiktokenLoader.Load(path) : SentencePieceLoader.Load(path),
+                ".json" => HuggingFaceTokenizerJson.Load(path),
+                ".tiktoken" => TiktokenLoader.Load(path),
+                _ => throw new TokenizerLoadException(path, $"unknown tokenizer format '{extension}' (expected a SentencePiece .model, a Hugging Face tokenizer.json or a .tiktoken file)"),
+            };
+        }
+        catch (TokenizerLoadException) { throw; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentException
+                                      or InvalidOperationException or System.Text.Json.JsonException or Google.Protobuf.InvalidProtocolBufferException or KeyNotFoundException)
+        {
+            throw new TokenizerLoadException(path, e.Message, e);
+        }
+    }
+}
+
+/// <summary>A tokenizer file could not be read; the message names the file and the problem.</summary>
+public sealed class TokenizerLoadException : Exception
+{
+    /// <summary>Creates the exception for <paramref name="path"/>.</summary>
+    public TokenizerLoadException(string path, string problem, Exception? inner = null)
+        : base($"Cannot load the tokenizer '{path}': {problem}.", inner) => Path = path;
+
+    /// <summary>The file or folder that could not be loaded.</summary>
+    public string Path { get; }
+}

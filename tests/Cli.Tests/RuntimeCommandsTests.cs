@@ -1,0 +1,171 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using SparseOnnx.Cli.Commands;
+
+namespace SparseOnnx.Cli.Tests;
+
+/// <summary>eval, generate, bench and report on the reference model.</summary>
+public class RuntimeCommandsTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("sparseonnx-cli-runtime-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static (int ExitCode, string Output, string Error) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var root = new RootCommand { EvalCommand.Create(), GenerateCommand.Create(), BenchCommand.Create(), ReportCommand.Create(), SparsifyCommand.Create() };
+        int code = CommandRunner.Run(root, args, output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private static string Folder => Path.Combine(RepositoryPaths.Models, "llama-brown");
+    private static string Llama => Path.Combine(Folder, "model.onnx");
+    private static string TestText => Path.Combine(Folder, "data", "test.txt");
+
+    [Fact]
+    public void EvalPrintsPerplexityAndTokensAsJson()
+    {
+        var (code, stdout, error) = Run("eval", Llama, "--text", TestText, "--max-tokens", "2000", "--threads", "2", "--json");
+        Assert.True(code == 0, error);
+        var json = JsonNode.Parse(stdout)!;
+        Assert.Equal(2000 - 16, (long)json["tokens"]!); // 16 windows of 128 (the last one 80 tokens), first token of each unscored
+        double perplexity = (double)json["perplexity"]!;
+        Assert.InRange(perplexity, 20, 1000);
+        Assert.Equal(128, (int)json["seq_len"]!);
+    }
+
+    [Fact]
+    public void EvalStatesItsMethodInTheHelp()
+    {
+        var (_, stdout, _) = Run("eval", "--help");
+        Assert.Contains("every token but the first is scored", stdout);
+        Assert.Contains("minus tokens an earlier window already scored", stdout);
+    }
+
+    [Fact]
+    public void EvalFindsTheTokenizerBesideTheModelAndReadsIds()
+    {
+        string ids = Path.Combine(_dir, "ids.txt");
+        File.WriteAllText(ids, "1 337 502 1198 568\n1 337 502 1198\n");
+        var (code, stdout, error) = Run("eval", Llama, "--ids", ids, "--json");
+        Assert.True(code == 0, error);
+        Assert.Equal(8, (long)JsonNode.Parse(stdout)!["tokens"]!);
+        var (textCode, _, textError) = Run("eval", Llama, "--text", TestText, "--max-tokens", "300");
+        Assert.True(textCode == 0, textError);
+    }
+
+    [Theory]
+    [InlineData("--stride", "200", "stride must be between 1 and seq-len")]
+    [InlineData("--seq-len", "1", "seq-len must be at least 2")]
+    [InlineData("--threads", "0", "--threads must be at least 1")]
+    public void EvalRefusesBadOptions(string option, string value, string expected)
+    {
+        var (code, _, error) = Run("eval", Llama, "--text", TestText, option, value);
+        Assert.Equal(ExitCodes.InputError, code);
+        Assert.Contains(expected, error);
+    }
+
+    [Fact]
+    public void EvalNamesAMissingTextAndAWrongTokenizer()
+    {
+        var (code, _, error) = Run("eval", Llama, "--text", Path.Combine(_dir, "missing.txt"));
+        Assert.Equal(ExitCodes.InputError, code);
+        Assert.Contains("missing.txt", error);
+        string notTokenizer = Path.Combine(_dir, "tokenizer.json");
+        File.WriteAllText(notTokenizer, "{}");
+        (code, _, error) = Run("eval", Llama, "--text", TestText, "--tokenizer", notTokenizer);
+        Assert.Equal(ExitCodes.InputError, code);
+        Assert.Contains("Cannot load the tokenizer", error);
+    }
+
+    [Fact]
+    public void GenerateStreamsTheGreedyContinuation()
+    {
+        var (code, stdout, error) = Run("generate", Llama, "--prompt", "The jury said", "--max-tokens", "12");
+        Assert.True(code == 0, error);
+        Assert.StartsWith("The jury said, \"I'm not a little", stdout);
+        Assert.Contains("12 tokens in", error);
+    }
+
+    [Fact]
+    public void GenerateWithTopPIsReproducibleAndReportsJson()
+    {
+        string[] args = ["generate", Llama, "--prompt", "The jury said", "--max-tokens", "10", "--top-p", "0.9", "--seed", "5", "--json"];
+        var first = JsonNode.Parse(Run(args).Output)!;
+        var second = JsonNode.Parse(Run(args).Output)!;
+        Assert.Equal(10, (int)first["tokens"]!);
+        Assert.Equal(first["ids"]!.ToJsonString(), second["ids"]!.ToJsonString());
+        Assert.Equal((string)first["text"]!, (string)second["text"]!);
+    }
+
+    [Fact]
+    public void GenerateRefusesABadTopP()
+    {
+        var (code, _, error) = Run("generate", Llama, "--prompt", "x", "--top-p", "1.5");
+        Assert.Equal(ExitCodes.InputError, code);
+        Assert.Contains("top-p must be in (0, 1]", error);
+    }
+
+    [Fact]
+    public void BenchReportsDecodeSpeedupAgainstTheBaselineAsJson()
+    {
+        string sparse = Path.Combine(_dir, "sparse", "model.onnx");
+        Assert.Equal(0, Run("sparsify", Llama, "-o", sparse, "--sparsity", "0.5").ExitCode);
+        var (code, stdout, error) = Run("bench", sparse, "--baseline", Llama, "--prompt-tokens", "16", "--tokens", "8", "--repetitions", "2", "--threads", "2", "--json");
+        Assert.True(code == 0, error);
+        var json = JsonNode.Parse(stdout)!;
+        double decode = (double)json["decode_tokens_per_s"]!, baseline = (double)json["baseline_decode_tokens_per_s"]!;
+        Assert.True(decode > 0 && baseline > 0);
+        Assert.Equal(decode / baseline, (double)json["decode_speedup"]!, 9);
+        Assert.Equal(2, json["samples"]!.AsArray().Count);
+        Assert.Equal(2, json["baseline_samples"]!.AsArray().Count);
+    }
+
+    [Fact]
+    public void BenchWithoutBaselineHasNoSpeedup()
+    {
+        var (code, stdout, error) = Run("bench", Llama, "--prompt-tokens", "8", "--tokens", "4", "--repetitions", "1", "--warmup", "0");
+        Assert.True(code == 0, error);
+        Assert.Contains("decode tokens/s", stdout);
+        Assert.DoesNotContain("speedup", stdout);
+    }
+
+    [Fact]
+    public void ReportWritesATablePlotsAndJsonAndRemovesItsModels()
+    {
+        string folder = Path.Combine(_dir, "report");
+        var (code, stdout, error) = Run("report", Llama, "--text", TestText, "--sparsities", "0,0.5", "-o", folder,
+            "--max-eval-tokens", "1000", "--prompt-tokens", "8", "--tokens", "4", "--repetitions", "1", "--threads", "2");
+        Assert.True(code == 0, error);
+        string markdown = File.ReadAllText(Path.Combine(folder, "report.md"));
+        Assert.Contains("| dense (input) | – | 0 |", markdown);
+        Assert.Contains("| sparsified | 0.5 | 42 |", markdown);
+        Assert.Contains("![perplexity vs sparsity](perplexity.png)", markdown);
+        foreach (string plot in new[] { "perplexity.png", "throughput.png" })
+        {
+            byte[] png = File.ReadAllBytes(Path.Combine(folder, plot));
+            Assert.True(png.Length > 5000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G', plot);
+        }
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "report.json")))!;
+        var rows = json["rows"]!.AsArray();
+        Assert.Equal(3, rows.Count);
+        // Sparsity 0 keeps every entry: the same perplexity as the dense model (float32 sums in another order).
+        Assert.Equal((double)rows[0]!["perplexity"]!, (double)rows[1]!["perplexity"]!, 2);
+        Assert.True((double)rows[2]!["perplexity"]! > (double)rows[0]!["perplexity"]!);
+        Assert.False(Directory.Exists(Path.Combine(folder, "models")));
+        Assert.Contains("wrote", stdout);
+    }
+
+    [Theory]
+    [InlineData("0.5,1.0", "'1.0' is not a sparsity in [0, 1)")]
+    [InlineData("0.5,0.5", "0.5 is given twice")]
+    [InlineData("abc", "'abc' is not a sparsity")]
+    public void ReportRefusesBadSparsities(string sparsities, string expected)
+    {
+        var (code, _, error) = Run("report", Llama, "--text", TestText, "--sparsities", sparsities, "-o", Path.Combine(_dir, "r"));
+        Assert.Equal(ExitCodes.InputError, code);
+        Assert.Contains(expected, error);
+    }
+}

@@ -1,0 +1,30 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace SparseOnnx.Runtime.Tests;
+
+/// <summary>Figures the model recipe measured in PyTorch and wrote into models/llama-brown/README.md.</summary>
+public static partial class ModelCard
+{
+    private static string Text => File.ReadAllText(Path.Combine(ReferenceModel.Folder, "README.md"));
+
+    [GeneratedRegex(@"\| \*\*test\*\* \| ([\d,]+) \| \*\*([\d.]+)\*\* \|")]
+    private static partial Regex TestRow();
+
+    /// <summary>Test-split perplexity and scored tokens (non-overlapping 128-token windows).</summary>
+    public static (double Perplexity, long Tokens) TestPerplexity()
+    {
+        var match = TestRow().Match(Text);
+        Assert.True(match.Success, "The model card has no test perplexity row.");
+        return (double.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture), long.Parse(match.Groups[1].Value.Replace(",", ""), CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>The greedy sample: prompt, number of new tokens, and the text shown (prompt + continuation).</summary>
+    public static (string Prompt, int NewTokens, string Text) GreedySample()
+    {
+        var header = Regex.Match(Text, @"(\d+) new tokens\) from the\s+prompt ""([^""]+)""");
+        var quote = Regex.Match(Text, @"^> (.+)$", RegexOptions.Multiline);
+        Assert.True(header.Success && quote.Success, "The model card has no greedy sample.");
+        return (header.Groups[2].Value, int.Parse(header.Groups[1].Value, CultureInfo.InvariantCulture), quote.Groups[1].Value);
+    }
+}
