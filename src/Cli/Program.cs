@@ -7,6 +7,7 @@ var root = new RootCommand("SparseOnnx: rewrites exported LLMs in ONNX so they r
     InspectCommand.Create(),
     RepackCommand.Create(),
     SparsifyCommand.Create(),
+    SynthCommand.Create(),
     EvalCommand.Create(),
     GenerateCommand.Create(),
     BenchCommand.Create(),

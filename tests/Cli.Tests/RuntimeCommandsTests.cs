@@ -15,7 +15,7 @@ public class RuntimeCommandsTests : IDisposable
     {
         var output = new StringWriter();
         var error = new StringWriter();
-        var root = new RootCommand { EvalCommand.Create(), GenerateCommand.Create(), BenchCommand.Create(), ReportCommand.Create(), SparsifyCommand.Create() };
+        var root = new RootCommand { SynthCommand.Create(), EvalCommand.Create(), GenerateCommand.Create(), BenchCommand.Create(), ReportCommand.Create(), SparsifyCommand.Create() };
         int code = CommandRunner.Run(root, args, output, error);
         return (code, output.ToString(), error.ToString());
     }
@@ -167,5 +167,32 @@ public class RuntimeCommandsTests : IDisposable
         var (code, _, error) = Run("report", Llama, "--text", TestText, "--sparsities", sparsities, "-o", Path.Combine(_dir, "r"));
         Assert.Equal(ExitCodes.InputError, code);
         Assert.Contains(expected, error);
+    }
+
+    /// <summary>A synthetic model is a real decoder: it sparsifies (every projection but the head), runs and benchmarks.</summary>
+    [Fact]
+    public void SynthWritesARunnableModelThatSparsifiesAndBenchmarks()
+    {
+        string dense = Path.Combine(_dir, "synth", "model.onnx");
+        var (code, stdout, error) = Run("synth", "-o", dense, "--preset", "tiny", "--layers", "3", "--seed", "9");
+        Assert.True(code == 0, error);
+        Assert.Contains("3 layers, hidden 64", stdout);
+        string sparse = Path.Combine(_dir, "synth-s50", "model.onnx");
+        (code, stdout, error) = Run("sparsify", dense, "-o", sparse, "--sparsity", "0.5");
+        Assert.True(code == 0, error);
+        Assert.Contains("rewrote 21 of 22 projections", stdout);
+        (code, stdout, error) = Run("bench", sparse, "--baseline", dense, "--prompt-tokens", "8", "--tokens", "4", "--repetitions", "1", "--threads", "2", "--json");
+        Assert.True(code == 0, error);
+        Assert.True((double)JsonNode.Parse(stdout)!["decode_speedup"]! > 0);
+    }
+
+    [Fact]
+    public void SynthNamesTheKnownPresets()
+    {
+        var (code, _, error) = Run("synth", "-o", Path.Combine(_dir, "x", "model.onnx"), "--preset", "gpt-5");
+        Assert.Equal(ExitCodes.InputError, code);
+        Assert.Contains("llama-3.2-1b", error);
+        Assert.Contains("tiny", error);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "x")));
     }
 }

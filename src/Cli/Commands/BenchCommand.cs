@@ -23,13 +23,15 @@ public static class BenchCommand
         var repetitions = new Option<int>("--repetitions") { Description = "Measured repetitions per model (medians are reported).", DefaultValueFactory = _ => 3 };
         var warmup = new Option<int>("--warmup") { Description = "Unmeasured repetitions per model first.", DefaultValueFactory = _ => 1 };
         var json = new Option<bool>("--json") { Description = "Print JSON (decode_tokens_per_s, baseline_decode_tokens_per_s, decode_speedup, …)." };
+        var profile = new Option<string?>("--profile") { Description = "Write ONNX Runtime's per-node profiles (chrome://tracing JSON) to files starting with this prefix." };
         var runtime = new RuntimeOptions();
         var command = new Command("bench",
             "Prefill and decode throughput of a model, and of its baseline in the same run: each repetition prefills a seeded random " +
-            "prompt in one call, then decodes greedily one token at a time through the KV cache; the models alternate (A B, B A, …) " +
-            "and the medians are reported, with the speedup over the baseline.")
+            "prompt in one call, then decodes greedily one token at a time through the KV cache; the models alternate per repetition " +
+            "(A B, B A, …) so drift on the machine falls on both, and the medians over the repetitions are reported with the speedup " +
+            "over the baseline. Both models share one thread pool of --threads threads.")
         {
-            model, baseline, promptTokens, tokens, repetitions, warmup, json,
+            model, baseline, promptTokens, tokens, repetitions, warmup, json, profile,
         };
         runtime.AddTo(command);
         command.SetAction(parse =>
@@ -40,13 +42,17 @@ public static class BenchCommand
                 Repetitions = parse.GetValue(repetitions), WarmupRepetitions = parse.GetValue(warmup),
             };
             options.Validate();
-            var lmOptions = runtime.Read(parse);
+            var lmOptions = runtime.Read(parse) with { ProfilePrefix = parse.GetValue(profile) };
+            lmOptions = RuntimeOptions.WithSharedPool(lmOptions);
             using var lm = CausalLm.Open(parse.GetValue(model)!.FullName, lmOptions);
             using var dense = parse.GetValue(baseline) is { } baselineFile ? CausalLm.Open(baselineFile.FullName, lmOptions) : null;
             var result = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Benchmark", bar =>
                 DecodeBenchmark.Run(lm, dense, options, new ProgressDisplay.Immediate<BenchmarkProgress>(p =>
                     bar.Update(p.Done, p.Total, p.Running.Length > 0 ? $"Benchmark: {Path.GetFileName(Path.GetDirectoryName(p.Running))}/{Path.GetFileName(p.Running)}" : null))));
             var writer = parse.InvocationConfiguration.Output;
+            if (lmOptions.ProfilePrefix is not null)
+                foreach (var profiled in new[] { lm, dense })
+                    if (profiled is not null) parse.InvocationConfiguration.Error.WriteLine($"profile of {profiled.ModelPath}: {profiled.EndProfiling()}");
             var machine = MachineInfo.Read();
             if (parse.GetValue(json))
                 writer.WriteLine(ToJson(result, lmOptions, lm.Device, machine).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));

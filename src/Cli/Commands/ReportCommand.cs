@@ -46,7 +46,7 @@ public static class ReportCommand
                 Sparsities = ParseSparsities(parse.GetValue(sparsities)!),
                 Perplexity = new PerplexityOptions { SequenceLength = parse.GetValue(seqLen), Stride = parse.GetValue(stride), MaxTokens = parse.GetValue(maxEvalTokens) },
                 Benchmark = new DecodeBenchmarkOptions { PromptTokens = parse.GetValue(promptTokens), DecodeTokens = parse.GetValue(tokens), Repetitions = parse.GetValue(repetitions) },
-                Runtime = runtime.Read(parse),
+                Runtime = RuntimeOptions.WithSharedPool(runtime.Read(parse)),
                 Kinds = parse.GetValue(kinds) is { Length: > 0 } k ? SparsifyCommand.ParseKinds(k) : null,
                 SpontaneousNeurons = !parse.GetValue(noSpontaneous),
                 KeepModels = parse.GetValue(keepModels),

@@ -32,6 +32,24 @@ internal sealed class RuntimeOptions
         return new CausalLmOptions { Threads = threads, Device = parse.GetValue(Device) };
     }
 
+    /// <summary>
+    /// Commands that load several models at once (bench, report) run them on one process-wide pool, as a
+    /// host serving them would; a process whose ONNX Runtime environment already exists with another pool
+    /// (tests running commands in one process) keeps per-session pools.
+    /// </summary>
+    public static CausalLmOptions WithSharedPool(CausalLmOptions options)
+    {
+        try
+        {
+            CausalLm.UseSharedThreadPool(options.Threads);
+            return options with { SharedThreadPool = true };
+        }
+        catch (InvalidOperationException)
+        {
+            return options;
+        }
+    }
+
     /// <summary>Loads the tokenizer named by <paramref name="option"/>, or the one beside the model when none is named.</summary>
     public static TextTokenizer LoadTokenizer(ParseResult parse, Option<FileSystemInfo?> option, string modelPath)
     {

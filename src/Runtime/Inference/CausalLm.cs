@@ -26,6 +26,16 @@ public sealed record CausalLmOptions
     /// <summary>ONNX Runtime's graph optimization level; all optimizations by default, as a service would run.</summary>
     public GraphOptimizationLevel OptimizationLevel { get; init; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
 
+    /// <summary>
+    /// Run on the process-wide ONNX Runtime thread pool (<see cref="CausalLm.UseSharedThreadPool"/>) instead of a
+    /// pool of <see cref="Threads"/> per session: models loaded side by side (a benchmark, a host serving
+    /// several) then never have two pools of spinning threads competing for the same cores.
+    /// </summary>
+    public bool SharedThreadPool { get; init; }
+
+    /// <summary>When set, ONNX Runtime writes a per-node profile (chrome://tracing JSON) to files starting with this prefix.</summary>
+    public string? ProfilePrefix { get; init; }
+
     /// <summary>Registers the SparseOnnx op library (needed by sparsified models; harmless for dense ones).</summary>
     public bool RegisterSparseOnnxOps { get; init; } = true;
 }
@@ -69,11 +79,26 @@ public sealed class CausalLm : IDisposable
         using var sessionOptions = new SessionOptions
         {
             GraphOptimizationLevel = options.OptimizationLevel,
-            IntraOpNumThreads = options.Threads,
-            InterOpNumThreads = 1,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
         };
+        if (options.SharedThreadPool)
+        {
+            if (s_sharedPoolThreads is null)
+                throw new InvalidOperationException("SharedThreadPool needs CausalLm.UseSharedThreadPool(threads) to be called first.");
+            sessionOptions.DisablePerSessionThreads();
+        }
+        else
+        {
+            sessionOptions.IntraOpNumThreads = options.Threads;
+            sessionOptions.InterOpNumThreads = 1;
+        }
         if (options.RegisterSparseOnnxOps) sessionOptions.RegisterSparseOnnxOps();
+        if (options.ProfilePrefix is { } prefix)
+        {
+            // The prefix first: setting EnableProfiling hands the current prefix to ONNX Runtime.
+            sessionOptions.ProfileOutputPathPrefix = prefix;
+            sessionOptions.EnableProfiling = true;
+        }
         var device = ExecutionDevice.Cpu;
         if (options.Device != ExecutionDevice.Cpu)
         {
@@ -99,6 +124,31 @@ public sealed class CausalLm : IDisposable
         }
     }
 
+    private static int? s_sharedPoolThreads;
+    private static readonly object s_poolLock = new();
+
+    /// <summary>
+    /// Creates ONNX Runtime's process-wide environment with a shared intra-op pool of <paramref name="threads"/>
+    /// threads, for sessions opened with <see cref="CausalLmOptions.SharedThreadPool"/>. Call it before any
+    /// other ONNX Runtime use in the process; calling it again with the same size is harmless, with another
+    /// size (or after the environment exists without a shared pool) it throws.
+    /// </summary>
+    public static void UseSharedThreadPool(int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        lock (s_poolLock)
+        {
+            if (s_sharedPoolThreads == threads) return;
+            if (s_sharedPoolThreads is not null || OrtEnv.IsCreated)
+                throw new InvalidOperationException(
+                    $"ONNX Runtime's environment already exists{(s_sharedPoolThreads is int n ? $" with a shared pool of {n} threads" : " without a shared pool")}; it cannot be changed in this process.");
+            var threading = new OrtThreadingOptions { GlobalIntraOpNumThreads = threads, GlobalInterOpNumThreads = 1, GlobalSpinControl = true };
+            var environment = new EnvironmentCreationOptions { threadOptions = threading, logId = "sparseonnx", logLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_WARNING };
+            OrtEnv.CreateInstanceWithOptions(ref environment);
+            s_sharedPoolThreads = threads;
+        }
+    }
+
     /// <summary>Starts a new request with an empty KV cache. Dispose it when the request ends.</summary>
     public DecoderSequence StartSequence() => new(this);
 
@@ -120,6 +170,9 @@ public sealed class CausalLm : IDisposable
         vocabulary = (int)shape[2];
         return logits;
     }
+
+    /// <summary>Ends ONNX Runtime profiling (when <see cref="CausalLmOptions.ProfilePrefix"/> was set) and returns the profile's path.</summary>
+    public string EndProfiling() => _session.EndProfiling();
 
     /// <inheritdoc />
     public void Dispose() => _session.Dispose();
