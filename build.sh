@@ -92,7 +92,8 @@ run_native_tests() {
 }
 
 build() {
-    ensure_debian_packages ca-certificates
+    # fonts-dejavu-core: the report command's plots (ScottPlot on SkiaSharp) need a system font for their text.
+    ensure_debian_packages ca-certificates fonts-dejavu-core
     build_native
     ensure_dotnet
     log "Restoring NuGet packages"
