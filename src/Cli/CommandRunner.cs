@@ -37,7 +37,8 @@ public static class CommandRunner
             return ExitCodes.InputError;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or FormatException
-                                      or Runtime.Tokenization.TokenizerLoadException or Runtime.Inference.UnsupportedModelException)
+                                      or Runtime.Tokenization.TokenizerLoadException or Runtime.Inference.UnsupportedModelException
+                                      or Runtime.Inference.ExecutionProviderUnavailableException)
         {
             error.WriteLine($"error: {e.Message}");
             return ExitCodes.InputError;

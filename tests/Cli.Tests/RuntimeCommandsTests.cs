@@ -101,6 +101,14 @@ public class RuntimeCommandsTests : IDisposable
     }
 
     [Fact]
+    public void AskingForCudaWithoutItIsAnInputError()
+    {
+        var (code, _, error) = Run("generate", Llama, "--prompt", "x", "--device", "cuda");
+        Assert.Equal(ExitCodes.InputError, code);
+        Assert.Contains("CUDA execution provider is not available", error);
+    }
+
+    [Fact]
     public void GenerateRefusesABadTopP()
     {
         var (code, _, error) = Run("generate", Llama, "--prompt", "x", "--top-p", "1.5");

@@ -88,6 +88,19 @@ public class DecoderSequenceTests(ReferenceModel reference) : IClassFixture<Refe
             Assert.True(Math.Abs(expected[i] - last[i]) <= 1e-4 + 1e-4 * Math.Abs(expected[i]), $"{folder} id {i}: {last[i]} vs {expected[i]}");
     }
 
+    /// <summary>The CPU-only ONNX Runtime package has no CUDA provider: asking for CUDA fails with ONNX Runtime's
+    /// reason, Auto falls back to the CPU.</summary>
+    [Fact]
+    public void CudaWithoutTheProviderFailsAndAutoFallsBackToCpu()
+    {
+        var error = Assert.Throws<ExecutionProviderUnavailableException>(() => CausalLm.Open(ReferenceModel.ModelPath, new CausalLmOptions { Device = ExecutionDevice.Cuda }));
+        Assert.Contains("CUDA execution provider is not available", error.Message);
+        using var model = CausalLm.Open(ReferenceModel.ModelPath, new CausalLmOptions { Device = ExecutionDevice.Auto });
+        Assert.Equal(ExecutionDevice.Cpu, model.Device);
+        using var sequence = model.StartSequence();
+        Assert.Equal(4096, sequence.Append([1, 337]).Length);
+    }
+
     [Fact]
     public void AMissingModelIsNamed()
     {

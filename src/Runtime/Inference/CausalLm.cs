@@ -107,8 +107,10 @@ public sealed class CausalLm : IDisposable
                 sessionOptions.AppendExecutionProvider_CUDA(0);
                 device = ExecutionDevice.Cuda;
             }
-            catch (Exception e) when (options.Device == ExecutionDevice.Auto && e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
+            catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
             {
+                // The CPU-only package lacks the entry point; a GPU package without CUDA libraries fails to load them.
+                if (options.Device == ExecutionDevice.Cuda) throw new ExecutionProviderUnavailableException("CUDA", e);
                 device = ExecutionDevice.Cpu;
             }
         }
@@ -176,4 +178,13 @@ public sealed class CausalLm : IDisposable
 
     /// <inheritdoc />
     public void Dispose() => _session.Dispose();
+}
+
+/// <summary>The execution provider asked for is not available in the ONNX Runtime this process loaded.</summary>
+public sealed class ExecutionProviderUnavailableException(string provider, Exception inner)
+    : Exception($"The {provider} execution provider is not available in this ONNX Runtime ({inner.Message}). " +
+                $"Use the GPU build of ONNX Runtime with its {provider} libraries on the library path, or run on the CPU (device cpu or auto).", inner)
+{
+    /// <summary>The provider that was asked for.</summary>
+    public string Provider { get; } = provider;
 }
