@@ -35,7 +35,7 @@ void ExpectSelection(const std::vector<float>& row, const SelectionRule& rule, c
     ASSERT_EQ(detail::FloatBits(values[j]), detail::FloatBits(original)) << what << ": value of entry " << indices[j];
   }
   for (int64_t i = 0; i < K; ++i) ASSERT_EQ(got[i], expected[i]) << what << ": entry " << i << " = " << row[i];
-  EXPECT_EQ(indices[count], -7) << what << ": wrote past the kept entries";
+  EXPECT_EQ(indices[K], -7) << what << ": wrote past the K entries the buffers hold";
 
   std::vector<float> masked(K);
   MaskRow(row.data(), ElementType::kFloat32, K, rule, masked.data(), scratch.data());

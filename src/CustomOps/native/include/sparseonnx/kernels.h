@@ -30,7 +30,8 @@ struct SelectionRule {
 
 // Selects the kept entries of one row of K elements. Writes their indices in ascending order to
 // `kept_indices` and their values, converted to float, to `kept_values` (both with room for K), and
-// returns how many were kept. `scratch` must hold K uint32 (used by top-k only).
+// returns how many were kept; entries past that count may be overwritten (the selection is branch-free).
+// `scratch` must hold K uint32 (used by top-k only).
 size_t SelectRow(const void* row, ElementType type, int64_t K, const SelectionRule& rule,
                  int32_t* kept_indices, float* kept_values, uint32_t* scratch);
 
