@@ -47,6 +47,56 @@ struct Cutoff {
   bool keep_all = false;
 };
 
+// One pass of the radix select over the `candidates` keys that share the prefix found so far: histogram of
+// the byte at `Shift` (keys read from the row on the first pass), then the digit holding the k-th largest,
+// then the keys with that digit compacted to the front (not needed after the last byte). The shift is a
+// template argument so the byte extraction compiles to immediate shifts; the compaction is branch-free
+// (store always, advance on a match) because a match is close to a coin toss and mispredicted branches
+// cost more than the stores.
+template <ElementType E, int Shift>
+void RadixPass(const void* row, uint32_t* keys, int64_t& candidates, int64_t& remaining, uint32_t& prefix) {
+  std::array<uint32_t, 256> histogram{};
+  if constexpr (Shift == 24) {
+    // Four interleaved histograms merged after the pass: neighbouring keys mostly share their leading byte
+    // (the exponent), and one table would chain every increment on the previous one through memory.
+    std::array<std::array<uint32_t, 256>, 4> partial{};
+    int64_t i = 0;
+    for (; i + 4 <= candidates; i += 4) {
+      const uint32_t k0 = KeyAt<E>(row, i), k1 = KeyAt<E>(row, i + 1), k2 = KeyAt<E>(row, i + 2), k3 = KeyAt<E>(row, i + 3);
+      keys[i] = k0;
+      keys[i + 1] = k1;
+      keys[i + 2] = k2;
+      keys[i + 3] = k3;
+      ++partial[0][k0 >> 24];
+      ++partial[1][k1 >> 24];
+      ++partial[2][k2 >> 24];
+      ++partial[3][k3 >> 24];
+    }
+    for (; i < candidates; ++i) {
+      keys[i] = KeyAt<E>(row, i);
+      ++partial[0][keys[i] >> 24];
+    }
+    for (int b = 0; b < 256; ++b) histogram[b] = partial[0][b] + partial[1][b] + partial[2][b] + partial[3][b];
+  } else {
+    for (int64_t i = 0; i < candidates; ++i) ++histogram[(keys[i] >> Shift) & 0xFFu];
+  }
+  uint32_t digit = 255;
+  for (; digit > 0; --digit) {
+    if (histogram[digit] >= remaining) break;
+    remaining -= histogram[digit];
+  }
+  prefix |= digit << Shift;
+  if constexpr (Shift > 0) {
+    int64_t kept = 0;
+    for (int64_t i = 0; i < candidates; ++i) {
+      const uint32_t key = keys[i];
+      keys[kept] = key;  // kept <= i: never overwrites a key not yet read
+      kept += ((key >> Shift) & 0xFFu) == digit;
+    }
+    candidates = kept;
+  }
+}
+
 template <ElementType E>
 Cutoff FindCutoff(const void* row, int64_t K, const SelectionRule& rule, uint32_t* keys) {
   Cutoff result;
@@ -61,60 +111,14 @@ Cutoff FindCutoff(const void* row, int64_t K, const SelectionRule& rule, uint32_
   // Radix select of the k-th largest key, most significant byte first. `remaining` counts how many of the
   // k kept entries must still come from keys that share the prefix found so far. After each pass only the
   // keys with that prefix can matter, so they are compacted to the front of `keys`: one pass over the row
-  // and then passes over ever fewer candidates, instead of four passes over the row. The compaction is
-  // branch-free (store always, advance on a match): whether a key matches is close to a coin toss, and
-  // mispredicted branches cost more than the stores.
+  // and then passes over ever fewer candidates, instead of four passes over the row.
   int64_t candidates = K;
   int64_t remaining = rule.k;
   uint32_t prefix = 0;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    // Four interleaved histograms merged after the pass: neighbouring keys mostly share their leading
-    // byte (the exponent), and a single table would chain every increment on the previous one through
-    // memory (measured 7.4 ns per element for the whole selection before, on the development machine).
-    std::array<std::array<uint32_t, 256>, 4> partial{};
-    if (shift == 24) {
-      int64_t i = 0;
-      for (; i + 4 <= K; i += 4) {
-        const uint32_t k0 = KeyAt<E>(row, i), k1 = KeyAt<E>(row, i + 1), k2 = KeyAt<E>(row, i + 2), k3 = KeyAt<E>(row, i + 3);
-        keys[i] = k0;
-        keys[i + 1] = k1;
-        keys[i + 2] = k2;
-        keys[i + 3] = k3;
-        ++partial[0][k0 >> 24];
-        ++partial[1][k1 >> 24];
-        ++partial[2][k2 >> 24];
-        ++partial[3][k3 >> 24];
-      }
-      for (; i < K; ++i) {
-        keys[i] = KeyAt<E>(row, i);
-        ++partial[0][keys[i] >> 24];
-      }
-    } else {
-      int64_t i = 0;
-      for (; i + 4 <= candidates; i += 4) {
-        ++partial[0][(keys[i] >> shift) & 0xFFu];
-        ++partial[1][(keys[i + 1] >> shift) & 0xFFu];
-        ++partial[2][(keys[i + 2] >> shift) & 0xFFu];
-        ++partial[3][(keys[i + 3] >> shift) & 0xFFu];
-      }
-      for (; i < candidates; ++i) ++partial[0][(keys[i] >> shift) & 0xFFu];
-    }
-    std::array<int64_t, 256> histogram;
-    for (int b = 0; b < 256; ++b) histogram[b] = int64_t{partial[0][b]} + partial[1][b] + partial[2][b] + partial[3][b];
-    int digit = 255;
-    for (; digit > 0; --digit) {
-      if (histogram[digit] >= remaining) break;
-      remaining -= histogram[digit];
-    }
-    prefix |= static_cast<uint32_t>(digit) << shift;
-    int64_t kept = 0;
-    for (int64_t i = 0; i < candidates; ++i) {
-      const uint32_t key = keys[i];
-      keys[kept] = key;  // kept <= i: never overwrites a key not yet read
-      kept += ((key >> shift) & 0xFFu) == static_cast<uint32_t>(digit);
-    }
-    candidates = kept;
-  }
+  RadixPass<E, 24>(row, keys, candidates, remaining, prefix);
+  RadixPass<E, 16>(row, keys, candidates, remaining, prefix);
+  RadixPass<E, 8>(row, keys, candidates, remaining, prefix);
+  RadixPass<E, 0>(row, keys, candidates, remaining, prefix);
   result.cutoff = prefix;
   result.ties = remaining;
   return result;
