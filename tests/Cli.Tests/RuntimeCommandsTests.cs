@@ -129,6 +129,18 @@ public class RuntimeCommandsTests : IDisposable
         Assert.Equal(decode / baseline, (double)json["decode_speedup"]!, 9);
         Assert.Equal(2, json["samples"]!.AsArray().Count);
         Assert.Equal(2, json["baseline_samples"]!.AsArray().Count);
+        Assert.Equal("process", (string)json["isolation"]!); // each repetition in a process of its own by default
+    }
+
+    [Fact]
+    public void BenchCanKeepBothModelsInOneProcess()
+    {
+        var (code, stdout, error) = Run("bench", Llama, "--baseline", Llama, "--isolation", "none", "--prompt-tokens", "8", "--tokens", "4",
+            "--repetitions", "3", "--threads", "2", "--json");
+        Assert.True(code == 0, error);
+        var json = JsonNode.Parse(stdout)!;
+        Assert.Equal("none", (string)json["isolation"]!);
+        Assert.Equal(3, json["samples"]!.AsArray().Count);
     }
 
     [Fact]

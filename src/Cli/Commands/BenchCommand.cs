@@ -23,15 +23,22 @@ public static class BenchCommand
         var repetitions = new Option<int>("--repetitions") { Description = "Measured repetitions per model (medians are reported).", DefaultValueFactory = _ => 3 };
         var warmup = new Option<int>("--warmup") { Description = "Unmeasured repetitions per model first.", DefaultValueFactory = _ => 1 };
         var json = new Option<bool>("--json") { Description = "Print JSON (decode_tokens_per_s, baseline_decode_tokens_per_s, decode_speedup, …)." };
+        var isolation = new Option<string>("--isolation")
+        {
+            Description = "process: each repetition of each model in a process of its own, so each measurement sees only its model in memory, " +
+                          "as a host serving it does (default); none: both models loaded in this process, on one shared thread pool.",
+            DefaultValueFactory = _ => "process",
+        };
+        isolation.AcceptOnlyFromAmong("process", "none");
         var profile = new Option<string?>("--profile") { Description = "Write ONNX Runtime's per-node profiles (chrome://tracing JSON) to files starting with this prefix." };
         var runtime = new RuntimeOptions();
         var command = new Command("bench",
             "Prefill and decode throughput of a model, and of its baseline in the same run: each repetition prefills a seeded random " +
             "prompt in one call, then decodes greedily one token at a time through the KV cache; the models alternate per repetition " +
             "(A B, B A, …) so drift on the machine falls on both, and the medians over the repetitions are reported with the speedup " +
-            "over the baseline. Both models share one thread pool of --threads threads.")
+            "over the baseline. By default every repetition runs in a process of its own (--isolation).")
         {
-            model, baseline, promptTokens, tokens, repetitions, warmup, json, profile,
+            model, baseline, promptTokens, tokens, repetitions, warmup, isolation, json, profile,
         };
         runtime.AddTo(command);
         command.SetAction(parse =>
@@ -43,19 +50,34 @@ public static class BenchCommand
             };
             options.Validate();
             var lmOptions = runtime.Read(parse) with { ProfilePrefix = parse.GetValue(profile) };
+            var writer = parse.InvocationConfiguration.Output;
+            if (parse.GetValue(isolation) == "process" && lmOptions.ProfilePrefix is null)
+            {
+                string modelPath = parse.GetValue(model)!.FullName;
+                if (!File.Exists(modelPath)) throw new FileNotFoundException($"The model '{modelPath}' does not exist.", modelPath);
+                string? baselinePath = parse.GetValue(baseline)?.FullName;
+                if (baselinePath is not null && !File.Exists(baselinePath)) throw new FileNotFoundException($"The baseline '{baselinePath}' does not exist.", baselinePath);
+                var isolated = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Benchmark", bar =>
+                    IsolatedDecodeBenchmark.Run(modelPath, baselinePath, options, lmOptions, bar));
+                var isolatedMachine = MachineInfo.Read();
+                if (parse.GetValue(json))
+                    writer.WriteLine(ToJson(isolated, lmOptions, lmOptions.Device, isolatedMachine, "process").ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                else
+                    Render(isolated, lmOptions, lmOptions.Device, isolatedMachine, InspectCommand.ConsoleFor(writer));
+                return ExitCodes.Success;
+            }
             lmOptions = RuntimeOptions.WithSharedPool(lmOptions);
             using var lm = CausalLm.Open(parse.GetValue(model)!.FullName, lmOptions);
             using var dense = parse.GetValue(baseline) is { } baselineFile ? CausalLm.Open(baselineFile.FullName, lmOptions) : null;
             var result = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Benchmark", bar =>
                 DecodeBenchmark.Run(lm, dense, options, new ProgressDisplay.Immediate<BenchmarkProgress>(p =>
                     bar.Update(p.Done, p.Total, p.Running.Length > 0 ? $"Benchmark: {Path.GetFileName(Path.GetDirectoryName(p.Running))}/{Path.GetFileName(p.Running)}" : null))));
-            var writer = parse.InvocationConfiguration.Output;
             if (lmOptions.ProfilePrefix is not null)
                 foreach (var profiled in new[] { lm, dense })
                     if (profiled is not null) parse.InvocationConfiguration.Error.WriteLine($"profile of {profiled.ModelPath}: {profiled.EndProfiling()}");
             var machine = MachineInfo.Read();
             if (parse.GetValue(json))
-                writer.WriteLine(ToJson(result, lmOptions, lm.Device, machine).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                writer.WriteLine(ToJson(result, lmOptions, lm.Device, machine, "none").ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             else
                 Render(result, lmOptions, lm.Device, machine, InspectCommand.ConsoleFor(writer));
             return ExitCodes.Success;
@@ -63,7 +85,7 @@ public static class BenchCommand
         return command;
     }
 
-    internal static JsonObject ToJson(DecodeBenchmarkResult result, CausalLmOptions lmOptions, ExecutionDevice device, MachineInfo machine)
+    internal static JsonObject ToJson(DecodeBenchmarkResult result, CausalLmOptions lmOptions, ExecutionDevice device, MachineInfo machine, string isolation)
     {
         static JsonArray Samples(ModelThroughput t) => new(t.Samples.Select(s => (JsonNode)new JsonObject
         {
@@ -78,6 +100,7 @@ public static class BenchCommand
             ["repetitions"] = result.Options.Repetitions,
             ["threads"] = lmOptions.Threads,
             ["device"] = device.ToString().ToLowerInvariant(),
+            ["isolation"] = isolation,
             ["machine"] = machine.ToString(),
             ["prefill_tokens_per_s"] = result.Model.PrefillTokensPerSecond,
             ["decode_tokens_per_s"] = result.Model.DecodeTokensPerSecond,
