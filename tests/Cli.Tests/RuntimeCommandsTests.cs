@@ -133,6 +133,17 @@ public class RuntimeCommandsTests : IDisposable
     }
 
     [Fact]
+    public void ABenchmarkProcessThatFailsIsReportedWithItsError()
+    {
+        string broken = Path.Combine(_dir, "broken.onnx");
+        File.WriteAllText(broken, "not a model");
+        var (code, _, error) = Run("bench", Llama, "--baseline", broken, "--prompt-tokens", "4", "--tokens", "2", "--repetitions", "1");
+        Assert.Equal(ExitCodes.InputError, code);
+        Assert.Contains($"The benchmark process for '{broken}' failed", error);
+        Assert.Contains("ONNX Runtime", error);
+    }
+
+    [Fact]
     public void BenchCanKeepBothModelsInOneProcess()
     {
         var (code, stdout, error) = Run("bench", Llama, "--baseline", Llama, "--isolation", "none", "--prompt-tokens", "8", "--tokens", "4",
