@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
+using SparseOnnx.Runtime.Inference;
 using SparseOnnx.CustomOps;
 using SparseOnnx.GraphRewriter.IO;
 using SparseOnnx.GraphRewriter.Ir;
@@ -103,33 +104,24 @@ public static class OpBenchmark
     /// </summary>
     private static SessionOptions SharedThreadPoolSessionOptions(int threads)
     {
-        if (!OrtEnv.IsCreated)
-        {
-            var threading = new OrtThreadingOptions { GlobalIntraOpNumThreads = threads, GlobalInterOpNumThreads = 1, GlobalSpinControl = true };
-            var environment = new EnvironmentCreationOptions { threadOptions = threading, logId = "sparseonnx-bench", logLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_WARNING };
-            OrtEnv.CreateInstanceWithOptions(ref environment);
-        }
         var options = new SessionOptions
         {
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
         };
-        if (s_globalPoolThreads is null || s_globalPoolThreads == threads)
+        if (SharedThreadPool.TryUse(threads))
         {
-            s_globalPoolThreads = threads;
             options.DisablePerSessionThreads();
         }
         else
         {
-            // The process-wide pool exists with another size: fall back to per-session pools that do not spin.
+            // The process-wide environment exists without a pool of this size: per-session pools that do not spin.
             options.IntraOpNumThreads = threads;
             options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         }
         options.RegisterSparseOnnxOps();
         return options;
     }
-
-    private static int? s_globalPoolThreads;
 
     private sealed record LevelSpec(double Sparsity, long? K, float? Threshold, double RowsReadFraction);
 

@@ -37,18 +37,8 @@ internal sealed class RuntimeOptions
     /// host serving them would; a process whose ONNX Runtime environment already exists with another pool
     /// (tests running commands in one process) keeps per-session pools.
     /// </summary>
-    public static CausalLmOptions WithSharedPool(CausalLmOptions options)
-    {
-        try
-        {
-            CausalLm.UseSharedThreadPool(options.Threads);
-            return options with { SharedThreadPool = true };
-        }
-        catch (InvalidOperationException)
-        {
-            return options;
-        }
-    }
+    public static CausalLmOptions WithSharedPool(CausalLmOptions options) =>
+        SharedThreadPool.TryUse(options.Threads) ? options with { SharedThreadPool = true } : options;
 
     /// <summary>Loads the tokenizer named by <paramref name="option"/>, or the one beside the model when none is named.</summary>
     public static TextTokenizer LoadTokenizer(ParseResult parse, Option<FileSystemInfo?> option, string modelPath)

@@ -27,7 +27,7 @@ public sealed record CausalLmOptions
     public GraphOptimizationLevel OptimizationLevel { get; init; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
 
     /// <summary>
-    /// Run on the process-wide ONNX Runtime thread pool (<see cref="CausalLm.UseSharedThreadPool"/>) instead of a
+    /// Run on the process-wide ONNX Runtime thread pool (<see cref="Inference.SharedThreadPool"/>) instead of a
     /// pool of <see cref="Threads"/> per session: models loaded side by side (a benchmark, a host serving
     /// several) then never have two pools of spinning threads competing for the same cores.
     /// </summary>
@@ -83,8 +83,8 @@ public sealed class CausalLm : IDisposable
         };
         if (options.SharedThreadPool)
         {
-            if (s_sharedPoolThreads is null)
-                throw new InvalidOperationException("SharedThreadPool needs CausalLm.UseSharedThreadPool(threads) to be called first.");
+            if (Inference.SharedThreadPool.Threads is null)
+                throw new InvalidOperationException("SharedThreadPool needs SharedThreadPool.TryUse(threads) to have succeeded first.");
             sessionOptions.DisablePerSessionThreads();
         }
         else
@@ -123,31 +123,6 @@ public sealed class CausalLm : IDisposable
         {
             session.Dispose();
             throw;
-        }
-    }
-
-    private static int? s_sharedPoolThreads;
-    private static readonly object s_poolLock = new();
-
-    /// <summary>
-    /// Creates ONNX Runtime's process-wide environment with a shared intra-op pool of <paramref name="threads"/>
-    /// threads, for sessions opened with <see cref="CausalLmOptions.SharedThreadPool"/>. Call it before any
-    /// other ONNX Runtime use in the process; calling it again with the same size is harmless, with another
-    /// size (or after the environment exists without a shared pool) it throws.
-    /// </summary>
-    public static void UseSharedThreadPool(int threads)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
-        lock (s_poolLock)
-        {
-            if (s_sharedPoolThreads == threads) return;
-            if (s_sharedPoolThreads is not null || OrtEnv.IsCreated)
-                throw new InvalidOperationException(
-                    $"ONNX Runtime's environment already exists{(s_sharedPoolThreads is int n ? $" with a shared pool of {n} threads" : " without a shared pool")}; it cannot be changed in this process.");
-            var threading = new OrtThreadingOptions { GlobalIntraOpNumThreads = threads, GlobalInterOpNumThreads = 1, GlobalSpinControl = true };
-            var environment = new EnvironmentCreationOptions { threadOptions = threading, logId = "sparseonnx", logLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_WARNING };
-            OrtEnv.CreateInstanceWithOptions(ref environment);
-            s_sharedPoolThreads = threads;
         }
     }
 
