@@ -50,39 +50,46 @@ public static class BenchCommand
             };
             options.Validate();
             var lmOptions = runtime.Read(parse) with { ProfilePrefix = parse.GetValue(profile) };
+            string modelPath = parse.GetValue(model)!.FullName;
+            string? baselinePath = parse.GetValue(baseline)?.FullName;
+            bool isolated = parse.GetValue(isolation) == "process" && lmOptions.ProfilePrefix is null;
+            if (!isolated) lmOptions = RuntimeOptions.WithSharedPool(lmOptions);
+            var (result, device) = isolated
+                ? RunIsolated(parse, modelPath, baselinePath, options, lmOptions)
+                : RunInProcess(parse, modelPath, baselinePath, options, lmOptions);
             var writer = parse.InvocationConfiguration.Output;
-            if (parse.GetValue(isolation) == "process" && lmOptions.ProfilePrefix is null)
-            {
-                string modelPath = parse.GetValue(model)!.FullName;
-                if (!File.Exists(modelPath)) throw new FileNotFoundException($"The model '{modelPath}' does not exist.", modelPath);
-                string? baselinePath = parse.GetValue(baseline)?.FullName;
-                if (baselinePath is not null && !File.Exists(baselinePath)) throw new FileNotFoundException($"The baseline '{baselinePath}' does not exist.", baselinePath);
-                var isolated = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Benchmark", bar =>
-                    IsolatedDecodeBenchmark.Run(modelPath, baselinePath, options, lmOptions, bar));
-                var isolatedMachine = MachineInfo.Read();
-                if (parse.GetValue(json))
-                    writer.WriteLine(ToJson(isolated, lmOptions, lmOptions.Device, isolatedMachine, "process").ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-                else
-                    Render(isolated, lmOptions, lmOptions.Device, isolatedMachine, InspectCommand.ConsoleFor(writer));
-                return ExitCodes.Success;
-            }
-            lmOptions = RuntimeOptions.WithSharedPool(lmOptions);
-            using var lm = CausalLm.Open(parse.GetValue(model)!.FullName, lmOptions);
-            using var dense = parse.GetValue(baseline) is { } baselineFile ? CausalLm.Open(baselineFile.FullName, lmOptions) : null;
-            var result = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Benchmark", bar =>
-                DecodeBenchmark.Run(lm, dense, options, new ProgressDisplay.Immediate<BenchmarkProgress>(p =>
-                    bar.Update(p.Done, p.Total, p.Running.Length > 0 ? $"Benchmark: {Path.GetFileName(Path.GetDirectoryName(p.Running))}/{Path.GetFileName(p.Running)}" : null))));
-            if (lmOptions.ProfilePrefix is not null)
-                foreach (var profiled in new[] { lm, dense })
-                    if (profiled is not null) parse.InvocationConfiguration.Error.WriteLine($"profile of {profiled.ModelPath}: {profiled.EndProfiling()}");
             var machine = MachineInfo.Read();
             if (parse.GetValue(json))
-                writer.WriteLine(ToJson(result, lmOptions, lm.Device, machine, "none").ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                writer.WriteLine(ToJson(result, lmOptions, device, machine, isolated ? "process" : "none").ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             else
-                Render(result, lmOptions, lm.Device, machine, InspectCommand.ConsoleFor(writer));
+                Render(result, lmOptions, device, machine, InspectCommand.ConsoleFor(writer));
             return ExitCodes.Success;
         });
         return command;
+    }
+
+    private static (DecodeBenchmarkResult, ExecutionDevice) RunIsolated(ParseResult parse, string modelPath, string? baselinePath,
+        DecodeBenchmarkOptions options, CausalLmOptions lmOptions)
+    {
+        if (!File.Exists(modelPath)) throw new FileNotFoundException($"The model '{modelPath}' does not exist.", modelPath);
+        if (baselinePath is not null && !File.Exists(baselinePath)) throw new FileNotFoundException($"The baseline '{baselinePath}' does not exist.", baselinePath);
+        var result = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Benchmark", bar =>
+            IsolatedDecodeBenchmark.Run(modelPath, baselinePath, options, lmOptions, bar));
+        return (result, lmOptions.Device);
+    }
+
+    private static (DecodeBenchmarkResult, ExecutionDevice) RunInProcess(ParseResult parse, string modelPath, string? baselinePath,
+        DecodeBenchmarkOptions options, CausalLmOptions lmOptions)
+    {
+        using var lm = CausalLm.Open(modelPath, lmOptions);
+        using var dense = baselinePath is null ? null : CausalLm.Open(baselinePath, lmOptions);
+        var result = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Benchmark", bar =>
+            DecodeBenchmark.Run(lm, dense, options, new ProgressDisplay.Immediate<BenchmarkProgress>(p =>
+                bar.Update(p.Done, p.Total, p.Running.Length > 0 ? $"Benchmark: {Path.GetFileName(Path.GetDirectoryName(p.Running))}/{Path.GetFileName(p.Running)}" : null))));
+        if (lmOptions.ProfilePrefix is not null)
+            foreach (var profiled in new[] { lm, dense })
+                if (profiled is not null) parse.InvocationConfiguration.Error.WriteLine($"profile of {profiled.ModelPath}: {profiled.EndProfiling()}");
+        return (result, lm.Device);
     }
 
     internal static JsonObject ToJson(DecodeBenchmarkResult result, CausalLmOptions lmOptions, ExecutionDevice device, MachineInfo machine, string isolation)

@@ -64,37 +64,33 @@ internal sealed class DecoderRun : IDisposable
     /// <summary>The logits as float32, whatever their stored type; <paramref name="shape"/> receives [batch, length, vocabulary].</summary>
     public float[] LogitsAsFloat(out long[] shape)
     {
-        var logits = _outputs[0];
-        var info = logits.GetTensorTypeAndShape();
-        shape = info.Shape;
-        return info.ElementDataType switch
-        {
-            TensorElementType.Float => logits.GetTensorDataAsSpan<float>().ToArray(),
-            TensorElementType.Float16 => ToFloat(logits.GetTensorDataAsSpan<Float16>()),
-            var other => throw new InvalidOperationException($"Logits of type {other} are not supported."),
-        };
+        shape = _outputs[0].GetTensorTypeAndShape().Shape;
+        return LogitsSlice(0, shape.Aggregate(1L, (a, b) => a * b));
     }
 
     /// <summary>The logits of the last position of batch row 0, as float32.</summary>
     public float[] LastLogits()
     {
-        var logits = _outputs[0];
-        var info = logits.GetTensorTypeAndShape();
-        long vocabulary = info.Shape[^1];
-        long offset = (info.Shape[1] - 1) * vocabulary;
-        return info.ElementDataType switch
-        {
-            TensorElementType.Float => logits.GetTensorDataAsSpan<float>().Slice((int)offset, (int)vocabulary).ToArray(),
-            TensorElementType.Float16 => ToFloat(logits.GetTensorDataAsSpan<Float16>().Slice((int)offset, (int)vocabulary)),
-            var other => throw new InvalidOperationException($"Logits of type {other} are not supported."),
-        };
+        long[] shape = _outputs[0].GetTensorTypeAndShape().Shape;
+        long vocabulary = shape[^1];
+        return LogitsSlice((shape[1] - 1) * vocabulary, vocabulary);
     }
 
-    private static float[] ToFloat(ReadOnlySpan<Float16> values)
+    private float[] LogitsSlice(long offset, long count)
     {
-        var result = new float[values.Length];
-        for (int i = 0; i < values.Length; i++) result[i] = (float)values[i];
-        return result;
+        var logits = _outputs[0];
+        switch (logits.GetTensorTypeAndShape().ElementDataType)
+        {
+            case TensorElementType.Float:
+                return logits.GetTensorDataAsSpan<float>().Slice((int)offset, (int)count).ToArray();
+            case TensorElementType.Float16:
+                var values = logits.GetTensorDataAsSpan<Float16>().Slice((int)offset, (int)count);
+                var result = new float[values.Length];
+                for (int i = 0; i < values.Length; i++) result[i] = (float)values[i];
+                return result;
+            case var other:
+                throw new InvalidOperationException($"Logits of type {other} are not supported.");
+        }
     }
 
     public void Dispose() => _outputs.Dispose();

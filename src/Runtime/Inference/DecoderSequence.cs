@@ -21,7 +21,18 @@ public sealed class DecoderSequence : IDisposable
     /// Feeds <paramref name="tokens"/> (a prompt chunk, or one generated token) and returns the logits for the
     /// token after the last of them, as float32 [vocabulary].
     /// </summary>
-    public float[] Append(ReadOnlySpan<int> tokens)
+    public float[] Append(ReadOnlySpan<int> tokens) => Run(tokens).LastLogits();
+
+    /// <summary>As <see cref="Append"/>, but returns the logits of every fed position, [tokens × vocabulary].</summary>
+    public float[] AppendAllLogits(ReadOnlySpan<int> tokens, out int vocabulary)
+    {
+        var all = Run(tokens).LogitsAsFloat(out var shape);
+        vocabulary = (int)shape[2];
+        return all;
+    }
+
+    /// <summary>Runs the decoder over <paramref name="tokens"/> after the cached ones; the run becomes the new cache.</summary>
+    private DecoderRun Run(ReadOnlySpan<int> tokens)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (tokens.IsEmpty) throw new ArgumentException("Append needs at least one token.", nameof(tokens));
@@ -39,16 +50,7 @@ public sealed class DecoderSequence : IDisposable
         _last?.Dispose();
         _last = run;
         foreach (int token in tokens) _tokens.Add(token);
-        return run.LastLogits();
-    }
-
-    /// <summary>As <see cref="Append"/>, but returns the logits of every fed position, [tokens × vocabulary].</summary>
-    public float[] AppendAllLogits(ReadOnlySpan<int> tokens, out int vocabulary)
-    {
-        Append(tokens);
-        var all = _last!.LogitsAsFloat(out var shape);
-        vocabulary = (int)shape[2];
-        return all;
+        return run;
     }
 
     /// <inheritdoc />

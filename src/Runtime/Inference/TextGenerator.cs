@@ -34,30 +34,32 @@ public static class TextGenerator
     public static IEnumerable<GeneratedToken> Stream(CausalLm model, TextTokenizer tokenizer, string prompt, GenerationOptions? options = null)
     {
         options ??= new GenerationOptions();
-        options.Sampling.Validate();
-        if (options.MaxTokens < 0) throw new ArgumentException($"max-tokens must be ≥ 0, not {options.MaxTokens}.");
-        int[] promptIds = PromptIds(tokenizer, prompt, options);
-        return StreamIterator(model, tokenizer, promptIds, options);
+        return StreamIterator(model, tokenizer, CheckedPromptIds(tokenizer, prompt, options), options);
     }
 
     /// <summary>Generates to the end and returns the prompt ids, the new ids and the new text.</summary>
     public static GenerationResult Generate(CausalLm model, TextTokenizer tokenizer, string prompt, GenerationOptions? options = null, Action<GeneratedToken>? onToken = null)
     {
         options ??= new GenerationOptions();
+        int[] promptIds = CheckedPromptIds(tokenizer, prompt, options);
         var ids = new List<int>();
         var text = new System.Text.StringBuilder();
-        foreach (var token in Stream(model, tokenizer, prompt, options))
+        foreach (var token in StreamIterator(model, tokenizer, promptIds, options))
         {
             ids.Add(token.Id);
             text.Append(token.Text);
             onToken?.Invoke(token);
         }
         bool stopped = options.StopAtEos && ids.Count > 0 && ids[^1] == tokenizer.EosId;
-        return new GenerationResult(PromptIds(tokenizer, prompt, options), ids, text.ToString(), stopped);
+        return new GenerationResult(promptIds, ids, text.ToString(), stopped);
     }
 
-    internal static int[] PromptIds(TextTokenizer tokenizer, string prompt, GenerationOptions options)
+    // Checks the options and encodes the prompt before any generation starts, so that bad input fails the
+    // call itself rather than the first step of a lazy enumeration.
+    private static int[] CheckedPromptIds(TextTokenizer tokenizer, string prompt, GenerationOptions options)
     {
+        options.Sampling.Validate();
+        if (options.MaxTokens < 0) throw new ArgumentException($"max-tokens must be ≥ 0, not {options.MaxTokens}.");
         bool addBos = options.AddBos ?? (tokenizer.BosId is not null && tokenizer.BosId != tokenizer.EosId);
         int[] ids = tokenizer.Encode(prompt, addBos);
         if (ids.Length == 0) throw new ArgumentException("The prompt encodes to no tokens; give a non-empty prompt.");

@@ -163,8 +163,10 @@ class Kernel {
       node_name_ = name.data();
     }
     ReadAttributes(info);
-    CheckConstantB(info);
-    KeepResidentCopyOfB(info);
+    if (const OrtValue* b = ConstantB(info)) {
+      CheckConstantB(b);
+      KeepResidentCopyOfB(b);
+    }
     Check(Api(), Api().CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &memory_info_));
     CreateDenseMatMul(info);  // last: it cannot fail, so nothing it creates can leak
   }
@@ -203,16 +205,20 @@ class Kernel {
     }
   }
 
-  // B is a constant initializer in practice: check its shape (and k against K) when the session is created.
-  void CheckConstantB(const OrtKernelInfo* info) const {
+  // B when it is a constant initializer (the rewriter's output always), else null.
+  static const OrtValue* ConstantB(const OrtKernelInfo* info) {
     int is_constant = 0;
     const OrtValue* b = nullptr;
     OrtStatus* status = Api().KernelInfoGetConstantInput_tensor(info, 1, &is_constant, &b);
     if (status) {
       Api().ReleaseStatus(status);
-      return;
+      return nullptr;
     }
-    if (!is_constant || b == nullptr) return;
+    return is_constant ? b : nullptr;
+  }
+
+  // A constant B is known when the session is created: check its shape (and k against K) then, not per call.
+  void CheckConstantB(const OrtValue* b) const {
     const TensorView view = Describe(b);
     if (view.dims.size() != 2) Fail("input B must be a matrix [K, N], got shape " + ShapeText(view.dims));
     if (rule_.mode == SelectionRule::Mode::kTopK && rule_.k > view.dims[0])
@@ -230,37 +236,20 @@ class Kernel {
   // it pre-packs B, so without the copy the sparse op would lose exactly where it should win. The mapped
   // pages stay in the page cache, reclaimable. Without a constant B (or when the allocation fails) the op
   // reads B where ORT keeps it.
-  void KeepResidentCopyOfB(const OrtKernelInfo* info) {
-    int is_constant = 0;
-    const OrtValue* b = nullptr;
-    OrtStatus* status = Api().KernelInfoGetConstantInput_tensor(info, 1, &is_constant, &b);
-    if (status) {
-      Api().ReleaseStatus(status);
-      return;
-    }
-    if (!is_constant || b == nullptr) return;
+  void KeepResidentCopyOfB(const OrtValue* b) {
     const TensorView view = Describe(b);
     const size_t bytes = static_cast<size_t>(view.dims[0] * view.dims[1]) * ElementSize(op_.element_type);
     const void* source = nullptr;
     Check(Api(), Api().GetTensorData(b, &source));
     constexpr size_t kHugePage = size_t{2} << 20;
+    const size_t reserved = (bytes + kHugePage - 1) / kHugePage * kHugePage;
     void* copy = nullptr;
-    if (bytes == 0 || posix_memalign(&copy, kHugePage, (bytes + kHugePage - 1) / kHugePage * kHugePage) != 0) return;
+    if (bytes == 0 || posix_memalign(&copy, kHugePage, reserved) != 0) return;
+    resident_b_.reset(copy);
 #if defined(__linux__)
-    madvise(copy, (bytes + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice only: failure is harmless
+    madvise(copy, reserved, MADV_HUGEPAGE);  // advice only: failure is harmless
 #endif
     std::memcpy(copy, source, bytes);
-    resident_b_.reset(copy);
-#if defined(__linux__) && defined(MADV_PAGEOUT)
-    // The source is usually a read-only mapping of the external data file that nothing reads again: ask the
-    // kernel to reclaim those pages now rather than under pressure later (reclaim of a large model's page
-    // cache while decoding was measured to cost whole tokens). MADV_PAGEOUT never discards data: clean file
-    // pages are re-read if touched, anonymous ones are kept (or swapped). Only whole pages inside the source.
-    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    const auto first = (reinterpret_cast<uintptr_t>(source) + page - 1) / page * page;
-    const auto last = (reinterpret_cast<uintptr_t>(source) + bytes) / page * page;
-    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_PAGEOUT);  // advice only
-#endif
     // The copy is only an optimisation: if ORT cannot wrap it as a tensor, drop it rather than fail the session.
     OrtStatus* wrap = Api().CreateCpuMemoryInfo(OrtDeviceAllocator, OrtMemTypeDefault, &resident_b_memory_);
     if (wrap == nullptr)
@@ -272,7 +261,18 @@ class Kernel {
       resident_b_memory_ = nullptr;
       resident_b_value_ = nullptr;
       resident_b_.reset();
+      return;
     }
+#if defined(__linux__) && defined(MADV_PAGEOUT)
+    // The source is usually a read-only mapping of the external data file that nothing reads again: ask the
+    // kernel to reclaim those pages now rather than under pressure later (reclaim of a large model's page
+    // cache while decoding was measured to cost whole tokens). MADV_PAGEOUT never discards data: clean file
+    // pages are re-read if touched, anonymous ones are kept (or swapped). Only whole pages inside the source.
+    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const auto first = (reinterpret_cast<uintptr_t>(source) + page - 1) / page * page;
+    const auto last = (reinterpret_cast<uintptr_t>(source) + bytes) / page * page;
+    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_PAGEOUT);  // advice only
+#endif
   }
 
   // ORT's own MatMul (MLAS) for float32 prefill. Float16 and bfloat16 use DenseGemm: ORT has no bfloat16
