@@ -38,7 +38,8 @@ public static class CommandRunner
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or FormatException
                                       or Runtime.Tokenization.TokenizerLoadException or Runtime.Inference.UnsupportedModelException
-                                      or Runtime.Inference.ExecutionProviderUnavailableException)
+                                      or Runtime.Inference.ExecutionProviderUnavailableException
+                                      or Calibration.Data.CalibrationDataException or Calibration.Capture.CalibrationModelException)
         {
             error.WriteLine($"error: {e.Message}");
             return ExitCodes.InputError;

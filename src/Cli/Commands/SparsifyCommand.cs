@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Spectre.Console;
+using SparseOnnx.Calibration;
 using SparseOnnx.GraphRewriter;
 using SparseOnnx.GraphRewriter.Analysis.Projections;
 using SparseOnnx.GraphRewriter.IO;
@@ -44,28 +45,62 @@ public static class SparsifyCommand
             DefaultValueFactory = _ => ExternalDataMode.Auto,
         };
         var json = new Option<bool>("--json") { Description = "Print a JSON report instead of tables." };
-        var command = new Command("sparsify", "Replace projections by TopKSparseMatMul (dynamic input sparsity) followed by spontaneous-neuron Adds.")
+        var calibration = new CalibrationCliOptions();
+        var command = new Command("sparsify", "Replace projections by TopKSparseMatMul (dynamic input sparsity) followed by spontaneous-neuron Adds. " +
+            "With --calibration, thresholds or k per projection, their allocation and compensation are first measured on real text, and the plan is saved too.")
         {
             input, output, sparsity, mode, threshold, kinds, plan, noSpontaneous, external, json,
         };
+        foreach (var option in calibration.All) command.Options.Add(option);
         command.SetAction(parse =>
         {
+            var selectionMode = parse.GetValue(mode) == "threshold" ? SparsityMode.Threshold : SparsityMode.TopK;
+            var selectedKinds = ParseKinds(parse.GetValue(kinds));
+            bool calibrate = calibration.Requested(parse);
+            if (calibrate)
+            {
+                if (parse.GetValue(plan) is not null) throw new ArgumentException("Give either --plan or --calibration: calibration writes the plan.");
+                if (parse.GetValue(threshold) is not null) throw new ArgumentException("Calibration measures the thresholds; give --sparsity, not --threshold.");
+                if (parse.GetValue(sparsity) is null) throw new ArgumentException("Calibration needs the target --sparsity.");
+            }
             var options = new SparsifyOptions
             {
-                Mode = parse.GetValue(mode) == "threshold" ? SparsityMode.Threshold : SparsityMode.TopK,
-                Sparsity = parse.GetValue(sparsity),
+                Mode = selectionMode,
+                Sparsity = calibrate ? null : parse.GetValue(sparsity),
                 Threshold = parse.GetValue(threshold),
-                Kinds = ParseKinds(parse.GetValue(kinds)),
+                Kinds = selectedKinds,
                 SpontaneousNeurons = !parse.GetValue(noSpontaneous),
                 Plan = parse.GetValue(plan) is { } planFile ? SparsityPlan.Load(planFile.FullName) : null,
             };
-            var pass = new SparsifyPass(options);
+            if (!calibrate) options.Validate();
             var saveOptions = new SaveOptions { ExternalData = parse.GetValue(external) };
+            string inputPath = parse.GetValue(input)!.FullName;
             string outputPath = parse.GetValue(output)!.FullName;
             var clock = Stopwatch.StartNew();
 
-            using var model = ModelLoader.Load(parse.GetValue(input)!.FullName);
+            using var model = ModelLoader.Load(inputPath);
             ModelSaver.CheckTarget(model, outputPath, saveOptions);
+            CalibrationResult? calibrated = null;
+            string? planPath = null;
+            if (calibrate)
+            {
+                var calibrationOptions = calibration.Options(parse, parse.GetValue(sparsity)!.Value, selectionMode, selectedKinds);
+                calibrationOptions.Validate();
+                var data = calibration.ReadData(parse, inputPath);
+                planPath = calibration.PlanPath(parse, outputPath);
+                if (Path.GetFullPath(planPath) == inputPath || Path.GetFullPath(planPath) == outputPath)
+                    throw new ArgumentException($"The plan would be written over '{planPath}'; choose another --plan-out.");
+                string workFolder = Path.Combine(Path.GetDirectoryName(outputPath)!,
+                    $".{Path.GetFileName(outputPath)}.calibration-{Environment.ProcessId}");
+                Directory.CreateDirectory(Path.GetDirectoryName(outputPath)!);
+                calibrated = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Calibrating", bar =>
+                    Calibrator.Run(inputPath, data, calibrationOptions, workFolder,
+                        new ProgressDisplay.Immediate<CalibrationProgress>(p => bar.Update(p.Done, p.Total, p.Stage))));
+                calibrated.Plan.Save(planPath);
+                // Rewrite from the saved plan, so the model records the file it can be re-made from.
+                options = options with { Plan = SparsityPlan.Load(planPath) };
+            }
+            var pass = new SparsifyPass(options);
             pass.Run(model);
             var report = pass.Report!;
             if (report.Rewritten.Count == 0) throw new NothingToRewriteException(NothingRewrittenMessage(report, model));
@@ -74,9 +109,17 @@ public static class SparsifyCommand
 
             var writer = parse.InvocationConfiguration.Output;
             if (parse.GetValue(json))
-                writer.WriteLine(ToJson(report, saved, clock.Elapsed).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            {
+                var document = ToJson(report, saved, clock.Elapsed);
+                if (calibrated is not null) document["calibration"] = CalibrationCliOptions.ToJson(calibrated, planPath!);
+                writer.WriteLine(document.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            }
             else
-                Render(report, saved, clock.Elapsed, InspectCommand.ConsoleFor(writer));
+            {
+                var console = InspectCommand.ConsoleFor(writer);
+                if (calibrated is not null) CalibrationCliOptions.Render(calibrated, planPath!, console);
+                Render(report, saved, clock.Elapsed, console);
+            }
             return ExitCodes.Success;
         });
         return command;

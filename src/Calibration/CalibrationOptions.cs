@@ -1,0 +1,74 @@
+using SparseOnnx.GraphRewriter.Analysis.Projections;
+using SparseOnnx.GraphRewriter.Sparsify;
+
+namespace SparseOnnx.Calibration;
+
+/// <summary>How sparsity is spread over a block's projection groups.</summary>
+public enum AllocationMethod
+{
+    /// <summary>Every group at the target sparsity.</summary>
+    Uniform,
+    /// <summary>TEAL's block-wise greedy search (<see cref="Allocation.GreedyAllocator"/>), same parameter-weighted average.</summary>
+    Greedy,
+}
+
+/// <summary>Whether the closed-form compensation vectors are applied.</summary>
+public enum CompensationMode
+{
+    /// <summary>No compensation: plain thresholds (or k).</summary>
+    Off,
+    /// <summary>Computed for every group, kept only where it lowers the held-out loss.</summary>
+    Auto,
+    /// <summary>Computed and applied everywhere (to measure the baseline itself).</summary>
+    On,
+}
+
+/// <summary>What <see cref="Calibrator"/> computes.</summary>
+public sealed record CalibrationOptions
+{
+    /// <summary>Target average sparsity (fraction of input entries dropped, weighted by each group's weights), in [0, 1).</summary>
+    public double Sparsity { get; init; } = 0.5;
+
+    /// <summary>Threshold mode writes per-projection thresholds; top-k mode writes per-projection k.</summary>
+    public SparsityMode Mode { get; init; } = SparsityMode.Threshold;
+
+    /// <summary>Uniform or greedy allocation.</summary>
+    public AllocationMethod Allocation { get; init; } = AllocationMethod.Uniform;
+
+    /// <summary>Closed-form compensation: off, kept where it helps (default), or everywhere.</summary>
+    public CompensationMode Compensation { get; init; } = CompensationMode.Auto;
+
+    /// <summary>Projection kinds to sparsify.</summary>
+    public IReadOnlySet<ProjectionKind> Kinds { get; init; } = SparsifyOptions.DefaultKinds;
+
+    /// <summary>ONNX Runtime intra-op threads (0: its default).</summary>
+    public int Threads { get; init; }
+
+    /// <summary>
+    /// Most bytes of captured outputs (activations exposed by the probe, logits) held at once; batches are sized
+    /// to fit, down to one window. The rest of calibration's memory does not grow with the number of samples.
+    /// </summary>
+    public long CaptureBudgetBytes { get; init; } = 256L << 20;
+
+    /// <summary>Greedy allocation: the sparsity step of one group per iteration.</summary>
+    public double GreedyStep { get; init; } = 0.05;
+
+    /// <summary>Greedy allocation: calibration windows the block-output error is measured on.</summary>
+    public int GreedySamples { get; init; } = 8;
+
+    /// <summary>Largest sparsity greedy gives one group.</summary>
+    public double GreedyMaxSparsity { get; init; } = 0.95;
+
+    /// <summary>Throws <see cref="ArgumentException"/> for out-of-range settings.</summary>
+    public void Validate()
+    {
+        if (!(Sparsity >= 0 && Sparsity < 1)) throw new ArgumentException($"The sparsity must be in [0, 1), not {Sparsity}.");
+        if (Threads < 0) throw new ArgumentException($"Threads must be 0 (default) or more, not {Threads}.");
+        if (CaptureBudgetBytes < 1 << 20) throw new ArgumentException("The capture budget must be at least 1 MiB.");
+        if (!(GreedyStep > 0 && GreedyStep <= 0.5)) throw new ArgumentException($"The greedy step must be in (0, 0.5], not {GreedyStep}.");
+        if (GreedySamples < 1) throw new ArgumentException($"Greedy needs at least one sample, not {GreedySamples}.");
+        if (!(GreedyMaxSparsity > Sparsity && GreedyMaxSparsity < 1))
+            throw new ArgumentException($"The greedy maximum per group must be above the target ({Sparsity}) and below 1, not {GreedyMaxSparsity}.");
+        if (Kinds.Count == 0) throw new ArgumentException("No projection kinds selected.");
+    }
+}

@@ -1,0 +1,38 @@
+using SparseOnnx.GraphRewriter.Sparsify;
+
+namespace SparseOnnx.Calibration;
+
+/// <summary>What calibration decided for one group of projections sharing an input.</summary>
+/// <param name="Id">e.g. <c>layer3.q_k_v</c>.</param>
+/// <param name="Layer">The layer, when known.</param>
+/// <param name="Kinds">The kinds sharing the input, e.g. <c>q+k+v</c>.</param>
+/// <param name="InFeatures">K of the shared input.</param>
+/// <param name="Parameters">Σ K·N of the group: its weight in the average sparsity.</param>
+/// <param name="Sparsity">The allocated sparsity.</param>
+/// <param name="Threshold">Threshold mode: the magnitude that drops <paramref name="Sparsity"/> of the calibration entries.</param>
+/// <param name="K">Top-k mode: entries kept per token.</param>
+/// <param name="MeasuredSparsity">Fraction actually dropped on the held-out windows with every decision applied.</param>
+/// <param name="Compensated">Whether the group's projections carry a compensation vector.</param>
+public sealed record GroupCalibration(string Id, int? Layer, string Kinds, long InFeatures, long Parameters, double Sparsity,
+    float? Threshold, long? K, double MeasuredSparsity, bool Compensated);
+
+/// <summary>Held-out mean negative log-likelihoods (nats per token) measured along the way.</summary>
+/// <param name="Dense">The unchanged model.</param>
+/// <param name="Uniform">Every group at the target, no compensation.</param>
+/// <param name="Greedy">The greedy allocation, no compensation (null when not searched).</param>
+/// <param name="Final">With every decision applied: what the plan gives.</param>
+public sealed record ValidationLosses(double Dense, double Uniform, double? Greedy, double Final);
+
+/// <summary>What a calibration produced.</summary>
+/// <param name="Plan">The plan for <c>sparsify --plan</c>.</param>
+/// <param name="Groups">Per group, what was decided.</param>
+/// <param name="Allocation">The allocation the plan uses (greedy falls back to uniform when it loses on the held-out windows).</param>
+/// <param name="Validation">Held-out losses along the way.</param>
+/// <param name="MeasuredSparsity">Parameter-weighted average of the groups' measured sparsity.</param>
+/// <param name="Notes">Decisions worth telling the user, in order.</param>
+/// <param name="Elapsed">Wall time of the calibration.</param>
+public sealed record CalibrationResult(SparsityPlan Plan, IReadOnlyList<GroupCalibration> Groups, AllocationMethod Allocation,
+    ValidationLosses Validation, double MeasuredSparsity, IReadOnlyList<string> Notes, TimeSpan Elapsed);
+
+/// <summary>Progress of a calibration: a stage and how far into it.</summary>
+public readonly record struct CalibrationProgress(string Stage, double Done, double Total);

@@ -1,0 +1,338 @@
+using System.Diagnostics;
+using System.Globalization;
+using SparseOnnx.Calibration.Allocation;
+using SparseOnnx.Calibration.Capture;
+using SparseOnnx.Calibration.Compensation;
+using SparseOnnx.Calibration.Data;
+using SparseOnnx.Calibration.Statistics;
+using SparseOnnx.GraphRewriter.Analysis.Projections;
+using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Sparsify;
+using SparseOnnx.Runtime.Evaluation;
+
+namespace SparseOnnx.Calibration;
+
+/// <summary>
+/// The calibration pass. Runs the model on calibration text through its probe (<see cref="ProbeModelBuilder"/>)
+/// and decides, per group of projections sharing an input:
+/// <list type="number">
+/// <item>the allocation: uniform, or TEAL's block-wise greedy search, sequentially layer by layer (layer l is
+/// searched with layers &lt; l already at their allocation);</item>
+/// <item>the threshold that drops that fraction of the magnitudes each input takes with the uniform thresholds applied upstream (threshold mode), or k (top-k mode);</item>
+/// <item>the closed-form compensation, computed sequentially (layer l with the decisions for layers &lt; l applied)
+/// and, in <see cref="CompensationMode.Auto"/>, kept group by group only where it lowers the held-out loss.</item>
+/// </list>
+/// Greedy is kept only when its held-out loss beats uniform's, so nothing calibration applies makes the
+/// held-out loss worse than plain uniform thresholds. Memory: one batch of captured outputs
+/// (<see cref="CalibrationOptions.CaptureBudgetBytes"/>) plus, per group, a 33 KB histogram and K doubles of
+/// means, plus the greedy search's reference block outputs (greedy samples × length × hidden floats).
+/// </summary>
+public sealed class Calibrator
+{
+    private readonly CalibrationOptions _options;
+    private readonly IProgress<CalibrationProgress>? _progress;
+    private readonly List<string> _notes = new();
+    private ProbeSession _session = null!;
+    private CalibrationSet _data = null!;
+
+    private Calibrator(CalibrationOptions options, IProgress<CalibrationProgress>? progress)
+    {
+        _options = options;
+        _progress = progress;
+    }
+
+    /// <summary>
+    /// Calibrates <paramref name="modelPath"/> (never modified) on <paramref name="data"/>. The probe model is
+    /// written to <paramref name="workFolder"/> (created, and deleted afterwards when calibration created it);
+    /// it needs about the model's size on disk.
+    /// </summary>
+    public static CalibrationResult Run(string modelPath, CalibrationSet data, CalibrationOptions options, string workFolder,
+        IProgress<CalibrationProgress>? progress = null)
+    {
+        options.Validate();
+        if (!File.Exists(modelPath)) throw new FileNotFoundException($"The model '{modelPath}' does not exist.", modelPath);
+        bool created = !Directory.Exists(workFolder);
+        try
+        {
+            return new Calibrator(options, progress).Calibrate(modelPath, data, workFolder);
+        }
+        finally
+        {
+            if (created && Directory.Exists(workFolder)) Directory.Delete(workFolder, recursive: true);
+        }
+    }
+
+    private CalibrationResult Calibrate(string modelPath, CalibrationSet data, string workFolder)
+    {
+        var clock = Stopwatch.StartNew();
+        _data = data;
+        using var model = ModelLoader.Load(modelPath);
+        var layout = ProbeModelBuilder.Instrument(model, new ProbeOptions { Kinds = _options.Kinds, Mode = _options.Mode });
+        if (_options.Allocation == AllocationMethod.Greedy && layout.BlockOutputProblem is { } problem)
+            throw new CalibrationModelException($"greedy allocation measures each block's output, but {problem}; use uniform allocation");
+        using var session = ProbeSession.Open(model, layout, workFolder, _options.Threads);
+        _session = session;
+
+        var dense = new ProbeSettings(layout);
+        double denseLoss = Validate(dense, "held-out loss, dense").Loss;
+        var uniform = Enumerable.Repeat(_options.Sparsity, layout.Groups.Count).ToArray();
+        MagnitudeHistogram[]? histograms = null;
+        if (_options.Mode == SparsityMode.Threshold)
+        {
+            // Sparsifying q/k/v moves the distribution of o's input, gate/up that of down's, and every layer
+            // that of the next ones: thresholds read off the dense model drop more than asked downstream. A
+            // second pass measures each input with the first pass's thresholds applied upstream.
+            histograms = MeasureHistograms(dense, "magnitude histograms, dense");
+            histograms = MeasureHistograms(Selection(layout, uniform, histograms), "magnitude histograms, sparse upstream");
+        }
+        var uniformSettings = Selection(layout, uniform, histograms);
+        var uniformResult = Validate(uniformSettings, "held-out loss, uniform");
+        double[] allocation = uniform;
+        var selection = uniformSettings;
+        var chosen = uniformResult;
+        var method = AllocationMethod.Uniform;
+        double? greedyLoss = null;
+        if (_options.Allocation == AllocationMethod.Greedy)
+        {
+            var greedy = SearchGreedy(layout, histograms);
+            var greedyHistograms = histograms;
+            if (histograms is not null)
+                // The search read thresholds off histograms taken with uniform thresholds upstream; measured again
+                // with the greedy ones, they drop what the allocation says, so greedy and uniform compare at equal sparsity.
+                greedyHistograms = MeasureHistograms(Selection(layout, greedy, histograms), "magnitude histograms, greedy upstream");
+            var greedySettings = Selection(layout, greedy, greedyHistograms);
+            var greedyResult = Validate(greedySettings, "held-out loss, greedy");
+            greedyLoss = greedyResult.Loss;
+            if (greedyResult.Loss <= uniformResult.Loss)
+            {
+                (allocation, selection, chosen, method, histograms) = (greedy, greedySettings, greedyResult, AllocationMethod.Greedy, greedyHistograms);
+                _notes.Add($"greedy allocation lowers the held-out loss from {uniformResult.Loss:0.0000} to {greedyResult.Loss:0.0000} nats/token");
+            }
+            else
+                _notes.Add($"greedy allocation raised the held-out loss ({greedyResult.Loss:0.0000} against uniform's {uniformResult.Loss:0.0000} nats/token); uniform kept");
+        }
+
+        var compensated = new HashSet<ProbeGroup>();
+        if (_options.Compensation != CompensationMode.Off)
+            (selection, chosen) = Compensate(layout, selection, chosen, compensated);
+
+        var groups = layout.Groups.Select(g => new GroupCalibration(g.Id, g.Layer, g.KindsName, g.InFeatures, g.Parameters, allocation[g.Index],
+            _options.Mode == SparsityMode.Threshold ? ThresholdFor(histograms!, g, allocation[g.Index]) : null,
+            _options.Mode == SparsityMode.TopK ? SparsifyOptions.KeptEntries(allocation[g.Index], g.InFeatures) : null,
+            1 - chosen.Kept[g.Index], compensated.Contains(g))).ToArray();
+        double measured = groups.Sum(g => g.MeasuredSparsity * g.Parameters) / groups.Sum(g => (double)g.Parameters);
+        var plan = BuildPlan(layout, groups, selection, method);
+        clock.Stop();
+        return new CalibrationResult(plan, groups, method,
+            new ValidationLosses(denseLoss, uniformResult.Loss, greedyLoss, chosen.Loss), measured, _notes.ToArray(), clock.Elapsed);
+    }
+
+    private sealed record Evaluation(double Loss, double[] Kept);
+
+    /// <summary>Mean next-token NLL over the held-out windows, and the fraction each group kept there.</summary>
+    private Evaluation Validate(ProbeSettings settings, string stage)
+    {
+        var layout = settings.Layout;
+        var windows = _data.Validation;
+        double nll = 0;
+        long scored = 0;
+        var kept = new double[layout.Groups.Count];
+        long vocabulary = -1;
+        var outputs = new List<string> { _session.Logits };
+        outputs.AddRange(layout.Groups.Select(g => g.KeptFractionOutput));
+        int batchSize = BatchFor(vocabulary > 0 ? vocabulary : 1 << 17);
+        Report(stage, 0, windows.Count);
+        _session.Run(windows, batchSize, settings, outputs, batch =>
+        {
+            var logits = batch.Floats(_session.Logits);
+            int v = (int)batch.Shape(_session.Logits)[2];
+            for (int b = 0; b < batch.Windows; b++)
+            {
+                var tokens = windows[batch.FirstWindow + b];
+                for (int t = 0; t + 1 < batch.Length; t++)
+                {
+                    nll += PerplexityEvaluator.NegativeLogLikelihood(logits.Slice(((b * batch.Length) + t) * v, v), tokens[t + 1]);
+                    scored++;
+                }
+            }
+            foreach (var g in layout.Groups) kept[g.Index] += batch.Floats(g.KeptFractionOutput)[0] * batch.Windows;
+        }, done => Report(stage, done, windows.Count));
+        for (int i = 0; i < kept.Length; i++) kept[i] /= windows.Count;
+        return new Evaluation(nll / scored, kept);
+    }
+
+    /// <summary>Histograms of every group's input magnitudes under <paramref name="settings"/>, over all calibration windows.</summary>
+    private MagnitudeHistogram[] MeasureHistograms(ProbeSettings settings, string stage)
+    {
+        var layout = settings.Layout;
+        var histograms = layout.Groups.Select(_ => new MagnitudeHistogram()).ToArray();
+        var windows = _data.Calibration;
+        Report(stage, 0, windows.Count);
+        _session.Run(windows, BatchFor(layout.Groups.Sum(g => g.InFeatures)), settings, layout.Groups.Select(g => g.DenseOutput).ToArray(), batch =>
+        {
+            foreach (var g in layout.Groups) histograms[g.Index].Add(batch.Floats(g.DenseOutput));
+        }, done => Report(stage, done, windows.Count));
+        foreach (var g in layout.Groups.Where(g => histograms[g.Index].NaNs > 0))
+            _notes.Add($"{g.Id}: {histograms[g.Index].NaNs} NaN inputs were left out of its histogram");
+        return histograms;
+    }
+
+    private static float ThresholdFor(MagnitudeHistogram[] histograms, ProbeGroup group, double sparsity) =>
+        histograms[group.Index].Quantile(sparsity);
+
+    private ProbeSettings Selection(ProbeLayout layout, double[] sparsity, MagnitudeHistogram[]? histograms, ProbeSettings? basis = null)
+    {
+        var settings = basis?.Clone() ?? new ProbeSettings(layout);
+        foreach (var g in layout.Groups) Select(settings, g, sparsity[g.Index], histograms);
+        return settings;
+    }
+
+    private void Select(ProbeSettings settings, ProbeGroup g, double sparsity, MagnitudeHistogram[]? histograms)
+    {
+        if (_options.Mode == SparsityMode.Threshold) settings.SetThreshold(g, ThresholdFor(histograms!, g, sparsity));
+        else settings.SetK(g, SparsifyOptions.KeptEntries(sparsity, g.InFeatures));
+    }
+
+    /// <summary>
+    /// Greedy allocation, layer by layer: each block's search runs with the earlier blocks at their chosen
+    /// allocation and the later ones dense, and scores a candidate by the relative squared error of the block's
+    /// output against the same block run dense on the same input.
+    /// </summary>
+    private double[] SearchGreedy(ProbeLayout layout, MagnitudeHistogram[]? histograms)
+    {
+        var allocation = Enumerable.Repeat(_options.Sparsity, layout.Groups.Count).ToArray();
+        var settings = new ProbeSettings(layout);
+        var windows = _data.Calibration.Take(_options.GreedySamples).ToArray();
+        var layers = layout.Layers;
+        foreach (var g in layout.Groups.Where(g => g.Layer is null)) Select(settings, g, _options.Sparsity, histograms);
+        for (int i = 0; i < layers.Count; i++)
+        {
+            int layer = layers[i];
+            var block = layout.Groups.Where(g => g.Layer == layer).ToArray();
+            string output = layout.BlockOutputs[layer];
+            string stage = $"greedy allocation, layer {layer + 1} of {layers.Count}";
+            Report(stage, i, layers.Count);
+            var reference = Capture(windows, settings, output);
+            double referenceEnergy = reference.Sum(v => (double)v * v);
+            double Error(double[] sparsity)
+            {
+                var trial = settings.Clone();
+                for (int j = 0; j < block.Length; j++) Select(trial, block[j], sparsity[j], histograms);
+                double sum = 0;
+                long offset = 0;
+                _session.Run(windows, BatchFor(layout.Groups.Max(g => g.InFeatures)), trial, [output], batch =>
+                {
+                    var y = batch.Floats(output);
+                    for (int e = 0; e < y.Length; e++)
+                    {
+                        double d = y[e] - reference[offset + e];
+                        sum += d * d;
+                    }
+                    offset += y.Length;
+                });
+                return sum / Math.Max(referenceEnergy, double.Epsilon);
+            }
+            var chosen = GreedyAllocator.Allocate(block.Select(g => new AllocationCandidate(g.Parameters, _options.GreedyMaxSparsity)).ToArray(),
+                _options.Sparsity, _options.GreedyStep, Error);
+            for (int j = 0; j < block.Length; j++)
+            {
+                allocation[block[j].Index] = chosen[j];
+                Select(settings, block[j], chosen[j], histograms);
+            }
+            Report(stage, i + 1, layers.Count);
+        }
+        return allocation;
+    }
+
+    /// <summary>One output over <paramref name="windows"/>, concatenated.</summary>
+    private float[] Capture(IReadOnlyList<int[]> windows, ProbeSettings settings, string output)
+    {
+        var values = new List<float>();
+        _session.Run(windows, BatchFor(_session.Layout.Groups.Max(g => g.InFeatures)), settings, [output], batch => values.AddRange(batch.Floats(output)));
+        return values.ToArray();
+    }
+
+    /// <summary>
+    /// Closed-form compensation, layer by layer: the means of x − S(x) of layer l's groups are measured over the
+    /// calibration windows with every decision for earlier layers applied; each group's vectors are then tried on
+    /// the held-out windows and kept when they lower the loss (or always, in <see cref="CompensationMode.On"/>).
+    /// </summary>
+    private (ProbeSettings, Evaluation) Compensate(ProbeLayout layout, ProbeSettings selection, Evaluation current, HashSet<ProbeGroup> compensated)
+    {
+        var settings = selection.Clone();
+        var byLayer = layout.Groups.GroupBy(g => g.Layer ?? int.MaxValue).OrderBy(g => g.Key).ToArray();
+        for (int i = 0; i < byLayer.Length; i++)
+        {
+            var block = byLayer[i].ToArray();
+            string stage = $"compensation, layer {(block[0].Layer is { } l ? (l + 1).ToString(CultureInfo.InvariantCulture) : "-")} of {byLayer.Length}";
+            var means = block.Select(g => new ChannelMeans(g.InFeatures)).ToArray();
+            var outputs = block.SelectMany(g => new[] { g.DenseOutput, g.SparseOutput }).ToArray();
+            Report(stage, 0, _data.Calibration.Count);
+            _session.Run(_data.Calibration, BatchFor(2 * block.Sum(g => g.InFeatures)), settings, outputs, batch =>
+            {
+                for (int j = 0; j < block.Length; j++) means[j].AddDifference(batch.Floats(block[j].DenseOutput), batch.Floats(block[j].SparseOutput));
+            }, done => Report(stage, done, _data.Calibration.Count));
+            for (int j = 0; j < block.Length; j++)
+            {
+                var g = block[j];
+                var dropped = means[j].Means();
+                var trial = settings.Clone();
+                foreach (var p in g.Members) trial.SetCompensation(p, ClosedFormCompensation.Vector(p, dropped));
+                if (_options.Compensation == CompensationMode.On)
+                {
+                    settings = trial;
+                    compensated.Add(g);
+                    continue;
+                }
+                var result = Validate(trial, stage + ", held-out check");
+                if (result.Loss < current.Loss)
+                {
+                    settings = trial;
+                    current = result;
+                    compensated.Add(g);
+                }
+            }
+        }
+        if (_options.Compensation == CompensationMode.On) current = Validate(settings, "held-out loss, compensated");
+        _notes.Add(_options.Compensation == CompensationMode.On
+            ? $"closed-form compensation applied to all {compensated.Count} groups"
+            : $"closed-form compensation kept for {compensated.Count} of {layout.Groups.Count} groups (where it lowered the held-out loss)");
+        return (settings, current);
+    }
+
+    private SparsityPlan BuildPlan(ProbeLayout layout, IReadOnlyList<GroupCalibration> groups, ProbeSettings settings, AllocationMethod method)
+    {
+        var entries = new List<PlanEntry>();
+        foreach (var g in layout.Groups)
+        {
+            var decided = groups[g.Index];
+            foreach (var p in g.Members)
+                entries.Add(new PlanEntry
+                {
+                    Node = p.Node,
+                    Graph = p.GraphPath,
+                    Kind = p.Kind.ToShortName(),
+                    Layer = p.Layer,
+                    InFeatures = p.InFeatures,
+                    OutFeatures = p.OutFeatures,
+                    K = decided.K,
+                    Threshold = decided.Threshold,
+                    Spontaneous = settings.Compensation(p),
+                });
+        }
+        string source = string.Create(CultureInfo.InvariantCulture,
+            $"{_data.Source}; {(_options.Mode == SparsityMode.Threshold ? "threshold" : "topk")} sparsity {_options.Sparsity}, " +
+            $"{method.ToString().ToLowerInvariant()} allocation{(_options.Allocation != method ? " (greedy lost on held-out data)" : "")}, " +
+            $"compensation {_options.Compensation.ToString().ToLowerInvariant()} (closed form)");
+        return new SparsityPlan(entries, source);
+    }
+
+    /// <summary>Windows per batch so that one batch's captured outputs stay within the budget.</summary>
+    private int BatchFor(long floatsPerToken)
+    {
+        long perWindow = Math.Max(1, floatsPerToken) * _data.SequenceLength * sizeof(float);
+        return (int)Math.Clamp(_options.CaptureBudgetBytes / perWindow, 1, 64);
+    }
+
+    private void Report(string stage, double done, double total) => _progress?.Report(new CalibrationProgress(stage, done, total));
+}

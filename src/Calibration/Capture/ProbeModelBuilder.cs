@@ -1,0 +1,151 @@
+using SparseOnnx.GraphRewriter.Analysis.Projections;
+using SparseOnnx.GraphRewriter.Ir;
+using SparseOnnx.GraphRewriter.Sparsify;
+
+namespace SparseOnnx.Calibration.Capture;
+
+/// <summary>What the probe instruments.</summary>
+public sealed record ProbeOptions
+{
+    /// <summary>The projection kinds to sparsify (the same default as sparsify).</summary>
+    public IReadOnlySet<ProjectionKind> Kinds { get; init; } = SparsifyOptions.DefaultKinds;
+
+    /// <summary>How the sparsifiers select: magnitude threshold or per-token top-k.</summary>
+    public SparsityMode Mode { get; init; } = SparsityMode.Threshold;
+}
+
+/// <summary>
+/// Turns a model into its calibration probe, in place. For every group of projections sharing an input x:
+/// <code>
+/// threshold mode: keep = |x| &gt; t                      (t: probe input, float scalar)
+/// top-k mode:     keep = |x| ≥ kth largest |x| per row   (k: probe input, int64 [1])
+/// S(x) = Where(keep, x, 0)  feeds the group's MatMuls;  x, S(x) and mean(keep) become probe outputs
+/// </code>
+/// and after every projection <c>Y -> Y + c</c> with c [N] a probe input (the compensation vector). This is
+/// TopKSparseMatMul's contract written with standard ops, so one session evaluates any thresholds, k and
+/// compensation by feeding inputs, without rebuilding anything; exposing tensors as extra outputs is how
+/// onnxruntime.quantization's calibrators capture activations. The residual stream after each block is
+/// exposed as well, for the allocation search's block-output error.
+/// </summary>
+public static class ProbeModelBuilder
+{
+    /// <summary>Name prefix of everything the probe adds.</summary>
+    public const string Prefix = "sparseonnx.probe.";
+
+    /// <summary>Instruments <paramref name="model"/>; throws <see cref="CalibrationModelException"/> naming what the probe cannot handle.</summary>
+    public static ProbeLayout Instrument(Model model, ProbeOptions options)
+    {
+        long opset = model.OpsetImports[""] ?? model.OpsetImports["ai.onnx"] ?? 0;
+        if (opset < 11) throw new CalibrationModelException($"the model imports ONNX opset {opset}; calibration needs opset 11 or newer");
+        if (SparsifyPass.CountSparseNodes(model) > 0)
+            throw new CalibrationModelException("it is already sparsified (it has TopKSparseMatMul nodes); calibrate the dense model it came from");
+
+        var projections = ProjectionClassifier.Classify(model)
+            .Where(p => options.Kinds.Contains(p.Kind) && TopKSparseMatMulRule.Check(p) is null).ToList();
+        if (projections.Count == 0)
+            throw new CalibrationModelException("it has no projection of the selected kinds that TopKSparseMatMul can replace (see `sparseonnx inspect`)");
+        if (projections.FirstOrDefault(p => p.GraphPath != "main") is { } nested)
+            throw new CalibrationModelException($"projection {nested.DisplayName} is inside a subgraph ({nested.GraphPath}), as in a merged decoder; " +
+                "calibrate the decoder without the If (Optimum's decoder_model.onnx), then apply the plan to the merged one");
+        if (projections.FirstOrDefault(p => p.DataType != DataType.Float) is { } typed)
+            throw new CalibrationModelException($"projection {typed.DisplayName} is {typed.DataType.DisplayName()}; calibration runs float32 models " +
+                "(calibrate the float32 export, then apply the plan to the float16 one)");
+
+        var graph = model.Graph;
+        var blockOutputs = new Dictionary<int, Value>();
+        string? blockProblem = null;
+        foreach (var down in projections.Where(p => p.Kind == ProjectionKind.Down && p.Layer is not null))
+        {
+            if (ResidualAddAfter(down.Output) is { } residual) blockOutputs[down.Layer!.Value] = residual;
+            else blockProblem ??= $"the output of {down.DisplayName} does not reach a residual Add";
+        }
+
+        var builder = new GraphBuilder(graph, model.UniqueName);
+        var zero = builder.Initializer(model.UniqueName(Prefix + "zero"), [], [0f]);
+        Value? lastRow = null, rowEnd = null, rowAxis = null;
+        var groups = new List<(string Id, int? Layer, List<ProbeProjection> Members, long K, Value Selection, Value Dense, Value Sparse, Value Kept)>();
+        foreach (var shared in projections.GroupBy(p => p.Input).OrderBy(g => g.Min(p => p.Layer ?? int.MaxValue)).ThenBy(g => g.Min(p => p.Kind)))
+        {
+            var members = shared.OrderBy(p => p.Kind).ToList();
+            var x = shared.Key;
+            int? layer = members[0].Layer;
+            string id = $"{(layer is { } l ? $"layer{l}" : "nolayer")}.{string.Join("_", members.Select(m => m.Kind.ToShortName()))}";
+            long k = members[0].InFeatures;
+
+            var magnitude = builder.Op("Abs", x);
+            Value selection, keep;
+            if (options.Mode == SparsityMode.Threshold)
+            {
+                selection = builder.Input(model.UniqueName(Prefix + id + ".threshold"), DataType.Float);
+                keep = builder.Op("Greater", magnitude, selection);
+            }
+            else
+            {
+                selection = builder.Input(model.UniqueName(Prefix + id + ".k"), DataType.Int64, 1L);
+                var top = builder.Node("", "TopK", [magnitude, selection], 2, model.UniqueName(Prefix + id + ".topk"), OnnxAttribute.Int("axis", -1));
+                lastRow ??= builder.Initializer(model.UniqueName(Prefix + "minus_one"), [1], [-1L]);
+                rowEnd ??= builder.Initializer(model.UniqueName(Prefix + "end"), [1], [long.MaxValue]);
+                rowAxis ??= lastRow;
+                // The last of the top k values is the k-th largest magnitude of the row; ties with it are kept too.
+                var kth = builder.Op("Slice", top.Outputs[0], lastRow, rowEnd, rowAxis);
+                keep = builder.Op("Not", builder.Op("Less", magnitude, kth));
+            }
+            var sparse = builder.Op("Where", keep, x, zero);
+            var kept = builder.Op("ReduceMean", [builder.Op("Cast", [keep], OnnxAttribute.Int("to", (long)DataType.Float))], OnnxAttribute.Int("keepdims", 0));
+            var memberNodes = members.Select(m => m.Node).ToHashSet();
+            foreach (var use in x.Uses.ToArray())
+                if (memberNodes.Contains(use.Node)) use.Node.SetInput(use.InputIndex, sparse);
+
+            var probes = new List<ProbeProjection>();
+            foreach (var p in members)
+            {
+                var compensation = builder.Input(model.UniqueName(Prefix + p.DisplayName + ".compensation"), DataType.Float, p.OutFeatures);
+                Splice.After(model, p.Output, "Add", [compensation], Prefix + p.DisplayName + "/compensation", p.Output.Name + ".uncompensated");
+                probes.Add(new ProbeProjection(p, compensation.Name));
+            }
+            groups.Add((id, layer, probes, k, selection, x, sparse, kept));
+        }
+
+        void Expose(Value value)
+        {
+            if (value.IsGraphOutput) return;
+            value.Type ??= OnnxType.Tensor(DataType.Float);
+            graph.Outputs.Add(value);
+        }
+        foreach (var g in groups)
+        {
+            Expose(g.Dense);
+            Expose(g.Sparse);
+            Expose(g.Kept);
+        }
+        foreach (var residual in blockOutputs.Values) Expose(residual);
+        graph.SortTopologically();
+
+        var layers = groups.Where(g => g.Layer is not null).Select(g => g.Layer!.Value).Distinct().ToList();
+        if (blockProblem is null && layers.FirstOrDefault(l => !blockOutputs.ContainsKey(l), -1) is var missing and >= 0)
+            blockProblem = $"layer {missing} has no down projection among the selected kinds";
+        // Names are read at the end: splicing renames the values it displaces.
+        return new ProbeLayout(options.Mode,
+            groups.Select((g, i) => new ProbeGroup(i, g.Id, g.Layer, g.Members, g.K, g.Selection.Name, g.Dense.Name, g.Sparse.Name, g.Kept.Name)).ToArray(),
+            blockOutputs.ToDictionary(p => p.Key, p => p.Value.Name), blockProblem);
+    }
+
+    /// <summary>The Add that joins <paramref name="value"/> to the residual stream (its other input is computed, not a constant bias), through bias Adds.</summary>
+    private static Value? ResidualAddAfter(Value value)
+    {
+        for (int depth = 0; depth < 4; depth++)
+        {
+            var adds = value.Uses.Where(u => u.Node.Is("Add")).Select(u => u.Node).ToList();
+            if (adds.Count != 1) return null;
+            var add = adds[0];
+            var other = add.Inputs[0] == value ? add.Inputs[1] : add.Inputs[0];
+            if (other is null) return null;
+            if (!other.IsConstant) return add.Outputs[0];
+            value = add.Outputs[0];
+        }
+        return null;
+    }
+}
+
+/// <summary>The model cannot be calibrated; the message says why.</summary>
+public sealed class CalibrationModelException(string problem) : Exception($"Cannot calibrate this model: {problem}.");

@@ -1,0 +1,201 @@
+using Microsoft.ML.OnnxRuntime;
+using SparseOnnx.CustomOps;
+using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Ir;
+using SparseOnnx.GraphRewriter.Sparsify;
+using SparseOnnx.Runtime.Inference;
+
+namespace SparseOnnx.Calibration.Capture;
+
+/// <summary>The outputs of one probe run over a batch of windows, valid only during the callback.</summary>
+public sealed class ProbeBatch
+{
+    private readonly IReadOnlyList<string> _names;
+    private readonly IReadOnlyList<OrtValue> _values;
+
+    internal ProbeBatch(int firstWindow, int windows, int length, IReadOnlyList<string> names, IReadOnlyList<OrtValue> values)
+    {
+        FirstWindow = firstWindow;
+        Windows = windows;
+        Length = length;
+        _names = names;
+        _values = values;
+    }
+
+    /// <summary>Index of the batch's first window in the list that was run.</summary>
+    public int FirstWindow { get; }
+    /// <summary>Windows in the batch.</summary>
+    public int Windows { get; }
+    /// <summary>Tokens per window.</summary>
+    public int Length { get; }
+
+    /// <summary>A requested float32 output, as a span over ONNX Runtime's buffer (do not keep it past the callback).</summary>
+    public ReadOnlySpan<float> Floats(string name)
+    {
+        int index = IndexOf(name);
+        return _values[index].GetTensorDataAsSpan<float>();
+    }
+
+    /// <summary>The shape of a requested output.</summary>
+    public long[] Shape(string name) => _values[IndexOf(name)].GetTensorTypeAndShape().Shape;
+
+    private int IndexOf(string name)
+    {
+        for (int i = 0; i < _names.Count; i++) if (_names[i] == name) return i;
+        throw new ArgumentException($"'{name}' was not requested from this run.", nameof(name));
+    }
+}
+
+/// <summary>
+/// The capture engine: the probe model (<see cref="ProbeModelBuilder"/>) saved to a work folder and opened in
+/// ONNX Runtime once; each <see cref="Run"/> feeds windows in batches with the given settings and hands each
+/// batch's requested outputs to a reducer, then frees them. Memory is bounded by one batch's outputs,
+/// whatever the number of windows.
+/// </summary>
+public sealed class ProbeSession : IDisposable
+{
+    private readonly InferenceSession _session;
+    private readonly DecoderSignature _signature;
+    private readonly HashSet<string> _inputs;
+
+    private ProbeSession(InferenceSession session, DecoderSignature signature, ProbeLayout layout, string modelPath)
+    {
+        _session = session;
+        _signature = signature;
+        Layout = layout;
+        ModelPath = modelPath;
+        _inputs = session.InputMetadata.Keys.ToHashSet();
+    }
+
+    /// <summary>What the probe exposes.</summary>
+    public ProbeLayout Layout { get; }
+
+    /// <summary>The saved probe model.</summary>
+    public string ModelPath { get; }
+
+    /// <summary>The logits output's name.</summary>
+    public string Logits => _signature.Logits;
+
+    /// <summary>
+    /// Saves <paramref name="probe"/> (instrumented by <see cref="ProbeModelBuilder"/>) as <c>probe.onnx</c> in
+    /// <paramref name="workFolder"/> (large weights go to an external data file there) and opens it.
+    /// </summary>
+    public static ProbeSession Open(Model probe, ProbeLayout layout, string workFolder, int threads)
+    {
+        Directory.CreateDirectory(workFolder);
+        string path = Path.Combine(workFolder, "probe.onnx");
+        ModelSaver.Save(probe, path, new SaveOptions { ExternalData = ExternalDataMode.Auto });
+        using var options = new SessionOptions
+        {
+            // Basic optimizations only: the probe's outputs are intermediate values that fusions would otherwise absorb.
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+            IntraOpNumThreads = threads,
+            InterOpNumThreads = 1,
+        };
+        options.RegisterSparseOnnxOps();
+        var session = new InferenceSession(path, options);
+        try
+        {
+            return new ProbeSession(session, DecoderSignature.Discover(session, path), layout, path);
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="windows"/> (each a sequence of token ids, all the same length) in batches of
+    /// <paramref name="batchSize"/> with <paramref name="settings"/>, fetching <paramref name="outputs"/>, and calls
+    /// <paramref name="reduce"/> with each batch in order. <paramref name="progress"/> receives windows done.
+    /// </summary>
+    public void Run(IReadOnlyList<int[]> windows, int batchSize, ProbeSettings settings, IReadOnlyList<string> outputs,
+        Action<ProbeBatch> reduce, Action<int>? progress = null)
+    {
+        if (settings.Layout != Layout) throw new ArgumentException("The settings belong to another probe.", nameof(settings));
+        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), "The batch size must be at least 1.");
+        if (windows.Count == 0) return;
+        int length = windows[0].Length;
+        if (windows.Any(w => w.Length != length)) throw new ArgumentException("Windows must all have the same length.", nameof(windows));
+
+        var fixedValues = new List<OrtValue>();
+        var fixedNames = new List<string>();
+        try
+        {
+            foreach (var group in Layout.Groups)
+            {
+                fixedNames.Add(group.SelectionInput);
+                fixedValues.Add(Layout.Mode == SparsityMode.Threshold
+                    ? OrtValue.CreateTensorValueFromMemory(new[] { settings.Threshold(group) }, [])
+                    : OrtValue.CreateTensorValueFromMemory(new[] { settings.K(group) }, [1]));
+                foreach (var projection in group.Members)
+                {
+                    fixedNames.Add(projection.CompensationInput);
+                    fixedValues.Add(OrtValue.CreateTensorValueFromMemory(settings.Compensation(projection) ?? new float[projection.OutFeatures], [projection.OutFeatures]));
+                }
+            }
+            for (int first = 0; first < windows.Count; first += batchSize)
+            {
+                int batch = Math.Min(batchSize, windows.Count - first);
+                RunBatch(windows, first, batch, length, fixedNames, fixedValues, outputs, reduce);
+                progress?.Invoke(first + batch);
+            }
+        }
+        finally
+        {
+            foreach (var value in fixedValues) value.Dispose();
+        }
+    }
+
+    private void RunBatch(IReadOnlyList<int[]> windows, int first, int batch, int length, List<string> fixedNames, List<OrtValue> fixedValues,
+        IReadOnlyList<string> outputs, Action<ProbeBatch> reduce)
+    {
+        var names = new List<string>(fixedNames);
+        var values = new List<OrtValue>(fixedValues);
+        var owned = new List<OrtValue>();
+        void Add(string name, OrtValue value)
+        {
+            names.Add(name);
+            values.Add(value);
+            owned.Add(value);
+        }
+        try
+        {
+            var ids = new long[batch * length];
+            var positions = new long[batch * length];
+            var mask = new long[batch * length];
+            for (int b = 0; b < batch; b++)
+                for (int t = 0; t < length; t++)
+                {
+                    ids[b * length + t] = windows[first + b][t];
+                    positions[b * length + t] = t;
+                    mask[b * length + t] = 1;
+                }
+            Add(_signature.InputIds, OrtValue.CreateTensorValueFromMemory(ids, [batch, length]));
+            if (_signature.AttentionMask is { } maskName) Add(maskName, OrtValue.CreateTensorValueFromMemory(mask, [batch, length]));
+            if (_signature.PositionIds is { } positionName) Add(positionName, OrtValue.CreateTensorValueFromMemory(positions, [batch, length]));
+            if (_signature.UseCacheBranch is { } branch) Add(branch, OrtValue.CreateTensorValueFromMemory(new[] { false }, [1]));
+            foreach (var layer in _signature.Layers)
+            {
+                long[] empty = [batch, _signature.KvHeads, 0, _signature.HeadDim];
+                Add(layer.PastKey, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, _signature.KvType, empty));
+                Add(layer.PastValue, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, _signature.KvType, empty));
+            }
+            var missing = _inputs.Except(names).ToList();
+            if (missing.Count > 0)
+                throw new CalibrationModelException($"the probe has inputs calibration does not know how to feed: {string.Join(", ", missing)}");
+            using var runOptions = new RunOptions();
+            using var results = _session.Run(runOptions, names, values, outputs);
+            reduce(new ProbeBatch(first, batch, length, outputs, results.ToArray()));
+        }
+        finally
+        {
+            foreach (var value in owned) value.Dispose();
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _session.Dispose();
+}

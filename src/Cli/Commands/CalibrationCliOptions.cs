@@ -1,0 +1,123 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Spectre.Console;
+using SparseOnnx.Calibration;
+using SparseOnnx.Calibration.Data;
+using SparseOnnx.GraphRewriter.Analysis.Projections;
+using SparseOnnx.GraphRewriter.Sparsify;
+
+namespace SparseOnnx.Cli.Commands;
+
+/// <summary>
+/// The calibration options of <c>sparsify</c>: with <c>--calibration FILE</c> (or <c>--calibration-ids FILE</c>),
+/// sparsify first runs <see cref="Calibrator"/> and rewrites with the plan it produced, which it also saves.
+/// </summary>
+internal sealed class CalibrationCliOptions
+{
+    public Option<FileInfo?> Text { get; } = new("--calibration") { Description = "Calibration text, one document per line: thresholds, allocation and compensation are measured on it." };
+    public Option<FileInfo?> Ids { get; } = new("--calibration-ids") { Description = "Calibration data as pre-tokenized ids, whitespace-separated, one sequence per line." };
+    public Option<FileSystemInfo?> Tokenizer { get; } = RuntimeOptions.TokenizerOption();
+    public Option<int> SequenceLength { get; } = new("--seq-len") { Description = "Tokens per calibration window.", DefaultValueFactory = _ => 128 };
+    public Option<int> Samples { get; } = new("--samples") { Description = "Calibration windows the statistics are measured on.", DefaultValueFactory = _ => 64 };
+    public Option<int> ValidationSamples { get; } = new("--validation-samples") { Description = "Windows held out to judge decisions (greedy vs uniform, which compensation to keep).", DefaultValueFactory = _ => 16 };
+    public Option<int> Seed { get; } = new("--seed") { Description = "Seed of the split into calibration and held-out windows.", DefaultValueFactory = _ => 0 };
+    public Option<string> Allocation { get; } = new("--allocation") { Description = "uniform: every projection group at --sparsity; greedy: TEAL's block-wise search at the same parameter-weighted average.", DefaultValueFactory = _ => "uniform" };
+    public Option<string> Compensation { get; } = new("--compensation") { Description = "Closed-form compensation s = W·E[x − S(x)]: auto (kept only where it lowers the held-out loss), on, off.", DefaultValueFactory = _ => "auto" };
+    public Option<double> GreedyStep { get; } = new("--greedy-step") { Description = "Greedy: sparsity step of one group per iteration.", DefaultValueFactory = _ => 0.05 };
+    public Option<int> GreedySamples { get; } = new("--greedy-samples") { Description = "Greedy: calibration windows the block-output error is measured on.", DefaultValueFactory = _ => 8 };
+    public Option<int> Threads { get; } = new("--threads") { Description = "ONNX Runtime threads for calibration (0: all cores).", DefaultValueFactory = _ => 0 };
+    public Option<FileInfo?> PlanOutput { get; } = new("--plan-out") { Description = "Where to save the calibrated plan (default: beside the output, <name>.plan.json)." };
+
+    public IEnumerable<Option> All => [Text, Ids, Tokenizer, SequenceLength, Samples, ValidationSamples, Seed, Allocation, Compensation, GreedyStep, GreedySamples, Threads, PlanOutput];
+
+    public CalibrationCliOptions()
+    {
+        Allocation.AcceptOnlyFromAmong("uniform", "greedy");
+        Compensation.AcceptOnlyFromAmong("auto", "on", "off");
+    }
+
+    public bool Requested(ParseResult parse) => parse.GetValue(Text) is not null || parse.GetValue(Ids) is not null;
+
+    /// <summary>Reads the calibration windows named on the command line.</summary>
+    public CalibrationSet ReadData(ParseResult parse, string modelPath)
+    {
+        var text = parse.GetValue(Text);
+        var ids = parse.GetValue(Ids);
+        if (text is not null && ids is not null) throw new ArgumentException("Give one of --calibration and --calibration-ids, not both.");
+        var options = new CalibrationSetOptions
+        {
+            SequenceLength = parse.GetValue(SequenceLength),
+            Samples = parse.GetValue(Samples),
+            ValidationSamples = parse.GetValue(ValidationSamples),
+            Seed = parse.GetValue(Seed),
+        };
+        if (ids is not null) return CalibrationSet.FromIdsFile(ids.FullName, options);
+        if (!text!.Exists) throw new FileNotFoundException($"The calibration text '{text.FullName}' does not exist.", text.FullName);
+        return CalibrationSet.FromTextFile(text.FullName, RuntimeOptions.LoadTokenizer(parse, Tokenizer, modelPath), options);
+    }
+
+    public CalibrationOptions Options(ParseResult parse, double sparsity, SparsityMode mode, IReadOnlySet<ProjectionKind> kinds) => new()
+    {
+        Sparsity = sparsity,
+        Mode = mode,
+        Kinds = kinds,
+        Allocation = parse.GetValue(Allocation) == "greedy" ? AllocationMethod.Greedy : AllocationMethod.Uniform,
+        Compensation = parse.GetValue(Compensation) switch { "on" => CompensationMode.On, "off" => CompensationMode.Off, _ => CompensationMode.Auto },
+        GreedyStep = parse.GetValue(GreedyStep),
+        GreedySamples = parse.GetValue(GreedySamples),
+        Threads = parse.GetValue(Threads),
+    };
+
+    /// <summary>The plan's path: --plan-out, or <c>&lt;output without extension&gt;.plan.json</c> beside the output.</summary>
+    public string PlanPath(ParseResult parse, string outputPath) =>
+        parse.GetValue(PlanOutput)?.FullName
+        ?? Path.Combine(Path.GetDirectoryName(outputPath)!, Path.GetFileNameWithoutExtension(outputPath) + ".plan.json");
+
+    public static JsonObject ToJson(CalibrationResult result, string planPath) => new()
+    {
+        ["plan"] = planPath,
+        ["allocation"] = result.Allocation.ToString().ToLowerInvariant(),
+        ["measured_sparsity"] = result.MeasuredSparsity,
+        ["seconds"] = Math.Round(result.Elapsed.TotalSeconds, 3),
+        ["validation_nll"] = new JsonObject
+        {
+            ["dense"] = result.Validation.Dense,
+            ["uniform"] = result.Validation.Uniform,
+            ["greedy"] = result.Validation.Greedy,
+            ["final"] = result.Validation.Final,
+        },
+        ["groups"] = new JsonArray(result.Groups.Select(g => (JsonNode)new JsonObject
+        {
+            ["id"] = g.Id,
+            ["layer"] = g.Layer,
+            ["kinds"] = g.Kinds,
+            ["in_features"] = g.InFeatures,
+            ["parameters"] = g.Parameters,
+            ["sparsity"] = g.Sparsity,
+            ["threshold"] = g.Threshold,
+            ["k"] = g.K,
+            ["measured_sparsity"] = g.MeasuredSparsity,
+            ["compensated"] = g.Compensated,
+        }).ToArray()),
+        ["notes"] = new JsonArray(result.Notes.Select(n => (JsonNode)JsonValue.Create(n)!).ToArray()),
+    };
+
+    public static void Render(CalibrationResult result, string planPath, IAnsiConsole console)
+    {
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("group").AddColumn("sparsity", c => c.RightAligned())
+            .AddColumn("τ / k", c => c.RightAligned()).AddColumn("measured", c => c.RightAligned()).AddColumn("compensated");
+        foreach (var g in result.Groups)
+            table.AddRow(Markup.Escape(g.Id), $"{100 * g.Sparsity:0.#}%",
+                g.Threshold is { } t ? t.ToString("0.#####", CultureInfo.InvariantCulture) : $"{g.K}/{g.InFeatures}",
+                $"{100 * g.MeasuredSparsity:0.#}%", g.Compensated ? "yes" : "");
+        console.MarkupLine($"[bold]Calibration[/] ({result.Allocation.ToString().ToLowerInvariant()} allocation, measured average sparsity {100 * result.MeasuredSparsity:0.##}%)");
+        console.Write(table);
+        var v = result.Validation;
+        string Ppl(double nll) => Math.Exp(nll).ToString("0.###", CultureInfo.InvariantCulture);
+        console.MarkupLine($"held-out perplexity: dense {Ppl(v.Dense)}, uniform {Ppl(v.Uniform)}" +
+            (v.Greedy is { } g2 ? $", greedy {Ppl(g2)}" : "") + $", plan {Ppl(v.Final)}");
+        foreach (var note in result.Notes) console.MarkupLine($"note: {Markup.Escape(note)}");
+        console.MarkupLine($"calibrated in {result.Elapsed.TotalSeconds:0.0} s; plan saved to {Markup.Escape(planPath)}");
+    }
+}
