@@ -18,7 +18,7 @@ public sealed record ProbeOptions
 /// Turns a model into its calibration probe, in place. For every group of projections sharing an input x:
 /// <code>
 /// threshold mode: keep = |x| &gt; t                      (t: probe input, float scalar)
-/// top-k mode:     keep = |x| ≥ kth largest |x| per row   (k: probe input, int64 [1])
+/// top-k mode:     keep = the k largest |x| per row, ties to the lower index   (k: probe input, int64 [1])
 /// S(x) = Where(keep, x, 0)  feeds the group's MatMuls;  x, S(x) and mean(keep) become probe outputs
 /// </code>
 /// and after every projection <c>Y -> Y + c</c> with c [N] a probe input (the compensation vector). This is
@@ -62,7 +62,6 @@ public static class ProbeModelBuilder
 
         var builder = new GraphBuilder(graph, model.UniqueName);
         var zero = builder.Initializer(model.UniqueName(Prefix + "zero"), [], [0f]);
-        Value? lastRow = null, rowEnd = null, rowAxis = null;
         var groups = new List<(string Id, int? Layer, List<ProbeProjection> Members, long K, Value Selection, Value Dense, Value Sparse, Value Kept)>();
         foreach (var shared in projections.GroupBy(p => p.Input).OrderBy(g => g.Min(p => p.Layer ?? int.MaxValue)).ThenBy(g => g.Min(p => p.Kind)))
         {
@@ -83,12 +82,13 @@ public static class ProbeModelBuilder
             {
                 selection = builder.Input(model.UniqueName(Prefix + id + ".k"), DataType.Int64, 1L);
                 var top = builder.Node("", "TopK", [magnitude, selection], 2, model.UniqueName(Prefix + id + ".topk"), OnnxAttribute.Int("axis", -1));
-                lastRow ??= builder.Initializer(model.UniqueName(Prefix + "minus_one"), [1], [-1L]);
-                rowEnd ??= builder.Initializer(model.UniqueName(Prefix + "end"), [1], [long.MaxValue]);
-                rowAxis ??= lastRow;
-                // The last of the top k values is the k-th largest magnitude of the row; ties with it are kept too.
-                var kth = builder.Op("Slice", top.Outputs[0], lastRow, rowEnd, rowAxis);
-                keep = builder.Op("Not", builder.Op("Less", magnitude, kth));
+                // Scatter ones at the k indices TopK chose: exactly k per row, ties going to the lower index as
+                // TopK (and TopKSparseMatMul) break them. Comparing with the k-th value would keep every tie.
+                var zeros = builder.Op("ConstantOfShape", builder.Op("Shape", magnitude));
+                var ones = builder.Op("ConstantOfShape", [builder.Op("Shape", top.Outputs[0])],
+                    OnnxAttribute.FromTensor("value", Tensor.FromElements<float>("one", DataType.Float, [1], [1f])));
+                var chosen = builder.Op("ScatterElements", [zeros, top.Outputs[1], ones], OnnxAttribute.Int("axis", -1));
+                keep = builder.Op("Cast", [chosen], OnnxAttribute.Int("to", (long)DataType.Bool));
             }
             var sparse = builder.Op("Where", keep, x, zero);
             var kept = builder.Op("ReduceMean", [builder.Op("Cast", [keep], OnnxAttribute.Int("to", (long)DataType.Float))], OnnxAttribute.Int("keepdims", 0));

@@ -1,0 +1,92 @@
+using SparseOnnx.Calibration.Data;
+using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Sparsify;
+using SparseOnnx.Runtime.Tokenization;
+
+namespace SparseOnnx.Calibration.Tests;
+
+/// <summary>The whole calibration on the reference model, with small samples so it runs in seconds.</summary>
+public sealed class CalibratorTests : IDisposable
+{
+    private static string Folder => Path.Combine(RepositoryPaths.Models, "llama-brown");
+    private static string ModelPath => Path.Combine(Folder, "model.onnx");
+    private readonly string _folder = Directory.CreateTempSubdirectory("sparseonnx-calibrate-").FullName;
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    private static readonly Lazy<CalibrationSet> Data = new(() => CalibrationSet.FromTextFile(Path.Combine(Folder, "data", "valid.txt"),
+        TextTokenizer.Load(Path.Combine(Folder, "tokenizer.model")), new CalibrationSetOptions { SequenceLength = 64, Samples = 12, ValidationSamples = 6 }));
+
+    private CalibrationResult Calibrate(CalibrationOptions options, string name) =>
+        Calibrator.Run(ModelPath, Data.Value, options with { Threads = 1, GreedySamples = 3, GreedyStep = 0.1 }, Path.Combine(_folder, name));
+
+    [Fact]
+    public void Uniform_Thresholds_DropTheTargetFraction_OnHeldOutText()
+    {
+        var result = Calibrate(new CalibrationOptions { Sparsity = 0.5, Compensation = CompensationMode.Off }, "uniform");
+        Assert.Equal(AllocationMethod.Uniform, result.Allocation);
+        Assert.InRange(result.MeasuredSparsity, 0.47, 0.53);
+        Assert.All(result.Groups, g => Assert.InRange(g.MeasuredSparsity, 0.4, 0.6));
+        Assert.True(result.Validation.Uniform > result.Validation.Dense, "sparsifying half the inputs should cost some loss");
+        Assert.Equal(result.Validation.Uniform, result.Validation.Final);
+        Assert.All(result.Plan.Projections, p => Assert.True(p.Threshold > 0 && p.K is null && p.Spontaneous is null));
+        Assert.Equal(42, result.Plan.Projections.Count);
+        Assert.False(Directory.Exists(Path.Combine(_folder, "uniform")), "the work folder is deleted");
+    }
+
+    [Fact]
+    public void Auto_Compensation_NeverMakesTheHeldOutLossWorse_AndThePlanAppliesToTheModel()
+    {
+        var result = Calibrate(new CalibrationOptions { Sparsity = 0.6, Compensation = CompensationMode.Auto }, "auto");
+        Assert.True(result.Validation.Final <= result.Validation.Uniform);
+        int compensated = result.Groups.Count(g => g.Compensated);
+        Assert.Equal(compensated > 0, result.Validation.Final < result.Validation.Uniform);
+        Assert.Equal(result.Groups.Where(g => g.Compensated).Sum(g => g.Kinds.Split('+').Length),
+            result.Plan.Projections.Count(p => p.Spontaneous is not null));
+
+        string planPath = Path.Combine(_folder, "plan.json");
+        result.Plan.Save(planPath);
+        using var model = ModelLoader.Load(ModelPath);
+        var pass = new SparsifyPass(new SparsifyOptions { Mode = SparsityMode.Threshold, Plan = SparsityPlan.Load(planPath) });
+        pass.Run(model);
+        Assert.Equal(42, pass.Report!.Rewritten.Count);
+        Assert.Equal(result.Plan.Projections.Count(p => p.Spontaneous is not null), pass.Report.Rewritten.Count(r => r.SpontaneousCalibrated));
+    }
+
+    [Fact]
+    public void On_Compensation_AppliesEveryVector_AndTheyRestoreTheMeanOfWhatWasDropped()
+    {
+        var result = Calibrate(new CalibrationOptions { Sparsity = 0.5, Compensation = CompensationMode.On }, "on");
+        Assert.All(result.Groups, g => Assert.True(g.Compensated));
+        Assert.All(result.Plan.Projections, p => Assert.True(p.Spontaneous is { } s && s.Any(v => v != 0)));
+    }
+
+    [Fact]
+    public void Greedy_KeepsTheWeightedAverage_AndIsKeptOnlyWhenItWinsOnHeldOutText()
+    {
+        var result = Calibrate(new CalibrationOptions { Sparsity = 0.6, Allocation = AllocationMethod.Greedy, Compensation = CompensationMode.Off }, "greedy");
+        Assert.NotNull(result.Validation.Greedy);
+        foreach (var layer in result.Groups.GroupBy(g => g.Layer))
+            Assert.Equal(0.6, layer.Sum(g => g.Sparsity * g.Parameters) / layer.Sum(g => (double)g.Parameters), 6);
+        if (result.Allocation == AllocationMethod.Greedy)
+        {
+            Assert.True(result.Validation.Greedy <= result.Validation.Uniform);
+            Assert.Contains(result.Groups, g => Math.Abs(g.Sparsity - 0.6) > 0.01);
+        }
+        else
+        {
+            Assert.True(result.Validation.Greedy > result.Validation.Uniform);
+            Assert.All(result.Groups, g => Assert.Equal(0.6, g.Sparsity, 9));
+        }
+        Assert.True(result.Validation.Final <= result.Validation.Uniform);
+        Assert.InRange(result.MeasuredSparsity, 0.57, 0.63);
+    }
+
+    [Fact]
+    public void TopK_Mode_WritesKPerProjection()
+    {
+        var result = Calibrate(new CalibrationOptions { Sparsity = 0.5, Mode = SparsityMode.TopK, Compensation = CompensationMode.Off }, "topk");
+        Assert.All(result.Plan.Projections, p => Assert.Equal(SparsifyOptions.KeptEntries(0.5, p.InFeatures!.Value), p.K));
+        Assert.InRange(result.MeasuredSparsity, 0.49, 0.51);
+    }
+}

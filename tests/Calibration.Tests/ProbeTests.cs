@@ -1,0 +1,158 @@
+using Microsoft.ML.OnnxRuntime;
+using SparseOnnx.Calibration.Capture;
+using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Sparsify;
+using SparseOnnx.Runtime.Inference;
+
+namespace SparseOnnx.Calibration.Tests;
+
+/// <summary>The probe against the model it instruments and against TopKSparseMatMul, through ONNX Runtime.</summary>
+public sealed class ProbeTests : IDisposable
+{
+    private static string ModelPath => Path.Combine(RepositoryPaths.Models, "llama-brown", "model.onnx");
+    private readonly string _folder = Directory.CreateTempSubdirectory("sparseonnx-probe-").FullName;
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    private static int[][] Windows(int count, int length, int seed)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, length).Select(_ => random.Next(4, 4096)).ToArray()).ToArray();
+    }
+
+    private ProbeSession OpenProbe(SparsityMode mode, out GraphRewriter.Ir.Model model)
+    {
+        model = ModelLoader.Load(ModelPath);
+        var layout = ProbeModelBuilder.Instrument(model, new ProbeOptions { Mode = mode });
+        return ProbeSession.Open(model, layout, Path.Combine(_folder, "probe-" + mode), threads: 1);
+    }
+
+    private static float[] Logits(ProbeSession probe, int[][] windows, ProbeSettings settings)
+    {
+        var logits = new List<float>();
+        probe.Run(windows, 2, settings, [probe.Logits], batch => logits.AddRange(batch.Floats(probe.Logits)));
+        return logits.ToArray();
+    }
+
+    private static float[] ModelLogits(string path, int[][] windows)
+    {
+        using var lm = CausalLm.Open(path, new CausalLmOptions { Threads = 1, OptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_BASIC });
+        var tokens = windows.SelectMany(w => w.Select(t => (long)t)).ToArray();
+        return lm.ForwardWindows(tokens, windows.Length, windows[0].Length, out _);
+    }
+
+    private static void AssertClose(float[] expected, float[] actual, float tolerance)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        int worst = 0;
+        for (int i = 0; i < expected.Length; i++)
+            if (MathF.Abs(expected[i] - actual[i]) > MathF.Abs(expected[worst] - actual[worst])) worst = i;
+        float difference = MathF.Abs(expected[worst] - actual[worst]);
+        Assert.True(difference <= tolerance, $"logit {worst}: expected {expected[worst]}, got {actual[worst]} (|Δ| = {difference}, tolerance {tolerance})");
+    }
+
+    [Fact]
+    public void Layout_GroupsProjectionsBySharedInput_AndFindsEveryBlockOutput()
+    {
+        using var probe = OpenProbe(SparsityMode.Threshold, out var model);
+        using var _ = model;
+        var layout = probe.Layout;
+        Assert.Equal(24, layout.Groups.Count);
+        Assert.Equal(["q+k+v", "o", "gate+up", "down"], layout.Groups.Take(4).Select(g => g.KindsName));
+        Assert.Equal(256 * (256 + 64 + 64), layout.Groups[0].Parameters);
+        Assert.Equal(Enumerable.Range(0, 6), layout.Layers);
+        Assert.Null(layout.BlockOutputProblem);
+        Assert.Equal(6, layout.BlockOutputs.Count);
+    }
+
+    [Fact]
+    public void DenseSettings_GiveTheOriginalModelsLogits()
+    {
+        var windows = Windows(3, 24, 1);
+        using var probe = OpenProbe(SparsityMode.Threshold, out var model);
+        using var _ = model;
+        AssertClose(ModelLogits(ModelPath, windows), Logits(probe, windows, new ProbeSettings(probe.Layout)), 1e-4f);
+    }
+
+    [Theory]
+    [InlineData(SparsityMode.Threshold)]
+    [InlineData(SparsityMode.TopK)]
+    public void SparseSettings_MatchTheRewrittenModel_WithTheRealOp(SparsityMode mode)
+    {
+        var windows = Windows(3, 24, 2);
+        using var probe = OpenProbe(mode, out var model);
+        using var _ = model;
+        var settings = new ProbeSettings(probe.Layout);
+        var random = new Random(3);
+        var entries = new List<PlanEntry>();
+        foreach (var g in probe.Layout.Groups)
+        {
+            float threshold = 0.05f + 0.1f * g.Index % 0.6f;
+            long k = g.InFeatures / 2 + g.Index;
+            if (mode == SparsityMode.Threshold) settings.SetThreshold(g, threshold);
+            else settings.SetK(g, k);
+            foreach (var p in g.Members)
+            {
+                var vector = g.Index % 3 == 0 ? Enumerable.Range(0, (int)p.OutFeatures).Select(_ => (float)(random.NextDouble() - 0.5) * 0.1f).ToArray() : null;
+                settings.SetCompensation(p, vector);
+                entries.Add(new PlanEntry
+                {
+                    Node = p.Node,
+                    Threshold = mode == SparsityMode.Threshold ? threshold : null,
+                    K = mode == SparsityMode.TopK ? k : null,
+                    Spontaneous = vector,
+                });
+            }
+        }
+        string sparsePath = Path.Combine(_folder, $"sparse-{mode}.onnx");
+        using (var original = ModelLoader.Load(ModelPath))
+        {
+            new SparsifyPass(new SparsifyOptions { Mode = mode, Plan = new SparsityPlan(entries) }).Run(original);
+            ModelSaver.Save(original, sparsePath);
+        }
+
+        var expected = ModelLogits(sparsePath, windows);
+        var dense = ModelLogits(ModelPath, windows);
+        var actual = Logits(probe, windows, settings);
+        // The settings change the logits by far more than the probe and the op differ (summation order only).
+        double moved = expected.Zip(dense).Max(p => Math.Abs(p.First - p.Second));
+        Assert.True(moved > 0.5, $"the sparse settings moved the logits by only {moved}");
+        AssertClose(expected, actual, 2e-3f);
+    }
+
+    [Fact]
+    public void Outputs_ExposeXAndItsSparsification_AndTheKeptFraction()
+    {
+        var windows = Windows(2, 16, 4);
+        using var probe = OpenProbe(SparsityMode.Threshold, out var model);
+        using var _ = model;
+        var group = probe.Layout.Groups[3];
+        var settings = new ProbeSettings(probe.Layout);
+        settings.SetThreshold(group, 0.05f);
+        int checkedEntries = 0;
+        probe.Run(windows, 2, settings, [group.DenseOutput, group.SparseOutput, group.KeptFractionOutput], batch =>
+        {
+            var x = batch.Floats(group.DenseOutput);
+            var s = batch.Floats(group.SparseOutput);
+            Assert.Equal(2 * 16 * group.InFeatures, x.Length);
+            int kept = 0;
+            for (int i = 0; i < x.Length; i++)
+            {
+                Assert.Equal(MathF.Abs(x[i]) > 0.05f ? x[i] : 0f, s[i]);
+                if (MathF.Abs(x[i]) > 0.05f) kept++;
+            }
+            Assert.Equal(kept / (double)x.Length, batch.Floats(group.KeptFractionOutput)[0], 5);
+            checkedEntries += x.Length;
+        });
+        Assert.True(checkedEntries > 0);
+    }
+
+    [Fact]
+    public void Instrument_RefusesAnAlreadySparsifiedModel()
+    {
+        using var model = ModelLoader.Load(ModelPath);
+        new SparsifyPass(new SparsifyOptions { Sparsity = 0.5 }).Run(model);
+        var e = Assert.Throws<CalibrationModelException>(() => ProbeModelBuilder.Instrument(model, new ProbeOptions()));
+        Assert.Contains("already sparsified", e.Message);
+    }
+}
