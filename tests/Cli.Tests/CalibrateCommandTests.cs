@@ -1,0 +1,76 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using SparseOnnx.Cli.Commands;
+
+namespace SparseOnnx.Cli.Tests;
+
+/// <summary><c>sparsify --calibration</c> on the reference model.</summary>
+public class CalibrateCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("sparseonnx-cli-calibrate-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static (int ExitCode, string Output, string Error) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = CommandRunner.Run(new RootCommand { SparsifyCommand.Create() }, args, output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private static string Folder => Path.Combine(RepositoryPaths.Models, "llama-brown");
+    private static string Llama => Path.Combine(Folder, "model.onnx");
+    private static string Valid => Path.Combine(Folder, "data", "valid.txt");
+    private static readonly string[] Small = ["--seq-len", "64", "--samples", "8", "--validation-samples", "4", "--threads", "1"];
+
+    [Fact]
+    public void Calibration_WritesTheModelAndAPlanThatRemakesIt()
+    {
+        string output = Path.Combine(_dir, "sparse.onnx");
+        var (code, stdout, error) = Run(["sparsify", Llama, "-o", output, "--mode", "threshold", "--sparsity", "0.5", "--calibration", Valid,
+            "--compensation", "on", "--json", .. Small]);
+        Assert.True(code == 0, error);
+        var json = JsonNode.Parse(stdout)!;
+        string plan = Path.Combine(_dir, "sparse.plan.json");
+        Assert.Equal(plan, (string)json["calibration"]!["plan"]!);
+        Assert.True(File.Exists(output));
+        Assert.True(File.Exists(Path.Combine(_dir, "sparse.plan.spontaneous.bin")));
+        Assert.Equal(42, json["rewritten"]!.AsArray().Count);
+        Assert.All(json["rewritten"]!.AsArray(), r => Assert.True((bool)r!["spontaneous_calibrated"]!));
+        Assert.InRange((double)json["calibration"]!["measured_sparsity"]!, 0.45, 0.55);
+        Assert.Empty(Directory.GetDirectories(_dir)); // the probe's work folder is gone
+
+        // The plan re-applied gives the same thresholds.
+        string again = Path.Combine(_dir, "again.onnx");
+        var (code2, stdout2, error2) = Run("sparsify", Llama, "-o", again, "--mode", "threshold", "--plan", plan, "--json");
+        Assert.True(code2 == 0, error2);
+        var first = json["rewritten"]!.AsArray().Select(r => (float)r!["threshold"]!);
+        var second = JsonNode.Parse(stdout2)!["rewritten"]!.AsArray().Select(r => (float)r!["threshold"]!);
+        Assert.Equal(first, second);
+    }
+
+    [Theory]
+    [InlineData("--plan", "x.json", "either --plan or --calibration")]
+    [InlineData("--threshold", "0.1", "give --sparsity, not --threshold")]
+    public void Calibration_RefusesContradictoryOptions(string option, string value, string message)
+    {
+        var args = new List<string> { "sparsify", Llama, "-o", Path.Combine(_dir, "o.onnx"), "--mode", "threshold", "--calibration", Valid, option, value };
+        if (option != "--threshold") args.AddRange(["--sparsity", "0.5"]);
+        var (code, _, error) = Run(args.ToArray());
+        Assert.Equal(1, code);
+        Assert.Contains(message, error);
+        Assert.False(File.Exists(Path.Combine(_dir, "o.onnx")));
+    }
+
+    [Fact]
+    public void Calibration_WithTooLittleText_FailsNamingTheShortfall_AndWritesNothing()
+    {
+        string text = Path.Combine(_dir, "short.txt");
+        File.WriteAllText(text, "A short calibration text.\n");
+        var (code, _, error) = Run(["sparsify", Llama, "-o", Path.Combine(_dir, "o.onnx"), "--sparsity", "0.5", "--calibration", text, .. Small]);
+        Assert.Equal(1, code);
+        Assert.Contains("8 calibration + 4 validation windows were asked for", error);
+        Assert.Equal([text], Directory.GetFileSystemEntries(_dir));
+    }
+}
