@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The calibration study of docs/calibration.md: llama-brown calibrated at 40/50/60/70% average sparsity
 # (threshold mode), each variant rewritten with `sparsify --calibration` and scored with `eval` on the test split.
-# Usage: docs/calibration/study.sh [OUT_DIR]   (after ./build.sh; about 40 minutes on 2 cores)
-# Writes OUT_DIR/<variant>-<sparsity>.{onnx,plan.json,sparsify.json,eval.json}; then run summarize.py.
+# Usage: docs/calibration/study.sh [OUT_DIR]   (after ./build.sh; about 75 minutes on 2 quiet cores)
+# Writes OUT_DIR/<variant>-<sparsity>.{plan.json,sparsify.json,eval.json,time}; then summarize.py tabulates them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-out/calibration-study}"
@@ -15,14 +15,16 @@ test=models/llama-brown/data/test.txt
 # model that is then scored on the test split's 15 genres.
 tail -n 10 "$valid" > "$out/valid-fiction.txt"
 
-bin/sparseonnx eval "$model" --text "$test" --tokenizer "$tok" --json > "$out/dense.eval.json"
+[ -f "$out/dense.eval.json" ] || bin/sparseonnx eval "$model" --text "$test" --tokenizer "$tok" --json > "$out/dense.eval.json"
 run() { # name sparsity calibration-text extra-args...
     local name="$1" s="$2" text="$3"; shift 3
     local stem="$out/$name-$s"
     [ -f "$stem.eval.json" ] && return 0
-    /usr/bin/time -f '%e s %M KB' -o "$stem.time" \
-        bin/sparseonnx sparsify "$model" -o "$stem.onnx" --mode threshold --sparsity "$s" \
-        --calibration "$text" --tokenizer "$tok" --json "$@" > "$stem.sparsify.json"
+    if ! { [ -s "$stem.sparsify.json" ] && [ -f "$stem.onnx" ]; }; then
+        /usr/bin/time -f '%e s %M KB' -o "$stem.time" \
+            bin/sparseonnx sparsify "$model" -o "$stem.onnx" --mode threshold --sparsity "$s" \
+            --calibration "$text" --tokenizer "$tok" --json "$@" > "$stem.sparsify.json"
+    fi
     bin/sparseonnx eval "$stem.onnx" --text "$test" --tokenizer "$tok" --json > "$stem.eval.json"
     rm -f "$stem.onnx"
 }
@@ -30,9 +32,10 @@ for s in 0.4 0.5 0.6 0.7; do
     run uniform "$s" "$valid" --compensation off
     run uniform-closedform "$s" "$valid" --compensation on
     run uniform-auto "$s" "$valid" --compensation auto
+    run greedy-block "$s" "$valid" --allocation greedy --greedy-objective block --compensation off
     run greedy "$s" "$valid" --allocation greedy --compensation off
     run greedy-auto "$s" "$valid" --allocation greedy --compensation auto
-    run fiction-uniform "$s" "$out/valid-fiction.txt" --compensation off
+    run fiction-uniform-auto "$s" "$out/valid-fiction.txt" --compensation auto
     run fiction-greedy-auto "$s" "$out/valid-fiction.txt" --allocation greedy --compensation auto
 done
 echo "done: $out"

@@ -12,6 +12,18 @@ public enum AllocationMethod
     Greedy,
 }
 
+/// <summary>What greedy allocation minimises when it chooses which group of a block to make sparser.</summary>
+public enum GreedyObjective
+{
+    /// <summary>TEAL's: the relative squared error of the block's output, the block run dense on the same input as reference.</summary>
+    BlockOutput,
+    /// <summary>
+    /// KL(dense model ‖ model) of the next-token distribution, with the earlier blocks at their allocation and the
+    /// later ones dense: what the block's choice does to the output, downstream amplification included.
+    /// </summary>
+    Logits,
+}
+
 /// <summary>Whether the closed-form compensation vectors are applied.</summary>
 public enum CompensationMode
 {
@@ -49,6 +61,9 @@ public sealed record CalibrationOptions
     /// to fit, down to one window. The rest of calibration's memory does not grow with the number of samples.
     /// </summary>
     public long CaptureBudgetBytes { get; init; } = 256L << 20;
+
+    /// <summary>Greedy allocation: what the search minimises.</summary>
+    public GreedyObjective GreedyObjective { get; init; } = GreedyObjective.Logits;
 
     /// <summary>Greedy allocation: the sparsity step of one group per iteration.</summary>
     public double GreedyStep { get; init; } = 0.05;

@@ -25,7 +25,8 @@ namespace SparseOnnx.Calibration;
 /// Greedy is kept only when its held-out loss beats uniform's, so nothing calibration applies makes the
 /// held-out loss worse than plain uniform thresholds. Memory: one batch of captured outputs
 /// (<see cref="CalibrationOptions.CaptureBudgetBytes"/>) plus, per group, a 33 KB histogram and K doubles of
-/// means, plus the greedy search's reference block outputs (greedy samples × length × hidden floats).
+/// means, plus the greedy search's reference (greedy samples × length floats × hidden size, or × vocabulary
+/// for the logits objective).
 /// </summary>
 public sealed class Calibrator
 {
@@ -68,8 +69,8 @@ public sealed class Calibrator
         _data = data;
         using var model = ModelLoader.Load(modelPath);
         var layout = ProbeModelBuilder.Instrument(model, new ProbeOptions { Kinds = _options.Kinds, Mode = _options.Mode });
-        if (_options.Allocation == AllocationMethod.Greedy && layout.BlockOutputProblem is { } problem)
-            throw new CalibrationModelException($"greedy allocation measures each block's output, but {problem}; use uniform allocation");
+        if (_options.Allocation == AllocationMethod.Greedy && _options.GreedyObjective == GreedyObjective.BlockOutput && layout.BlockOutputProblem is { } problem)
+            throw new CalibrationModelException($"the block objective of greedy allocation measures each block's output, but {problem}; use --greedy-objective logits");
         using var session = ProbeSession.Open(model, layout, workFolder, _options.Threads);
         _session = session;
 
@@ -137,10 +138,10 @@ public sealed class Calibrator
         double nll = 0;
         long scored = 0;
         var kept = new double[layout.Groups.Count];
-        long vocabulary = -1;
         var outputs = new List<string> { _session.Logits };
         outputs.AddRange(layout.Groups.Select(g => g.KeptFractionOutput));
-        int batchSize = BatchFor(vocabulary > 0 ? vocabulary : 1 << 17);
+        // A symbolic vocabulary is sized as a large one (128 K entries), so the logits always fit the budget.
+        int batchSize = BatchFor(_session.Vocabulary > 0 ? _session.Vocabulary : 1 << 17);
         Report(stage, 0, windows.Count);
         _session.Run(windows, batchSize, settings, outputs, batch =>
         {
@@ -195,8 +196,9 @@ public sealed class Calibrator
 
     /// <summary>
     /// Greedy allocation, layer by layer: each block's search runs with the earlier blocks at their chosen
-    /// allocation and the later ones dense, and scores a candidate by the relative squared error of the block's
-    /// output against the same block run dense on the same input.
+    /// allocation and the later ones dense, and scores a candidate by <see cref="CalibrationOptions.GreedyObjective"/>:
+    /// the relative squared error of the block's output against the same block run dense on the same input
+    /// (TEAL), or the KL divergence of the model's next-token distribution from the dense model's.
     /// </summary>
     private double[] SearchGreedy(ProbeLayout layout, MagnitudeHistogram[]? histograms)
     {
@@ -205,32 +207,43 @@ public sealed class Calibrator
         var windows = _data.Calibration.Take(_options.GreedySamples).ToArray();
         var layers = layout.Layers;
         foreach (var g in layout.Groups.Where(g => g.Layer is null)) Select(settings, g, _options.Sparsity, histograms);
+        bool logits = _options.GreedyObjective == GreedyObjective.Logits;
+        // The dense model's log-probabilities: the logits objective's reference, the same for every block.
+        float[]? denseLogProbabilities = logits ? LogProbabilities(Capture(windows, new ProbeSettings(layout), _session.Logits)) : null;
         for (int i = 0; i < layers.Count; i++)
         {
             int layer = layers[i];
             var block = layout.Groups.Where(g => g.Layer == layer).ToArray();
-            string output = layout.BlockOutputs[layer];
+            string output = logits ? _session.Logits : layout.BlockOutputs[layer];
             string stage = $"greedy allocation, layer {layer + 1} of {layers.Count}";
             Report(stage, i, layers.Count);
-            var reference = Capture(windows, settings, output);
-            double referenceEnergy = reference.Sum(v => (double)v * v);
+            var reference = denseLogProbabilities ?? Capture(windows, settings, output);
+            double referenceEnergy = logits ? 1 : reference.Sum(v => (double)v * v);
             double Error(double[] sparsity)
             {
                 var trial = settings.Clone();
                 for (int j = 0; j < block.Length; j++) Select(trial, block[j], sparsity[j], histograms);
                 double sum = 0;
-                long offset = 0;
-                _session.Run(windows, BatchFor(layout.Groups.Max(g => g.InFeatures)), trial, [output], batch =>
+                long offset = 0, rows = 0;
+                _session.Run(windows, BatchFor(logits ? Math.Max(_session.Vocabulary, 1) : layout.Groups.Max(g => g.InFeatures)), trial, [output], batch =>
                 {
                     var y = batch.Floats(output);
-                    for (int e = 0; e < y.Length; e++)
+                    if (logits)
                     {
-                        double d = y[e] - reference[offset + e];
-                        sum += d * d;
+                        int v = (int)batch.Shape(output)[2];
+                        for (int row = 0; row < y.Length / v; row++)
+                            sum += KlDivergence(reference.AsSpan((int)(offset + (long)row * v), v), y.Slice(row * v, v));
+                        rows += y.Length / v;
                     }
+                    else
+                        for (int e = 0; e < y.Length; e++)
+                        {
+                            double d = y[e] - reference[offset + e];
+                            sum += d * d;
+                        }
                     offset += y.Length;
                 });
-                return sum / Math.Max(referenceEnergy, double.Epsilon);
+                return logits ? sum / rows : sum / Math.Max(referenceEnergy, double.Epsilon);
             }
             var chosen = GreedyAllocator.Allocate(block.Select(g => new AllocationCandidate(g.Parameters, _options.GreedyMaxSparsity)).ToArray(),
                 _options.Sparsity, _options.GreedyStep, Error);
@@ -241,7 +254,44 @@ public sealed class Calibrator
             }
             Report(stage, i + 1, layers.Count);
         }
+        _notes.Add("greedy allocation searched: " + string.Join(", ", layout.Groups.Select(g => $"{g.Id} {allocation[g.Index]:0.###}")));
         return allocation;
+    }
+
+    /// <summary>Row-wise log-softmax of logits [rows, V] (rows and V taken from the session's vocabulary).</summary>
+    private float[] LogProbabilities(float[] logits)
+    {
+        int v = (int)_session.Vocabulary;
+        if (v <= 0) throw new CalibrationModelException("the logits' vocabulary size is symbolic; the greedy logits objective needs it fixed (use --greedy-objective block)");
+        var result = new float[logits.Length];
+        for (int row = 0; row < logits.Length / v; row++)
+        {
+            var x = logits.AsSpan(row * v, v);
+            float max = float.NegativeInfinity;
+            foreach (float value in x) max = MathF.Max(max, value);
+            double total = 0;
+            foreach (float value in x) total += Math.Exp(value - max);
+            float logTotal = max + (float)Math.Log(total);
+            for (int j = 0; j < v; j++) result[row * v + j] = x[j] - logTotal;
+        }
+        return result;
+    }
+
+    /// <summary>KL(p ‖ q) for p given as log-probabilities and q as logits.</summary>
+    internal static double KlDivergence(ReadOnlySpan<float> logP, ReadOnlySpan<float> logitsQ)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float value in logitsQ) max = MathF.Max(max, value);
+        double total = 0;
+        foreach (float value in logitsQ) total += Math.Exp(value - max);
+        double logTotal = max + Math.Log(total);
+        double kl = 0;
+        for (int j = 0; j < logP.Length; j++)
+        {
+            double lp = logP[j];
+            kl += Math.Exp(lp) * (lp - (logitsQ[j] - logTotal));
+        }
+        return kl;
     }
 
     /// <summary>One output over <paramref name="windows"/>, concatenated.</summary>

@@ -18,7 +18,8 @@ public static class GreedyAllocator
 {
     /// <summary>
     /// Sparsity per candidate. <paramref name="error"/> measures the block's output error for a vector of group
-    /// sparsities (lower is better); it is called about (target / step) × groups × groups / 1 times.
+    /// sparsities (lower is better); each step calls it once per group that can still grow, and a block takes
+    /// about target × (Σ parameters / typical group parameters) / step steps.
     /// </summary>
     public static double[] Allocate(IReadOnlyList<AllocationCandidate> candidates, double target, double step,
         Func<double[], double> error, List<AllocationStep>? trace = null)

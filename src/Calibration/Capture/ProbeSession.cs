@@ -76,6 +76,9 @@ public sealed class ProbeSession : IDisposable
     /// <summary>The logits output's name.</summary>
     public string Logits => _signature.Logits;
 
+    /// <summary>Vocabulary size from the logits' declared shape, or -1 when the model leaves it symbolic.</summary>
+    public long Vocabulary => _signature.Vocabulary;
+
     /// <summary>
     /// Saves <paramref name="probe"/> (instrumented by <see cref="ProbeModelBuilder"/>) as <c>probe.onnx</c> in
     /// <paramref name="workFolder"/> (large weights go to an external data file there) and opens it.

@@ -24,17 +24,19 @@ internal sealed class CalibrationCliOptions
     public Option<int> Seed { get; } = new("--seed") { Description = "Seed of the split into calibration and held-out windows.", DefaultValueFactory = _ => 0 };
     public Option<string> Allocation { get; } = new("--allocation") { Description = "uniform: every projection group at --sparsity; greedy: TEAL's block-wise search at the same parameter-weighted average.", DefaultValueFactory = _ => "uniform" };
     public Option<string> Compensation { get; } = new("--compensation") { Description = "Closed-form compensation s = W·E[x − S(x)]: auto (kept only where it lowers the held-out loss), on, off.", DefaultValueFactory = _ => "auto" };
+    public Option<string> GreedyObjective { get; } = new("--greedy-objective") { Description = "Greedy: logits (KL of the next-token distribution from the dense model's) or block (TEAL: the block output's relative squared error).", DefaultValueFactory = _ => "logits" };
     public Option<double> GreedyStep { get; } = new("--greedy-step") { Description = "Greedy: sparsity step of one group per iteration.", DefaultValueFactory = _ => 0.05 };
     public Option<int> GreedySamples { get; } = new("--greedy-samples") { Description = "Greedy: calibration windows the block-output error is measured on.", DefaultValueFactory = _ => 8 };
     public Option<int> Threads { get; } = new("--threads") { Description = "ONNX Runtime threads for calibration (0: all cores).", DefaultValueFactory = _ => 0 };
     public Option<FileInfo?> PlanOutput { get; } = new("--plan-out") { Description = "Where to save the calibrated plan (default: beside the output, <name>.plan.json)." };
 
-    public IEnumerable<Option> All => [Text, Ids, Tokenizer, SequenceLength, Samples, ValidationSamples, Seed, Allocation, Compensation, GreedyStep, GreedySamples, Threads, PlanOutput];
+    public IEnumerable<Option> All => [Text, Ids, Tokenizer, SequenceLength, Samples, ValidationSamples, Seed, Allocation, Compensation, GreedyObjective, GreedyStep, GreedySamples, Threads, PlanOutput];
 
     public CalibrationCliOptions()
     {
         Allocation.AcceptOnlyFromAmong("uniform", "greedy");
         Compensation.AcceptOnlyFromAmong("auto", "on", "off");
+        GreedyObjective.AcceptOnlyFromAmong("logits", "block");
     }
 
     public bool Requested(ParseResult parse) => parse.GetValue(Text) is not null || parse.GetValue(Ids) is not null;
@@ -64,6 +66,7 @@ internal sealed class CalibrationCliOptions
         Kinds = kinds,
         Allocation = parse.GetValue(Allocation) == "greedy" ? AllocationMethod.Greedy : AllocationMethod.Uniform,
         Compensation = parse.GetValue(Compensation) switch { "on" => CompensationMode.On, "off" => CompensationMode.Off, _ => CompensationMode.Auto },
+        GreedyObjective = parse.GetValue(GreedyObjective) == "block" ? Calibration.GreedyObjective.BlockOutput : Calibration.GreedyObjective.Logits,
         GreedyStep = parse.GetValue(GreedyStep),
         GreedySamples = parse.GetValue(GreedySamples),
         Threads = parse.GetValue(Threads),
