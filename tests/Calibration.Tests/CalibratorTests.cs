@@ -61,10 +61,14 @@ public sealed class CalibratorTests : IDisposable
         Assert.All(result.Plan.Projections, p => Assert.True(p.Spontaneous is { } s && s.Any(v => v != 0)));
     }
 
-    [Fact]
-    public void Greedy_KeepsTheWeightedAverage_AndIsKeptOnlyWhenItWinsOnHeldOutText()
+    [Theory]
+    [InlineData(GreedyObjective.Logits)]
+    [InlineData(GreedyObjective.BlockOutput)]
+    public void Greedy_KeepsTheWeightedAverage_AndIsKeptOnlyWhenItWinsOnHeldOutText(GreedyObjective objective)
     {
-        var result = Calibrate(new CalibrationOptions { Sparsity = 0.6, Allocation = AllocationMethod.Greedy, Compensation = CompensationMode.Off }, "greedy");
+        var result = Calibrate(new CalibrationOptions
+            { Sparsity = 0.6, Allocation = AllocationMethod.Greedy, GreedyObjective = objective, Compensation = CompensationMode.Off }, "greedy-" + objective);
+        Assert.Contains(result.Notes, n => n.StartsWith("greedy allocation searched: layer0.q_k_v "));
         Assert.NotNull(result.Validation.Greedy);
         foreach (var layer in result.Groups.GroupBy(g => g.Layer))
             Assert.Equal(0.6, layer.Sum(g => g.Sparsity * g.Parameters) / layer.Sum(g => (double)g.Parameters), 6);
@@ -88,5 +92,18 @@ public sealed class CalibratorTests : IDisposable
         var result = Calibrate(new CalibrationOptions { Sparsity = 0.5, Mode = SparsityMode.TopK, Compensation = CompensationMode.Off }, "topk");
         Assert.All(result.Plan.Projections, p => Assert.Equal(SparsifyOptions.KeptEntries(0.5, p.InFeatures!.Value), p.K));
         Assert.InRange(result.MeasuredSparsity, 0.49, 0.51);
+    }
+
+    [Fact]
+    public void KlDivergence_IsZeroForTheSameDistribution_AndMatchesTheFormula()
+    {
+        float[] logits = [1f, 2f, -0.5f, 0f];
+        double logTotal = Math.Log(logits.Sum(v => Math.Exp(v)));
+        var logP = logits.Select(v => (float)(v - logTotal)).ToArray();
+        Assert.Equal(0, Calibrator.KlDivergence(logP, logits), 6);
+        // Shifting logits changes nothing; KL(p || uniform) = log V - H(p).
+        Assert.Equal(0, Calibrator.KlDivergence(logP, logits.Select(v => v + 3f).ToArray()), 6);
+        double entropy = -logP.Sum(lp => Math.Exp(lp) * lp);
+        Assert.Equal(Math.Log(4) - entropy, Calibrator.KlDivergence(logP, new float[4]), 6);
     }
 }
