@@ -64,6 +64,23 @@ public class CalibrateCommandTests : IDisposable
     }
 
     [Fact]
+    public void Calibration_WithoutSpontaneousAdds_ComputesNoCompensation_AndRefusesToForceIt()
+    {
+        string output = Path.Combine(_dir, "plain.onnx");
+        var (code, stdout, error) = Run(["sparsify", Llama, "-o", output, "--mode", "threshold", "--sparsity", "0.5", "--calibration", Valid,
+            "--no-spontaneous", "--json", .. Small]);
+        Assert.True(code == 0, error);
+        var calibration = JsonNode.Parse(stdout)!["calibration"]!;
+        Assert.All(calibration["groups"]!.AsArray(), g => Assert.False((bool)g!["compensated"]!));
+        Assert.False(File.Exists(Path.Combine(_dir, "plain.plan.spontaneous.bin")));
+
+        var (code2, _, error2) = Run(["sparsify", Llama, "-o", Path.Combine(_dir, "x.onnx"), "--mode", "threshold", "--sparsity", "0.5",
+            "--calibration", Valid, "--no-spontaneous", "--compensation", "on", .. Small]);
+        Assert.Equal(1, code2);
+        Assert.Contains("drop --no-spontaneous", error2);
+    }
+
+    [Fact]
     public void Calibration_WithTooLittleText_FailsNamingTheShortfall_AndWritesNothing()
     {
         string text = Path.Combine(_dir, "short.txt");

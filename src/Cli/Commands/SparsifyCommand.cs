@@ -85,6 +85,13 @@ public static class SparsifyCommand
             if (calibrate)
             {
                 var calibrationOptions = calibration.Options(parse, parse.GetValue(sparsity)!.Value, selectionMode, selectedKinds);
+                if (parse.GetValue(noSpontaneous))
+                {
+                    // Compensation vectors live in the spontaneous-neuron Adds; without them there is nothing to calibrate into.
+                    if (calibrationOptions.Compensation == CompensationMode.On)
+                        throw new ArgumentException("--compensation on needs the spontaneous-neuron Adds; drop --no-spontaneous.");
+                    calibrationOptions = calibrationOptions with { Compensation = CompensationMode.Off };
+                }
                 calibrationOptions.Validate();
                 var data = calibration.ReadData(parse, inputPath);
                 planPath = calibration.PlanPath(parse, outputPath);
