@@ -63,7 +63,7 @@ for key, label in VARIANTS:
     print(f"| {label} | " + " | ".join("—" if (key, s) not in rows else f"{rows[key, s]['seconds']:.0f} s, {rows[key, s]['rss_mb']:.0f} MB" for s in LEVELS) + " |")
 
 # The plot: perplexity against sparsity, one line per variant.
-W, H, L, R, T, B = 720, 440, 70, 250, 30, 50
+W, H, L, R, T, B = 880, 440, 70, 330, 30, 50
 xs = [float(s) for s in LEVELS]
 ys = [r["ppl"] for r in rows.values()] + [dense]
 lo, hi = min(ys) * 0.98, max(ys) * 1.02
@@ -91,3 +91,6 @@ for i, (key, label) in enumerate(VARIANTS):
     parts.append(f'<rect x="{W-R+10}" y="{T+20+i*20-9}" width="12" height="3" fill="{c}"/><text x="{W-R+28}" y="{T+20+i*20}">{label}</text>')
 parts.append("</svg>")
 open(svg_path, "w").write("\n".join(parts) + "\n")
+# The numbers behind the tables, for later comparison.
+json.dump({"dense_test_perplexity": dense, "runs": {f"{k}-{s}": v for (k, s), v in rows.items()}},
+          open(os.path.splitext(svg_path)[0] + ".json", "w"), indent=1)
