@@ -90,11 +90,8 @@ public sealed class CalibrationSet
         FromTokens(TokenStream.FromTextFile(path, tokenizer), options, Path.GetFileName(path));
 
     /// <summary>Pre-tokenized ids, whitespace-separated, one sequence per line (<see cref="TokenStream.FromIdsFile"/>).</summary>
-    public static CalibrationSet FromIdsFile(string path, CalibrationSetOptions options)
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"The calibration ids file '{path}' does not exist.", path);
-        return FromTokens(TokenStream.FromIdsFile(path), options, Path.GetFileName(path));
-    }
+    public static CalibrationSet FromIdsFile(string path, CalibrationSetOptions options) =>
+        FromTokens(TokenStream.FromIdsFile(path), options, Path.GetFileName(path));
 }
 
 /// <summary>The calibration data cannot give what was asked for; the message says why.</summary>

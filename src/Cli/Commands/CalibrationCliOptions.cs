@@ -55,8 +55,7 @@ internal sealed class CalibrationCliOptions
             Seed = parse.GetValue(Seed),
         };
         if (ids is not null) return CalibrationSet.FromIdsFile(ids.FullName, options);
-        if (!text!.Exists) throw new FileNotFoundException($"The calibration text '{text.FullName}' does not exist.", text.FullName);
-        return CalibrationSet.FromTextFile(text.FullName, RuntimeOptions.LoadTokenizer(parse, Tokenizer, modelPath), options);
+        return CalibrationSet.FromTextFile(text!.FullName, RuntimeOptions.LoadTokenizer(parse, Tokenizer, modelPath), options);
     }
 
     public CalibrationOptions Options(ParseResult parse, double sparsity, SparsityMode mode, IReadOnlySet<ProjectionKind> kinds) => new()

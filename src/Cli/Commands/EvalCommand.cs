@@ -66,11 +66,7 @@ public static class EvalCommand
         var textFile = parse.GetValue(text);
         var idsFile = parse.GetValue(ids);
         if ((textFile is null) == (idsFile is null)) throw new ArgumentException("Give exactly one of --text and --ids.");
-        if (idsFile is not null)
-        {
-            if (!idsFile.Exists) throw new FileNotFoundException($"The ids file '{idsFile.FullName}' does not exist.", idsFile.FullName);
-            return TokenStream.FromIdsFile(idsFile.FullName);
-        }
+        if (idsFile is not null) return TokenStream.FromIdsFile(idsFile.FullName);
         return TokenStream.FromTextFile(textFile!.FullName, RuntimeOptions.LoadTokenizer(parse, tokenizer, modelPath));
     }
 

@@ -29,6 +29,7 @@ public static class TokenStream
     /// </summary>
     public static int[] FromIdsFile(string idsFile)
     {
+        if (!File.Exists(idsFile)) throw new FileNotFoundException($"The ids file '{idsFile}' does not exist.", idsFile);
         var stream = new List<int>();
         int lineNumber = 0;
         foreach (string line in File.ReadLines(idsFile))
