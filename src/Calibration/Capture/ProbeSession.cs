@@ -158,34 +158,18 @@ public sealed class ProbeSession : IDisposable
         var names = new List<string>(fixedNames);
         var values = new List<OrtValue>(fixedValues);
         var owned = new List<OrtValue>();
-        void Add(string name, OrtValue value)
-        {
-            names.Add(name);
-            values.Add(value);
-            owned.Add(value);
-        }
         try
         {
             var ids = new long[batch * length];
-            var positions = new long[batch * length];
-            var mask = new long[batch * length];
             for (int b = 0; b < batch; b++)
-                for (int t = 0; t < length; t++)
-                {
-                    ids[b * length + t] = windows[first + b][t];
-                    positions[b * length + t] = t;
-                    mask[b * length + t] = 1;
-                }
-            Add(_signature.InputIds, OrtValue.CreateTensorValueFromMemory(ids, [batch, length]));
-            if (_signature.AttentionMask is { } maskName) Add(maskName, OrtValue.CreateTensorValueFromMemory(mask, [batch, length]));
-            if (_signature.PositionIds is { } positionName) Add(positionName, OrtValue.CreateTensorValueFromMemory(positions, [batch, length]));
-            if (_signature.UseCacheBranch is { } branch) Add(branch, OrtValue.CreateTensorValueFromMemory(new[] { false }, [1]));
-            foreach (var layer in _signature.Layers)
+                for (int t = 0; t < length; t++) ids[b * length + t] = windows[first + b][t];
+            var (mask, positions) = DecoderInputs.ForWindows(batch, length);
+            DecoderInputs.Add(_signature, ids, mask, positions, batch, length, past: null, (name, value, own) =>
             {
-                long[] empty = [batch, _signature.KvHeads, 0, _signature.HeadDim];
-                Add(layer.PastKey, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, _signature.KvType, empty));
-                Add(layer.PastValue, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, _signature.KvType, empty));
-            }
+                names.Add(name);
+                values.Add(value);
+                if (own) owned.Add(value);
+            });
             var missing = _inputs.Except(names).ToList();
             if (missing.Count > 0)
                 throw new CalibrationModelException($"the probe has inputs calibration does not know how to feed: {string.Join(", ", missing)}");

@@ -137,11 +137,7 @@ public sealed class CausalLm : IDisposable
     {
         if (batch <= 0 || length <= 0 || tokens.Length != (long)batch * length)
             throw new ArgumentException($"Expected {batch} × {length} tokens, got {tokens.Length}.", nameof(tokens));
-        var positions = new long[tokens.Length];
-        for (int b = 0; b < batch; b++)
-            for (int t = 0; t < length; t++) positions[(long)b * length + t] = t;
-        var mask = new long[tokens.Length];
-        Array.Fill(mask, 1L);
+        var (mask, positions) = DecoderInputs.ForWindows(batch, length);
         using var run = new DecoderRun(this, tokens.ToArray(), mask, positions, batch, length, pastValues: null);
         var logits = run.LogitsAsFloat(out var shape);
         vocabulary = (int)shape[2];

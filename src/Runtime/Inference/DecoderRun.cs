@@ -27,27 +27,7 @@ internal sealed class DecoderRun : IDisposable
                 values.Add(value);
                 if (own) owned.Add(value);
             }
-            Add(signature.InputIds, OrtValue.CreateTensorValueFromMemory(ids, [batch, length]), true);
-            if (signature.AttentionMask is { } maskName)
-                Add(maskName, OrtValue.CreateTensorValueFromMemory(mask, [batch, mask.Length / batch]), true);
-            if (signature.PositionIds is { } positionName)
-                Add(positionName, OrtValue.CreateTensorValueFromMemory(positions, [batch, length]), true);
-            if (signature.UseCacheBranch is { } branchName)
-                Add(branchName, OrtValue.CreateTensorValueFromMemory(new[] { pastValues is not null }, [1]), true);
-            foreach (var layer in signature.Layers)
-            {
-                if (pastValues is not null)
-                {
-                    Add(layer.PastKey, pastValues.Output(layer.PresentKey), false);
-                    Add(layer.PastValue, pastValues.Output(layer.PresentValue), false);
-                }
-                else
-                {
-                    long[] empty = [batch, signature.KvHeads, 0, signature.HeadDim];
-                    Add(layer.PastKey, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, signature.KvType, empty), true);
-                    Add(layer.PastValue, OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, signature.KvType, empty), true);
-                }
-            }
+            DecoderInputs.Add(signature, ids, mask, positions, batch, length, pastValues is null ? null : pastValues.Output, Add);
             _outputNames = [signature.Logits, .. signature.Layers.SelectMany(l => new[] { l.PresentKey, l.PresentValue })];
             using var runOptions = new RunOptions();
             _outputs = model.Session.Run(runOptions, names, values, _outputNames);
