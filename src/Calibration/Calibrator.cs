@@ -208,18 +208,8 @@ public sealed class Calibrator
         var layers = layout.Layers;
         foreach (var g in layout.Groups.Where(g => g.Layer is null)) Select(settings, g, _options.Sparsity, histograms);
         bool logits = _options.GreedyObjective == GreedyObjective.Logits;
-        // The dense model's log-probabilities: the logits objective's reference, the same for every block.
-        float[]? denseLogProbabilities = logits ? LogProbabilities(Capture(windows, new ProbeSettings(layout), _session.Logits)) : null;
-        float[]? denseProbabilities = null;
-        double[]? negativeEntropy = null;
-        if (denseLogProbabilities is not null)
-        {
-            int v = (int)_session.Vocabulary;
-            denseProbabilities = denseLogProbabilities.Select(MathF.Exp).ToArray();
-            negativeEntropy = new double[denseLogProbabilities.Length / v];
-            for (int row = 0; row < negativeEntropy.Length; row++)
-                for (int j = row * v; j < (row + 1) * v; j++) negativeEntropy[row] += denseProbabilities[j] * (double)denseLogProbabilities[j];
-        }
+        // The dense model's next-token distributions: the logits objective's reference, the same for every block.
+        var dense = logits ? Distributions(Capture(windows, new ProbeSettings(layout), _session.Logits), Vocabulary()) : default;
         for (int i = 0; i < layers.Count; i++)
         {
             int layer = layers[i];
@@ -227,8 +217,8 @@ public sealed class Calibrator
             string output = logits ? _session.Logits : layout.BlockOutputs[layer];
             string stage = $"greedy allocation, layer {layer + 1} of {layers.Count}";
             Report(stage, i, layers.Count);
-            var reference = denseLogProbabilities ?? Capture(windows, settings, output);
-            double referenceEnergy = logits ? 1 : reference.Sum(v => (double)v * v);
+            var reference = logits ? null : Capture(windows, settings, output);
+            double referenceEnergy = reference?.Sum(v => (double)v * v) ?? 0;
             double Error(double[] sparsity)
             {
                 var trial = settings.Clone();
@@ -244,14 +234,14 @@ public sealed class Calibrator
                         for (int row = 0; row < y.Length / v; row++)
                         {
                             long start = offset + (long)row * v;
-                            sum += KlDivergence(denseProbabilities.AsSpan((int)start, v), negativeEntropy![start / v], y.Slice(row * v, v));
+                            sum += KlDivergence(dense.Probabilities.AsSpan((int)start, v), dense.NegativeEntropy[start / v], y.Slice(row * v, v));
                         }
                         rows += y.Length / v;
                     }
                     else
                         for (int e = 0; e < y.Length; e++)
                         {
-                            double d = y[e] - reference[offset + e];
+                            double d = y[e] - reference![offset + e];
                             sum += d * d;
                         }
                     offset += y.Length;
@@ -271,36 +261,30 @@ public sealed class Calibrator
         return allocation;
     }
 
-    /// <summary>Row-wise log-softmax of logits [rows, V] (rows and V taken from the session's vocabulary).</summary>
-    private float[] LogProbabilities(float[] logits)
+    private int Vocabulary() => _session.Vocabulary > 0 ? (int)_session.Vocabulary
+        : throw new CalibrationModelException("the logits' vocabulary size is symbolic; the greedy logits objective needs it fixed (use --greedy-objective block)");
+
+    /// <summary>Softmax of each row of <paramref name="logits"/> [rows, V], and each row's Σ p log p.</summary>
+    internal static (float[] Probabilities, double[] NegativeEntropy) Distributions(float[] logits, int vocabulary)
     {
-        int v = (int)_session.Vocabulary;
-        if (v <= 0) throw new CalibrationModelException("the logits' vocabulary size is symbolic; the greedy logits objective needs it fixed (use --greedy-objective block)");
-        var result = new float[logits.Length];
-        for (int row = 0; row < logits.Length / v; row++)
+        var probabilities = new float[logits.Length];
+        var negativeEntropy = new double[logits.Length / vocabulary];
+        for (int row = 0; row < negativeEntropy.Length; row++)
         {
-            var x = logits.AsSpan(row * v, v);
+            var x = logits.AsSpan(row * vocabulary, vocabulary);
             float max = float.NegativeInfinity;
             foreach (float value in x) max = MathF.Max(max, value);
             double total = 0;
             foreach (float value in x) total += Math.Exp(value - max);
-            float logTotal = max + (float)Math.Log(total);
-            for (int j = 0; j < v; j++) result[row * v + j] = x[j] - logTotal;
+            double logTotal = max + Math.Log(total);
+            for (int j = 0; j < vocabulary; j++)
+            {
+                double logP = x[j] - logTotal;
+                probabilities[row * vocabulary + j] = (float)Math.Exp(logP);
+                negativeEntropy[row] += Math.Exp(logP) * logP;
+            }
         }
-        return result;
-    }
-
-    /// <summary>KL(p ‖ q) for p given as log-probabilities and q as logits.</summary>
-    internal static double KlDivergence(ReadOnlySpan<float> logP, ReadOnlySpan<float> logitsQ)
-    {
-        var p = new float[logP.Length];
-        double negativeEntropy = 0;
-        for (int j = 0; j < logP.Length; j++)
-        {
-            p[j] = MathF.Exp(logP[j]);
-            negativeEntropy += p[j] * (double)logP[j];
-        }
-        return KlDivergence(p, negativeEntropy, logitsQ);
+        return (probabilities, negativeEntropy);
     }
 
     /// <summary>

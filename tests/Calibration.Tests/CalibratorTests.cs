@@ -99,11 +99,13 @@ public sealed class CalibratorTests : IDisposable
     {
         float[] logits = [1f, 2f, -0.5f, 0f];
         double logTotal = Math.Log(logits.Sum(v => Math.Exp(v)));
-        var logP = logits.Select(v => (float)(v - logTotal)).ToArray();
-        Assert.Equal(0, Calibrator.KlDivergence(logP, logits), 6);
+        var logP = logits.Select(v => v - logTotal).ToArray();
+        var (p, negativeEntropy) = Calibrator.Distributions(logits, 4);
+        Assert.Equal(logP.Select(Math.Exp), p.Select(v => (double)v), (a, b) => Math.Abs(a - b) < 1e-7);
+        Assert.Equal(logP.Sum(lp => Math.Exp(lp) * lp), negativeEntropy[0], 9);
+        Assert.Equal(0, Calibrator.KlDivergence(p, negativeEntropy[0], logits), 6);
         // Shifting logits changes nothing; KL(p || uniform) = log V - H(p).
-        Assert.Equal(0, Calibrator.KlDivergence(logP, logits.Select(v => v + 3f).ToArray()), 6);
-        double entropy = -logP.Sum(lp => Math.Exp(lp) * lp);
-        Assert.Equal(Math.Log(4) - entropy, Calibrator.KlDivergence(logP, new float[4]), 6);
+        Assert.Equal(0, Calibrator.KlDivergence(p, negativeEntropy[0], logits.Select(v => v + 3f).ToArray()), 6);
+        Assert.Equal(Math.Log(4) + negativeEntropy[0], Calibrator.KlDivergence(p, negativeEntropy[0], new float[4]), 6);
     }
 }
