@@ -34,33 +34,21 @@ for key, _ in VARIANTS:
                                 val=c["validation_nll"], seconds=float(t[0]), rss_mb=int(t[2]) / 1024,
                                 compensated=sum(g["compensated"] for g in c["groups"]), groups=len(c["groups"]))
 
-print(f"Test perplexity of llama-brown (dense {dense:.2f}); threshold mode; measured average sparsity on held-out text in brackets.\n")
-print("| variant | " + " | ".join(f"{float(s):.0%}" for s in LEVELS) + " |")
-print("| --- |" + " --- |" * len(LEVELS))
-for key, label in VARIANTS:
-    cells = []
-    for s in LEVELS:
-        r = rows.get((key, s))
-        cells.append("—" if r is None else f"{r['ppl']:.2f} ({r['measured']:.1%})" +
-                     (f", {r['compensated']}/{r['groups']} comp." if key.endswith("auto") else "") +
-                     (" *uniform kept*" if key.startswith("greedy") and r["allocation"] != "greedy" else ""))
-    print(f"| {label} | " + " | ".join(cells) + " |")
-print("\nHeld-out perplexity seen by the calibration (validation windows of valid.txt): dense / uniform / greedy / plan\n")
-print("| variant | " + " | ".join(f"{float(s):.0%}" for s in LEVELS) + " |")
-print("| --- |" + " --- |" * len(LEVELS))
-for key, label in VARIANTS:
-    cells = []
-    for s in LEVELS:
-        r = rows.get((key, s))
-        if r is None: cells.append("—"); continue
-        v = r["val"]
-        cells.append(" / ".join("—" if v[k] is None else f"{math.exp(v[k]):.2f}" for k in ("dense", "uniform", "greedy", "final")))
-    print(f"| {label} | " + " | ".join(cells) + " |")
-print("\nCalibration time (s) and peak RSS (MB) of the whole `sparsify --calibration` command\n")
-print("| variant | " + " | ".join(f"{float(s):.0%}" for s in LEVELS) + " |")
-print("| --- |" + " --- |" * len(LEVELS))
-for key, label in VARIANTS:
-    print(f"| {label} | " + " | ".join("—" if (key, s) not in rows else f"{rows[key, s]['seconds']:.0f} s, {rows[key, s]['rss_mb']:.0f} MB" for s in LEVELS) + " |")
+def table(title, cell):
+    print(f"{title}\n")
+    print("| variant | " + " | ".join(f"{float(s):.0%}" for s in LEVELS) + " |")
+    print("| --- |" + " --- |" * len(LEVELS))
+    for key, label in VARIANTS:
+        print(f"| {label} | " + " | ".join("—" if (key, s) not in rows else cell(key, rows[key, s]) for s in LEVELS) + " |")
+
+table(f"Test perplexity of llama-brown (dense {dense:.2f}); threshold mode; measured average sparsity on held-out text in brackets.",
+      lambda key, r: f"{r['ppl']:.2f} ({r['measured']:.1%})"
+      + (f", {r['compensated']}/{r['groups']} comp." if key.endswith("auto") else "")
+      + (" *uniform kept*" if key.startswith("greedy") and r["allocation"] != "greedy" else ""))
+table("\nHeld-out perplexity seen by the calibration (validation windows of valid.txt): dense / uniform / greedy / plan",
+      lambda key, r: " / ".join("—" if r["val"][k] is None else f"{math.exp(r['val'][k]):.2f}" for k in ("dense", "uniform", "greedy", "final")))
+table("\nCalibration time (s) and peak RSS (MB) of the whole `sparsify --calibration` command",
+      lambda key, r: f"{r['seconds']:.0f} s, {r['rss_mb']:.0f} MB")
 
 # The plot: perplexity against sparsity, one line per variant.
 W, H, L, R, T, B = 880, 440, 70, 330, 30, 50
