@@ -29,13 +29,13 @@ run() { # name sparsity calibration-text extra-args...
     rm -f "$stem.onnx"
 }
 for s in 0.4 0.5 0.6 0.7; do
-    run uniform "$s" "$valid" --compensation off
-    run uniform-closedform "$s" "$valid" --compensation on
-    run uniform-auto "$s" "$valid" --compensation auto
-    run greedy-block "$s" "$valid" --allocation greedy --greedy-objective block --compensation off
-    run greedy "$s" "$valid" --allocation greedy --compensation off
-    run greedy-auto "$s" "$valid" --allocation greedy --compensation auto
-    run fiction-uniform-auto "$s" "$out/valid-fiction.txt" --compensation auto
-    run fiction-greedy-auto "$s" "$out/valid-fiction.txt" --allocation greedy --compensation auto
+    run uniform "$s" "$valid" --compensation off --spontaneous closed-form
+    run uniform-closedform "$s" "$valid" --compensation on --spontaneous closed-form
+    run uniform-auto "$s" "$valid" --compensation auto --spontaneous closed-form
+    run greedy-block "$s" "$valid" --allocation greedy --greedy-objective block --compensation off --spontaneous closed-form
+    run greedy "$s" "$valid" --allocation greedy --compensation off --spontaneous closed-form
+    run greedy-auto "$s" "$valid" --allocation greedy --compensation auto --spontaneous closed-form
+    run fiction-uniform-auto "$s" "$out/valid-fiction.txt" --compensation auto --spontaneous closed-form
+    run fiction-greedy-auto "$s" "$out/valid-fiction.txt" --allocation greedy --compensation auto --spontaneous closed-form
 done
 echo "done: $out"

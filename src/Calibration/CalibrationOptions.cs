@@ -50,6 +50,13 @@ public sealed record CalibrationOptions
     /// <summary>Closed-form compensation: off, kept where it helps (default), or everywhere.</summary>
     public CompensationMode Compensation { get; init; } = CompensationMode.Auto;
 
+    /// <summary>
+    /// Spontaneous neurons trained by distribution matching after the closed form (null: not trained). The
+    /// trained vectors replace the closed-form ones when they lower the held-out loss (see
+    /// <see cref="Training.SpontaneousTrainingOptions.KeepOnlyIfBetter"/>).
+    /// </summary>
+    public Training.SpontaneousTrainingOptions? Training { get; init; }
+
     /// <summary>Projection kinds to sparsify.</summary>
     public IReadOnlySet<ProjectionKind> Kinds { get; init; } = SparsifyOptions.DefaultKinds;
 
@@ -85,5 +92,6 @@ public sealed record CalibrationOptions
         if (!(GreedyMaxSparsity > Sparsity && GreedyMaxSparsity < 1))
             throw new ArgumentException($"The greedy maximum per group must be above the target ({Sparsity}) and below 1, not {GreedyMaxSparsity}.");
         if (Kinds.Count == 0) throw new ArgumentException("No projection kinds selected.");
+        Training?.Validate();
     }
 }

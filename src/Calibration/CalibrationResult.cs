@@ -21,7 +21,8 @@ public sealed record GroupCalibration(string Id, int? Layer, string Kinds, long 
 /// <param name="Uniform">Every group at the target, no compensation.</param>
 /// <param name="Greedy">The greedy allocation, no compensation (null when not searched).</param>
 /// <param name="Final">With every decision applied: what the plan gives.</param>
-public sealed record ValidationLosses(double Dense, double Uniform, double? Greedy, double Final);
+/// <param name="Trained">With the trained spontaneous neurons (null when not trained), whether or not they were kept.</param>
+public sealed record ValidationLosses(double Dense, double Uniform, double? Greedy, double Final, double? Trained = null);
 
 /// <summary>What a calibration produced.</summary>
 /// <param name="Plan">The plan for <c>sparsify --plan</c>.</param>
@@ -31,8 +32,21 @@ public sealed record ValidationLosses(double Dense, double Uniform, double? Gree
 /// <param name="MeasuredSparsity">Parameter-weighted average of the groups' measured sparsity.</param>
 /// <param name="Notes">Decisions worth telling the user, in order.</param>
 /// <param name="Elapsed">Wall time of the calibration.</param>
+/// <param name="Training">How training the spontaneous neurons went (null when not trained).</param>
 public sealed record CalibrationResult(SparsityPlan Plan, IReadOnlyList<GroupCalibration> Groups, AllocationMethod Allocation,
-    ValidationLosses Validation, double MeasuredSparsity, IReadOnlyList<string> Notes, TimeSpan Elapsed);
+    ValidationLosses Validation, double MeasuredSparsity, IReadOnlyList<string> Notes, TimeSpan Elapsed, TrainingReport? Training = null);
+
+/// <summary>What training the spontaneous neurons did.</summary>
+/// <param name="Kept">Whether the trained vectors are in the plan.</param>
+/// <param name="Steps">Optimizer steps run.</param>
+/// <param name="BestStep">The step whose vectors were kept.</param>
+/// <param name="InitialHeldOutKl">Held-out KL(dense ‖ sparse) per position before training.</param>
+/// <param name="FinalHeldOutKl">The same with the trained vectors.</param>
+/// <param name="History">Held-out checks along the way.</param>
+/// <param name="Stopped">Why training ended.</param>
+/// <param name="Elapsed">Wall time of training, building the training graph included.</param>
+public sealed record TrainingReport(bool Kept, int Steps, int BestStep, double InitialHeldOutKl, double FinalHeldOutKl,
+    IReadOnlyList<Training.TrainingCheckpoint> History, string Stopped, TimeSpan Elapsed);
 
 /// <summary>Progress of a calibration: a stage and how far into it.</summary>
 public readonly record struct CalibrationProgress(string Stage, double Done, double Total);

@@ -5,6 +5,7 @@ using SparseOnnx.Calibration.Capture;
 using SparseOnnx.Calibration.Compensation;
 using SparseOnnx.Calibration.Data;
 using SparseOnnx.Calibration.Statistics;
+using SparseOnnx.Calibration.Training;
 using SparseOnnx.GraphRewriter.Analysis.Projections;
 using SparseOnnx.GraphRewriter.IO;
 using SparseOnnx.GraphRewriter.Sparsify;
@@ -116,16 +117,23 @@ public sealed class Calibrator
         var compensated = new HashSet<ProbeGroup>();
         if (_options.Compensation != CompensationMode.Off)
             (selection, chosen) = Compensate(layout, selection, chosen, compensated);
+        TrainingReport? training = null;
+        double? trainedLoss = null;
+        if (_options.Training is { } trainingOptions)
+        {
+            (selection, chosen, training, trainedLoss) = Train(modelPath, workFolder, layout, selection, chosen, trainingOptions);
+            if (training.Kept) foreach (var g in layout.Groups) compensated.Add(g);
+        }
 
         var groups = layout.Groups.Select(g => new GroupCalibration(g.Id, g.Layer, g.KindsName, g.InFeatures, g.Parameters, allocation[g.Index],
             _options.Mode == SparsityMode.Threshold ? ThresholdFor(histograms!, g, allocation[g.Index]) : null,
             _options.Mode == SparsityMode.TopK ? SparsifyOptions.KeptEntries(allocation[g.Index], g.InFeatures) : null,
             1 - chosen.Kept[g.Index], compensated.Contains(g))).ToArray();
         double measured = groups.Sum(g => g.MeasuredSparsity * g.Parameters) / groups.Sum(g => (double)g.Parameters);
-        var plan = BuildPlan(layout, groups, selection, method);
+        var plan = BuildPlan(layout, groups, selection, method, training);
         clock.Stop();
         return new CalibrationResult(plan, groups, method,
-            new ValidationLosses(denseLoss, uniformResult.Loss, greedyLoss, chosen.Loss), measured, _notes.ToArray(), clock.Elapsed);
+            new ValidationLosses(denseLoss, uniformResult.Loss, greedyLoss, chosen.Loss, trainedLoss), measured, _notes.ToArray(), clock.Elapsed, training);
     }
 
     private sealed record Evaluation(double Loss, double[] Kept);
@@ -362,7 +370,43 @@ public sealed class Calibrator
         return (settings, current);
     }
 
-    private SparsityPlan BuildPlan(ProbeLayout layout, IReadOnlyList<GroupCalibration> groups, ProbeSettings settings, AllocationMethod method)
+    /// <summary>
+    /// Trains the spontaneous neurons (<see cref="SpontaneousTrainer"/>) with the thresholds decided so far, from
+    /// the closed-form vectors kept (warm start) or from zero, on a second instrumentation of the model extended
+    /// by its training graph; keeps the result when its held-out loss is lower (or always, when so configured).
+    /// </summary>
+    private (ProbeSettings, Evaluation, TrainingReport, double) Train(string modelPath, string workFolder, ProbeLayout layout, ProbeSettings selection,
+        Evaluation current, SpontaneousTrainingOptions options)
+    {
+        var clock = Stopwatch.StartNew();
+        Report("building the training graph", 0, 1);
+        ProbeSession session;
+        TrainingGraph graph;
+        using (var trainingModel = ModelLoader.Load(modelPath))
+        {
+            ProbeModelBuilder.Instrument(trainingModel, new ProbeOptions { Kinds = _options.Kinds, Mode = _options.Mode });
+            graph = TrainingGraph.Build(trainingModel, layout, _session.Logits, options.Space);
+            session = ProbeSession.Open(trainingModel, layout, workFolder, _options.Threads, "training.onnx", memoryArena: false);
+        }
+        TrainingOutcome outcome;
+        using (session)
+        {
+            var trainer = new SpontaneousTrainer(_session, session, graph, options, _options.CaptureBudgetBytes, Report);
+            outcome = trainer.Train(selection, _data.Calibration, _data.Validation);
+        }
+        var result = Validate(outcome.Settings, "held-out loss, trained spontaneous neurons");
+        bool keep = !options.KeepOnlyIfBetter || result.Loss < current.Loss;
+        string how = $"{options.Space.ToString().ToLowerInvariant()} space, {(options.WarmStart ? "from the closed form" : "from zero")}";
+        _notes.Add(FormattableString.Invariant(
+            $"spontaneous neurons trained ({how}): {outcome.Stopped}; held-out KL {outcome.InitialHeldOutKl:0.0000} -> {outcome.BestHeldOutKl:0.0000} (step {outcome.BestStep}), held-out loss {current.Loss:0.0000} -> {result.Loss:0.0000} nats/token; ")
+            + (keep ? "trained vectors kept" : "not kept (no lower held-out loss)"));
+        var report = new TrainingReport(keep, outcome.Steps, outcome.BestStep, outcome.InitialHeldOutKl, outcome.BestHeldOutKl, outcome.History,
+            outcome.Stopped, clock.Elapsed);
+        return keep ? (outcome.Settings, result, report, result.Loss) : (selection, current, report, result.Loss);
+    }
+
+    private SparsityPlan BuildPlan(ProbeLayout layout, IReadOnlyList<GroupCalibration> groups, ProbeSettings settings, AllocationMethod method,
+        TrainingReport? training)
     {
         var entries = new List<PlanEntry>();
         foreach (var g in layout.Groups)
@@ -385,7 +429,11 @@ public sealed class Calibrator
         string source = string.Create(CultureInfo.InvariantCulture,
             $"{_data.Source}; {(_options.Mode == SparsityMode.Threshold ? "threshold" : "topk")} sparsity {_options.Sparsity}, " +
             $"{method.ToString().ToLowerInvariant()} allocation{(_options.Allocation != method ? " (greedy lost on held-out data)" : "")}, " +
-            $"compensation {_options.Compensation.ToString().ToLowerInvariant()} (closed form)");
+            $"compensation {_options.Compensation.ToString().ToLowerInvariant()} (closed form)") +
+            (training is null ? "" : training.Kept
+                ? $", spontaneous neurons trained by KL to the dense model ({_options.Training!.Space.ToString().ToLowerInvariant()} space, " +
+                  $"{(_options.Training.WarmStart ? "warm start" : "from zero")}, the vectors of step {training.BestStep} of {training.Steps})"
+                : ", trained spontaneous neurons not kept (no held-out gain)");
         return new SparsityPlan(entries, source);
     }
 

@@ -29,7 +29,7 @@ public class CalibrateCommandTests : IDisposable
     {
         string output = Path.Combine(_dir, "sparse.onnx");
         var (code, stdout, error) = Run(["sparsify", Llama, "-o", output, "--mode", "threshold", "--sparsity", "0.5", "--calibration", Valid,
-            "--compensation", "on", "--json", .. Small]);
+            "--compensation", "on", "--spontaneous", "closed-form", "--json", .. Small]);
         Assert.True(code == 0, error);
         var json = JsonNode.Parse(stdout)!;
         string plan = Path.Combine(_dir, "sparse.plan.json");
@@ -78,6 +78,37 @@ public class CalibrateCommandTests : IDisposable
             "--calibration", Valid, "--no-spontaneous", "--compensation", "on", .. Small]);
         Assert.Equal(1, code2);
         Assert.Contains("drop --no-spontaneous", error2);
+
+        var (code3, _, error3) = Run(["sparsify", Llama, "-o", Path.Combine(_dir, "x.onnx"), "--mode", "threshold", "--sparsity", "0.5",
+            "--calibration", Valid, "--no-spontaneous", "--spontaneous", "trained", .. Small]);
+        Assert.Equal(1, code3);
+        Assert.Contains("--spontaneous trained needs the spontaneous-neuron Adds", error3);
+
+        var (code4, _, error4) = Run(["sparsify", Llama, "-o", Path.Combine(_dir, "x.onnx"), "--mode", "threshold", "--sparsity", "0.5",
+            "--calibration", Valid, "--spontaneous", "off", "--compensation", "on", .. Small]);
+        Assert.Equal(1, code4);
+        Assert.Contains("drop --compensation on", error4);
+        Assert.False(File.Exists(Path.Combine(_dir, "x.onnx")));
+    }
+
+    [Fact]
+    public void Calibration_TrainsSpontaneousNeurons_AndReportsHowItWent()
+    {
+        string output = Path.Combine(_dir, "trained.onnx");
+        var (code, stdout, error) = Run(["sparsify", Llama, "-o", output, "--mode", "threshold", "--sparsity", "0.6", "--calibration", Valid,
+            "--spontaneous", "trained", "--train-space", "input", "--train-init", "zero", "--train-steps", "6", "--train-batch", "2",
+            "--train-keep", "always", "--compensation", "off", "--json", .. Small]);
+        Assert.True(code == 0, error);
+        var calibration = JsonNode.Parse(stdout)!["calibration"]!;
+        var training = calibration["training"]!;
+        Assert.True((bool)training["kept"]!);
+        Assert.Equal(6, (int)training["steps"]!);
+        Assert.Equal([0, 6], training["history"]!.AsArray().Select(h => (int)h!["step"]!));
+        Assert.Equal((double)calibration["validation_nll"]!["trained"]!, (double)calibration["validation_nll"]!["final"]!);
+        Assert.All(JsonNode.Parse(stdout)!["rewritten"]!.AsArray(), r => Assert.True((bool)r!["spontaneous_calibrated"]!));
+        var plan = JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "trained.plan.json")))!;
+        Assert.Contains("spontaneous neurons trained by KL to the dense model (input space, from zero", (string)plan["calibration"]!["source"]!);
+        Assert.Empty(Directory.GetDirectories(_dir));
     }
 
     [Fact]

@@ -83,10 +83,10 @@ public sealed class ProbeSession : IDisposable
     /// Saves <paramref name="probe"/> (instrumented by <see cref="ProbeModelBuilder"/>) as <c>probe.onnx</c> in
     /// <paramref name="workFolder"/> (large weights go to an external data file there) and opens it.
     /// </summary>
-    public static ProbeSession Open(Model probe, ProbeLayout layout, string workFolder, int threads)
+    public static ProbeSession Open(Model probe, ProbeLayout layout, string workFolder, int threads, string fileName = "probe.onnx", bool memoryArena = true)
     {
         Directory.CreateDirectory(workFolder);
-        string path = Path.Combine(workFolder, "probe.onnx");
+        string path = Path.Combine(workFolder, fileName);
         ModelSaver.Save(probe, path, new SaveOptions { ExternalData = ExternalDataMode.Auto });
         using var options = new SessionOptions
         {
@@ -95,6 +95,7 @@ public sealed class ProbeSession : IDisposable
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
             IntraOpNumThreads = threads,
             InterOpNumThreads = 1,
+            EnableCpuMemArena = memoryArena,
         };
         options.RegisterSparseOnnxOps();
         var session = new InferenceSession(path, options);
@@ -113,9 +114,11 @@ public sealed class ProbeSession : IDisposable
     /// Runs <paramref name="windows"/> (each a sequence of token ids, all the same length) in batches of
     /// <paramref name="batchSize"/> with <paramref name="settings"/>, fetching <paramref name="outputs"/>, and calls
     /// <paramref name="reduce"/> with each batch in order. <paramref name="progress"/> receives windows done.
+    /// <paramref name="batchInputs"/> feeds inputs a derived model added (a training graph's parameters and
+    /// references), given the batch's first window and size; its values are disposed after the batch.
     /// </summary>
     public void Run(IReadOnlyList<int[]> windows, int batchSize, ProbeSettings settings, IReadOnlyList<string> outputs,
-        Action<ProbeBatch> reduce, Action<int>? progress = null)
+        Action<ProbeBatch> reduce, Action<int>? progress = null, Func<int, int, IReadOnlyList<(string Name, OrtValue Value)>>? batchInputs = null)
     {
         if (settings.Layout != Layout) throw new ArgumentException("The settings belong to another probe.", nameof(settings));
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), "The batch size must be at least 1.");
@@ -142,7 +145,7 @@ public sealed class ProbeSession : IDisposable
             for (int first = 0; first < windows.Count; first += batchSize)
             {
                 int batch = Math.Min(batchSize, windows.Count - first);
-                RunBatch(windows, first, batch, length, fixedNames, fixedValues, outputs, reduce);
+                RunBatch(windows, first, batch, length, fixedNames, fixedValues, outputs, reduce, batchInputs);
                 progress?.Invoke(first + batch);
             }
         }
@@ -153,13 +156,20 @@ public sealed class ProbeSession : IDisposable
     }
 
     private void RunBatch(IReadOnlyList<int[]> windows, int first, int batch, int length, List<string> fixedNames, List<OrtValue> fixedValues,
-        IReadOnlyList<string> outputs, Action<ProbeBatch> reduce)
+        IReadOnlyList<string> outputs, Action<ProbeBatch> reduce, Func<int, int, IReadOnlyList<(string Name, OrtValue Value)>>? batchInputs)
     {
         var names = new List<string>(fixedNames);
         var values = new List<OrtValue>(fixedValues);
         var owned = new List<OrtValue>();
         try
         {
+            if (batchInputs is not null)
+                foreach (var (name, value) in batchInputs(first, batch))
+                {
+                    owned.Add(value);
+                    names.Add(name);
+                    values.Add(value);
+                }
             var ids = new long[batch * length];
             for (int b = 0; b < batch; b++)
                 for (int t = 0; t < length; t++) ids[b * length + t] = windows[first + b][t];

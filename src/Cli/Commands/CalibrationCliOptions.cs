@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Spectre.Console;
 using SparseOnnx.Calibration;
 using SparseOnnx.Calibration.Data;
+using SparseOnnx.Calibration.Training;
 using SparseOnnx.GraphRewriter.Analysis.Projections;
 using SparseOnnx.GraphRewriter.Sparsify;
 
@@ -24,20 +25,36 @@ internal sealed class CalibrationCliOptions
     public Option<int> Seed { get; } = new("--seed") { Description = "Seed of the split into calibration and held-out windows.", DefaultValueFactory = _ => 0 };
     public Option<string> Allocation { get; } = new("--allocation") { Description = "uniform: every projection group at --sparsity; greedy: TEAL's block-wise search at the same parameter-weighted average.", DefaultValueFactory = _ => "uniform" };
     public Option<string> Compensation { get; } = new("--compensation") { Description = "Closed-form compensation s = W·E[x − S(x)]: auto (kept only where it lowers the held-out loss), on, off.", DefaultValueFactory = _ => "auto" };
+    public Option<string> Spontaneous { get; } = new("--spontaneous") { Description = "Spontaneous-neuron vectors: trained (by KL to the dense model, from the closed form; kept only when they lower the held-out loss), closed-form (--compensation decides), off.", DefaultValueFactory = _ => "trained" };
+    public Option<string> TrainSpace { get; } = new("--train-space") { Description = "Trained vectors: output (one per projection, what its Add holds) or input (the paper's α per shared input; each projection adds W·α).", DefaultValueFactory = _ => "output" };
+    public Option<string> TrainInit { get; } = new("--train-init") { Description = "Training starts from the closed-form vectors calibration kept (closed-form) or from zero (zero, as the paper).", DefaultValueFactory = _ => "closed-form" };
+    public Option<int> TrainSteps { get; } = new("--train-steps") { Description = "Most Adam steps.", DefaultValueFactory = _ => 150 };
+    public Option<int> TrainBatch { get; } = new("--train-batch") { Description = "Calibration windows per step.", DefaultValueFactory = _ => 8 };
+    public Option<double> TrainLearningRate { get; } = new("--train-lr") { Description = "Peak learning rate (warm-up, then cosine decay to a tenth).", DefaultValueFactory = _ => 0.01 };
+    public Option<int> TrainPatience { get; } = new("--train-patience") { Description = "Held-out checks (every 10 steps) without improvement before stopping; 0: no early stopping, keep the last step's vectors.", DefaultValueFactory = _ => 3 };
+    public Option<string> TrainKeep { get; } = new("--train-keep") { Description = "checked: keep the trained vectors only when they lower the held-out loss; always: keep them regardless.", DefaultValueFactory = _ => "checked" };
     public Option<string> GreedyObjective { get; } = new("--greedy-objective") { Description = "Greedy: logits (KL of the next-token distribution from the dense model's) or block (TEAL: the block output's relative squared error).", DefaultValueFactory = _ => "logits" };
     public Option<double> GreedyStep { get; } = new("--greedy-step") { Description = "Greedy: sparsity step of one group per iteration.", DefaultValueFactory = _ => 0.05 };
     public Option<int> GreedySamples { get; } = new("--greedy-samples") { Description = "Greedy: calibration windows the block-output error is measured on.", DefaultValueFactory = _ => 8 };
     public Option<int> Threads { get; } = new("--threads") { Description = "ONNX Runtime threads for calibration (0: all cores).", DefaultValueFactory = _ => 0 };
     public Option<FileInfo?> PlanOutput { get; } = new("--plan-out") { Description = "Where to save the calibrated plan (default: beside the output, <name>.plan.json)." };
 
-    public IEnumerable<Option> All => [Text, Ids, Tokenizer, SequenceLength, Samples, ValidationSamples, Seed, Allocation, Compensation, GreedyObjective, GreedyStep, GreedySamples, Threads, PlanOutput];
+    public IEnumerable<Option> All => [Text, Ids, Tokenizer, SequenceLength, Samples, ValidationSamples, Seed, Allocation, Compensation, Spontaneous,
+        TrainSpace, TrainInit, TrainSteps, TrainBatch, TrainLearningRate, TrainPatience, TrainKeep, GreedyObjective, GreedyStep, GreedySamples, Threads, PlanOutput];
 
     public CalibrationCliOptions()
     {
         Allocation.AcceptOnlyFromAmong("uniform", "greedy");
         Compensation.AcceptOnlyFromAmong("auto", "on", "off");
         GreedyObjective.AcceptOnlyFromAmong("logits", "block");
+        Spontaneous.AcceptOnlyFromAmong("trained", "closed-form", "off");
+        TrainSpace.AcceptOnlyFromAmong("output", "input");
+        TrainInit.AcceptOnlyFromAmong("closed-form", "zero");
+        TrainKeep.AcceptOnlyFromAmong("checked", "always");
     }
+
+    /// <summary>Whether --spontaneous was given on the command line (not its default).</summary>
+    public bool SpontaneousGiven(ParseResult parse) => parse.GetResult(Spontaneous) is { Implicit: false };
 
     public bool Requested(ParseResult parse) => parse.GetValue(Text) is not null || parse.GetValue(Ids) is not null;
 
@@ -58,13 +75,37 @@ internal sealed class CalibrationCliOptions
         return CalibrationSet.FromTextFile(text!.FullName, RuntimeOptions.LoadTokenizer(parse, Tokenizer, modelPath), options);
     }
 
-    public CalibrationOptions Options(ParseResult parse, double sparsity, SparsityMode mode, IReadOnlySet<ProjectionKind> kinds) => new()
+    public CalibrationOptions Options(ParseResult parse, double sparsity, SparsityMode mode, IReadOnlySet<ProjectionKind> kinds)
+    {
+        string spontaneous = parse.GetValue(Spontaneous)!;
+        var compensation = parse.GetValue(Compensation) switch { "on" => CompensationMode.On, "off" => CompensationMode.Off, _ => CompensationMode.Auto };
+        if (spontaneous == "off")
+        {
+            if (compensation == CompensationMode.On) throw new ArgumentException("--spontaneous off leaves no vectors; drop --compensation on.");
+            compensation = CompensationMode.Off;
+        }
+        return Options(parse, sparsity, mode, kinds, compensation, spontaneous == "trained" ? new SpontaneousTrainingOptions
+        {
+            Space = parse.GetValue(TrainSpace) == "input" ? SpontaneousSpace.Input : SpontaneousSpace.Output,
+            WarmStart = parse.GetValue(TrainInit) != "zero",
+            Steps = parse.GetValue(TrainSteps),
+            BatchWindows = parse.GetValue(TrainBatch),
+            LearningRate = parse.GetValue(TrainLearningRate),
+            Patience = parse.GetValue(TrainPatience),
+            KeepOnlyIfBetter = parse.GetValue(TrainKeep) != "always",
+            Seed = parse.GetValue(Seed),
+        } : null);
+    }
+
+    private CalibrationOptions Options(ParseResult parse, double sparsity, SparsityMode mode, IReadOnlySet<ProjectionKind> kinds,
+        CompensationMode compensation, SpontaneousTrainingOptions? training) => new()
     {
         Sparsity = sparsity,
         Mode = mode,
         Kinds = kinds,
         Allocation = parse.GetValue(Allocation) == "greedy" ? AllocationMethod.Greedy : AllocationMethod.Uniform,
-        Compensation = parse.GetValue(Compensation) switch { "on" => CompensationMode.On, "off" => CompensationMode.Off, _ => CompensationMode.Auto },
+        Compensation = compensation,
+        Training = training,
         GreedyObjective = parse.GetValue(GreedyObjective) == "block" ? Calibration.GreedyObjective.BlockOutput : Calibration.GreedyObjective.Logits,
         GreedyStep = parse.GetValue(GreedyStep),
         GreedySamples = parse.GetValue(GreedySamples),
@@ -88,6 +129,23 @@ internal sealed class CalibrationCliOptions
             ["uniform"] = result.Validation.Uniform,
             ["greedy"] = result.Validation.Greedy,
             ["final"] = result.Validation.Final,
+            ["trained"] = result.Validation.Trained,
+        },
+        ["training"] = result.Training is not { } t ? null : new JsonObject
+        {
+            ["kept"] = t.Kept,
+            ["steps"] = t.Steps,
+            ["best_step"] = t.BestStep,
+            ["held_out_kl_before"] = t.InitialHeldOutKl,
+            ["held_out_kl_after"] = t.FinalHeldOutKl,
+            ["stopped"] = t.Stopped,
+            ["seconds"] = Math.Round(t.Elapsed.TotalSeconds, 3),
+            ["history"] = new JsonArray(t.History.Select(h => (JsonNode)new JsonObject
+            {
+                ["step"] = h.Step,
+                ["training_kl"] = double.IsNaN(h.TrainingLoss) ? null : h.TrainingLoss,
+                ["held_out_kl"] = h.HeldOutKl,
+            }).ToArray()),
         },
         ["groups"] = new JsonArray(result.Groups.Select(g => (JsonNode)new JsonObject
         {
@@ -118,7 +176,7 @@ internal sealed class CalibrationCliOptions
         var v = result.Validation;
         string Ppl(double nll) => Math.Exp(nll).ToString("0.###", CultureInfo.InvariantCulture);
         console.MarkupLine($"held-out perplexity: dense {Ppl(v.Dense)}, uniform {Ppl(v.Uniform)}" +
-            (v.Greedy is { } g2 ? $", greedy {Ppl(g2)}" : "") + $", plan {Ppl(v.Final)}");
+            (v.Greedy is { } g2 ? $", greedy {Ppl(g2)}" : "") + (v.Trained is { } t2 ? $", trained spontaneous {Ppl(t2)}" : "") + $", plan {Ppl(v.Final)}");
         foreach (var note in result.Notes) console.MarkupLine($"note: {Markup.Escape(note)}");
         console.MarkupLine($"calibrated in {result.Elapsed.TotalSeconds:0.0} s; plan saved to {Markup.Escape(planPath)}");
     }

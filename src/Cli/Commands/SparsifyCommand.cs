@@ -90,7 +90,9 @@ public static class SparsifyCommand
                     // Compensation vectors live in the spontaneous-neuron Adds; without them there is nothing to calibrate into.
                     if (calibrationOptions.Compensation == CompensationMode.On)
                         throw new ArgumentException("--compensation on needs the spontaneous-neuron Adds; drop --no-spontaneous.");
-                    calibrationOptions = calibrationOptions with { Compensation = CompensationMode.Off };
+                    if (calibration.SpontaneousGiven(parse) && calibrationOptions.Training is not null)
+                        throw new ArgumentException("--spontaneous trained needs the spontaneous-neuron Adds; drop --no-spontaneous.");
+                    calibrationOptions = calibrationOptions with { Compensation = CompensationMode.Off, Training = null };
                 }
                 calibrationOptions.Validate();
                 var data = calibration.ReadData(parse, inputPath);

@@ -27,7 +27,8 @@ internal static class GradientCheck
         builder.Output(loss, DataType.Float);
         var parameterValues = parameters.Select(n => graph.Inputs.First(i => i.Name == n)).ToArray();
         var gradients = GradientGraphBuilder.Build(model, new GradientRequest(parameterValues, [(y, builder.Op("Cos", y))]));
-        foreach (var p in parameterValues) builder.Output(gradients[p], DataType.Float);
+        foreach (var p in parameterValues)
+            builder.Output(gradients[p], DataType.Float, p.Shape!.Dims.Select(d => d.Value is { } n ? (object)n : d.Symbol!).ToArray());
 
         using var folder = new TempDirectory();
         string path = folder.File("check.onnx");

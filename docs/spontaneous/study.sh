@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The spontaneous-neuron study of docs/spontaneous.md: llama-brown sparsified at 40/50/60/70% average sparsity
+# (threshold mode, calibrated on valid.txt), each variant written by `sparsify --calibration` and scored with
+# `eval` on the test split. Usage: docs/spontaneous/study.sh [OUT_DIR]   (after ./build.sh; about 90 minutes on
+# 2 quiet cores). Writes OUT_DIR/<variant>-<sparsity>.{plan.json,sparsify.json,eval.json,time}; summarize.py
+# tabulates them.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out="${1:-out/spontaneous-study}"
+mkdir -p "$out"
+model=models/llama-brown/model.onnx
+tok=models/llama-brown/tokenizer.model
+valid=models/llama-brown/data/valid.txt
+test=models/llama-brown/data/test.txt
+
+[ -f "$out/dense.eval.json" ] || bin/sparseonnx eval "$model" --text "$test" --tokenizer "$tok" --json > "$out/dense.eval.json"
+run() { # name sparsity extra-args...
+    local name="$1" s="$2"; shift 2
+    local stem="$out/$name-$s"
+    [ -f "$stem.eval.json" ] && return 0
+    if ! { [ -s "$stem.sparsify.json" ] && [ -f "$stem.onnx" ]; }; then
+        /usr/bin/time -f '%e s %M KB' -o "$stem.time" \
+            bin/sparseonnx sparsify "$model" -o "$stem.onnx" --mode threshold --sparsity "$s" \
+            --calibration "$valid" --tokenizer "$tok" --json "$@" > "$stem.sparsify.json"
+    fi
+    bin/sparseonnx eval "$stem.onnx" --text "$test" --tokenizer "$tok" --json > "$stem.eval.json"
+    rm -f "$stem.onnx"
+}
+# The paper's method as reproduced: α per shared input from zero, uniform TEAL thresholds, Adam for 150 steps of
+# 16 windows of 128 tokens at 2e-2 (the issue's prototype), the last step's vectors kept whatever they do.
+paper=(--spontaneous trained --compensation off --train-space input --train-init zero --train-lr 0.02 --train-batch 16
+       --train-patience 0 --train-keep always)
+for s in 0.4 0.5 0.6 0.7; do
+    run sparse "$s" --spontaneous off
+    run closedform "$s" --spontaneous closed-form --compensation on
+    run paper-alpha "$s" "${paper[@]}"
+    run uniform-trained "$s" --spontaneous trained
+    run greedy-trained "$s" --allocation greedy --spontaneous trained
+done
+echo "done: $out"

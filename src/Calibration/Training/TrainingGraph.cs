@@ -1,0 +1,126 @@
+using SparseOnnx.Calibration.Capture;
+using SparseOnnx.GraphRewriter.Autodiff;
+using SparseOnnx.GraphRewriter.Ir;
+
+namespace SparseOnnx.Calibration.Training;
+
+/// <summary>Where the trained spontaneous-neuron vectors live.</summary>
+public enum SpontaneousSpace
+{
+    /// <summary>The paper's parameterisation: one α per group in the projections' input space [K]; each projection adds W·α.</summary>
+    Input,
+    /// <summary>One vector per projection in its output space [N], trained directly (what the Add holds), a superset of W·α.</summary>
+    Output,
+}
+
+/// <summary>
+/// The probe (<see cref="ProbeModelBuilder"/>) turned into a training graph for spontaneous neurons. Added inputs:
+/// the parameters (α per group or c per projection, float32, starting wherever the trainer sets them), the
+/// dense model's next-token probabilities p [batch, length, V] for the batch, Σ p log p over the batch, and
+/// the scale 1 / positions. Added outputs: the loss and the gradient of every parameter. The loss is
+/// <code>KL(dense ‖ sparse) = scale · (Σ p log p − Σ p · log softmax(z))   averaged over positions</code>
+/// whose gradient with respect to the logits z is scale · (softmax(z) − p), the seed of the backward graph
+/// <see cref="GradientGraphBuilder"/> appends. In the input space, the compensation input c of each projection
+/// becomes c + W·α (the projection's own weight, read through its own MatMul or Gemm), so the trainer sets c
+/// to a fixed base (zeros, or a closed-form vector) and trains α.
+/// </summary>
+public sealed class TrainingGraph
+{
+    /// <summary>Name prefix of everything training adds.</summary>
+    public const string Prefix = "sparseonnx.train.";
+
+    private TrainingGraph(SpontaneousSpace space, IReadOnlyList<TrainingParameter> parameters, string reference, string negativeEntropy, string scale, string loss)
+    {
+        Space = space;
+        Parameters = parameters;
+        ReferenceInput = reference;
+        NegativeEntropyInput = negativeEntropy;
+        ScaleInput = scale;
+        LossOutput = loss;
+    }
+
+    /// <summary>The parameterisation.</summary>
+    public SpontaneousSpace Space { get; }
+    /// <summary>The trained inputs, in layout order (one per group or one per projection).</summary>
+    public IReadOnlyList<TrainingParameter> Parameters { get; }
+    /// <summary>Input: the dense model's probabilities [batch, length, V].</summary>
+    public string ReferenceInput { get; }
+    /// <summary>Input: Σ p log p over the batch (float scalar).</summary>
+    public string NegativeEntropyInput { get; }
+    /// <summary>Input: 1 / (batch × length) (float scalar).</summary>
+    public string ScaleInput { get; }
+    /// <summary>Output: the mean KL over the batch's positions (float scalar).</summary>
+    public string LossOutput { get; }
+
+    /// <summary>Extends <paramref name="probe"/> in place (its layout is <paramref name="layout"/>; its logits output is <paramref name="logits"/>).</summary>
+    public static TrainingGraph Build(Model probe, ProbeLayout layout, string logits, SpontaneousSpace space)
+    {
+        var graph = probe.Graph;
+        var builder = new GraphBuilder(graph, hint => probe.UniqueName(Prefix + hint));
+        var z = graph.Outputs.FirstOrDefault(o => o.Name == logits) ?? throw new ArgumentException($"The probe has no output '{logits}'.", nameof(logits));
+        var parameters = new List<(TrainingParameter Description, Value Input)>();
+        foreach (var group in layout.Groups)
+        {
+            if (space == SpontaneousSpace.Input)
+            {
+                var alpha = builder.Input(probe.UniqueName(Prefix + group.Id + ".alpha"), DataType.Float, group.InFeatures);
+                var row = builder.Op("Unsqueeze", alpha, builder.Initializer(probe.UniqueName(Prefix + "axis0"), [1], [0L]));
+                foreach (var projection in group.Members) AddToCompensation(probe, builder, projection, row);
+                parameters.Add((new TrainingParameter(alpha.Name, group, null, group.InFeatures), alpha));
+            }
+            else
+                foreach (var projection in group.Members)
+                {
+                    var input = graph.Inputs.First(i => i.Name == projection.CompensationInput);
+                    parameters.Add((new TrainingParameter(input.Name, group, projection, projection.OutFeatures), input));
+                }
+        }
+
+        var reference = builder.Input(probe.UniqueName(Prefix + "reference"), DataType.Float, "batch", "length", "vocabulary");
+        var negativeEntropy = builder.Input(probe.UniqueName(Prefix + "negative_entropy"), DataType.Float);
+        var scale = builder.Input(probe.UniqueName(Prefix + "scale"), DataType.Float);
+        var logSoftmax = builder.Op("LogSoftmax", [z], OnnxAttribute.Int("axis", -1));
+        var cross = builder.Op("ReduceSum", [builder.Op("Mul", reference, logSoftmax)], OnnxAttribute.Int("keepdims", 0));
+        var loss = builder.Op("Mul", builder.Op("Sub", negativeEntropy, cross), scale);
+        builder.Output(loss, DataType.Float);
+        var seed = builder.Op("Mul", builder.Op("Sub", builder.Op("Exp", logSoftmax), reference), scale);
+
+        var gradients = GradientGraphBuilder.Build(probe, new GradientRequest(parameters.Select(p => p.Input).ToArray(), [(z, seed)]));
+        var described = new List<TrainingParameter>();
+        foreach (var (description, input) in parameters)
+        {
+            var gradient = gradients[input];
+            builder.Output(gradient, DataType.Float, description.Length);
+            described.Add(description with { GradientOutput = gradient.Name });
+        }
+        return new TrainingGraph(space, described, reference.Name, negativeEntropy.Name, scale.Name, loss.Name);
+    }
+
+    /// <summary>c → c + W·α for <paramref name="projection"/>, with W read through the projection's own node.</summary>
+    private static void AddToCompensation(Model probe, GraphBuilder builder, ProbeProjection projection, Value alphaRow)
+    {
+        var compensation = probe.Graph.Inputs.First(i => i.Name == projection.CompensationInput);
+        var use = compensation.Uses.Single();
+        var add = use.Node;
+        // The projection node itself (the compensation Add may follow its bias Add), found by the name plans use.
+        var node = probe.Graph.Nodes.FirstOrDefault(n => n.Name == projection.Node)
+            ?? throw new InvalidOperationException($"The probe has no node named {projection.Node}.");
+        Value term = node.OpType switch
+        {
+            "MatMul" => builder.Op("MatMul", alphaRow, node.Inputs[1]),
+            "Gemm" => builder.Op("Gemm", [alphaRow, node.Inputs[1]],
+                OnnxAttribute.Int("transB", node.Attributes.GetInt("transB", 0)), OnnxAttribute.Float("alpha", node.Attributes.GetFloat("alpha", 1f))),
+            _ => throw new InvalidOperationException($"Projection {projection.Node} is a {node.OpType}, not a MatMul or Gemm."),
+        };
+        var flat = builder.Op("Reshape", term, builder.Initializer(probe.UniqueName(Prefix + "flat"), [1], [-1L]));
+        var total = builder.Op("Add", compensation, flat);
+        add.SetInput(use.InputIndex, total);
+    }
+}
+
+/// <summary>One trained input: its name, the group it belongs to, the projection (output space only), its length, and its gradient output.</summary>
+public sealed record TrainingParameter(string Input, ProbeGroup Group, ProbeProjection? Projection, long Length)
+{
+    /// <summary>The gradient output's name.</summary>
+    public string GradientOutput { get; init; } = "";
+}

@@ -1,0 +1,177 @@
+using Microsoft.ML.OnnxRuntime;
+using SparseOnnx.Calibration.Capture;
+using SparseOnnx.Calibration.Training;
+using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Sparsify;
+
+namespace SparseOnnx.Calibration.Tests;
+
+/// <summary>
+/// The training graph on the reference model (a torch.onnx export: RMSNorm, rotary slices, GQA, softmax
+/// attention, SwiGLU): its loss against the KL computed from two plain probe runs, and its gradients against
+/// finite differences of that loss along random directions.
+/// </summary>
+public sealed class TrainingGraphTests : IDisposable
+{
+    private static string ModelPath(string family) => family == "llama-brown"
+        ? Path.Combine(RepositoryPaths.Models, "llama-brown", "model.onnx")
+        : Path.Combine(RepositoryPaths.Models, "families", family, "model.onnx");
+    private readonly string _folder = Directory.CreateTempSubdirectory("sparseonnx-training-").FullName;
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    /// <summary>Random windows of ids below 32, which every model here has.</summary>
+    private static int[][] Windows(int count, int length, int seed)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, length).Select(_ => random.Next(1, 32)).ToArray()).ToArray();
+    }
+
+    private sealed class Fixture : IDisposable
+    {
+        public required ProbeSession Probe { get; init; }
+        public required ProbeSession Training { get; init; }
+        public required TrainingGraph Graph { get; init; }
+        public void Dispose()
+        {
+            Probe.Dispose();
+            Training.Dispose();
+        }
+    }
+
+    private Fixture Open(string family, SpontaneousSpace space)
+    {
+        using var probeModel = ModelLoader.Load(ModelPath(family));
+        var layout = ProbeModelBuilder.Instrument(probeModel, new ProbeOptions());
+        var probe = ProbeSession.Open(probeModel, layout, Path.Combine(_folder, "probe"), threads: 1);
+        using var trainingModel = ModelLoader.Load(ModelPath(family));
+        var trainingLayout = ProbeModelBuilder.Instrument(trainingModel, new ProbeOptions());
+        var graph = TrainingGraph.Build(trainingModel, trainingLayout, probe.Logits, space);
+        var training = ProbeSession.Open(trainingModel, layout, Path.Combine(_folder, "training-" + space), threads: 1);
+        return new Fixture { Probe = probe, Training = training, Graph = graph };
+    }
+
+    private static (float Loss, float[][] Gradients) LossAndGradients(Fixture f, int[][] windows, ProbeSettings settings, float[][] parameters,
+        float[] probabilities, double negativeEntropy)
+    {
+        float loss = 0;
+        float[][] gradients = [];
+        int length = windows[0].Length;
+        var outputs = new[] { f.Graph.LossOutput }.Concat(f.Graph.Parameters.Select(p => p.GradientOutput)).ToArray();
+        // Output space: the compensation inputs are the parameters, fed through the settings.
+        var fed = settings.Clone();
+        if (f.Graph.Space == SpontaneousSpace.Output)
+            for (int i = 0; i < parameters.Length; i++) fed.SetCompensation(f.Graph.Parameters[i].Projection!, parameters[i]);
+        f.Training.Run(windows, windows.Length, fed, outputs, batch =>
+        {
+            loss = batch.Floats(f.Graph.LossOutput)[0];
+            gradients = f.Graph.Parameters.Select(p => batch.Floats(p.GradientOutput).ToArray()).ToArray();
+        }, batchInputs: (_, count) =>
+        {
+            var inputs = new List<(string, OrtValue)>
+            {
+                (f.Graph.ReferenceInput, OrtValue.CreateTensorValueFromMemory(probabilities, [count, length, probabilities.Length / (count * length)])),
+                (f.Graph.NegativeEntropyInput, OrtValue.CreateTensorValueFromMemory(new[] { (float)negativeEntropy }, [])),
+                (f.Graph.ScaleInput, OrtValue.CreateTensorValueFromMemory(new[] { 1f / (count * length) }, [])),
+            };
+            if (f.Graph.Space == SpontaneousSpace.Input)
+                for (int i = 0; i < parameters.Length; i++) inputs.Add((f.Graph.Parameters[i].Input, OrtValue.CreateTensorValueFromMemory(parameters[i], [parameters[i].Length])));
+            return inputs;
+        });
+        return (loss, gradients);
+    }
+
+    /// <summary>The reference model, and the committed exports of the other families (GPT-2: Gemm, LayerNormalization, Split, tanh GELU).</summary>
+    [Theory]
+    [InlineData("llama-brown", SpontaneousSpace.Input)]
+    [InlineData("llama-brown", SpontaneousSpace.Output)]
+    [InlineData("qwen2", SpontaneousSpace.Input)]
+    [InlineData("phi3", SpontaneousSpace.Output)]
+    [InlineData("phi3", SpontaneousSpace.Input)]
+    [InlineData("gemma", SpontaneousSpace.Input)]
+    [InlineData("gpt2", SpontaneousSpace.Input)]
+    [InlineData("linear2d", SpontaneousSpace.Output)]
+    public void Gradients_MatchFiniteDifferences_ThroughTheWholeModel(string family, SpontaneousSpace space)
+    {
+        using var f = Open(family, space);
+        var windows = Windows(2, 12, 5);
+        var layout = f.Probe.Layout;
+        var logits = new List<float>();
+        int v = 0;
+        f.Probe.Run(windows, 2, new ProbeSettings(layout), [f.Probe.Logits], b =>
+        {
+            logits.AddRange(b.Floats(f.Probe.Logits));
+            v = (int)b.Shape(f.Probe.Logits)[2];
+        });
+        var (probabilities, entropy) = Calibrator.Distributions(logits.ToArray(), v);
+        double negativeEntropy = entropy.Sum();
+
+        // Thresholds below every magnitude: the Where masks are all true, so the loss is smooth and finite
+        // differences are exact up to curvature. With real thresholds a perturbation flips entries across the
+        // threshold, a jump finite differences see and the gradient (masks held fixed, as in training) does not;
+        // the masked Where is checked on its own in the GraphRewriter rule tests. Random vectors make the loss
+        // and its gradient non-zero.
+        var settings = new ProbeSettings(layout);
+        foreach (var g in layout.Groups) settings.SetThreshold(g, -1f);
+        var random = new Random(9);
+        float[] RandomVector(long n, float scale) => Enumerable.Range(0, (int)n).Select(_ => (float)(random.NextDouble() - 0.5) * scale).ToArray();
+        ProbeSettings Equivalent(float[][] parameters)
+        {
+            var equivalent = settings.Clone();
+            if (space == SpontaneousSpace.Output)
+                for (int i = 0; i < parameters.Length; i++) equivalent.SetCompensation(f.Graph.Parameters[i].Projection!, parameters[i]);
+            else
+                foreach (var (parameter, alpha) in f.Graph.Parameters.Zip(parameters))
+                    foreach (var member in parameter.Group.Members)
+                        equivalent.SetCompensation(member, Compensation.ClosedFormCompensation.Vector(member, alpha.Select(x => (double)x).ToArray()));
+            return equivalent;
+        }
+        double ProbeKl(float[][] parameters)
+        {
+            var probeLogits = new List<float>();
+            f.Probe.Run(windows, 2, Equivalent(parameters), [f.Probe.Logits], b => probeLogits.AddRange(b.Floats(f.Probe.Logits)));
+            var all = probeLogits.ToArray();
+            double kl = 0;
+            for (int row = 0; row < entropy.Length; row++)
+                kl += Calibrator.KlDivergence(probabilities.AsSpan(row * v, v), entropy[row], all.AsSpan(row * v, v));
+            return kl / entropy.Length;
+        }
+
+        // Vectors large enough to move the distribution measurably, whatever the model's activation scale.
+        float[][] parameters = [];
+        double expected = 0;
+        for (float scale = 0.01f; scale < 1e4f && expected < 3e-3; scale *= 4)
+        {
+            parameters = f.Graph.Parameters.Select(p => RandomVector(p.Length, scale)).ToArray();
+            expected = ProbeKl(parameters);
+        }
+        Assert.True(expected >= 3e-3, $"no random vectors moved the distribution (KL {expected})");
+        var (loss, gradients) = LossAndGradients(f, windows, settings, parameters, probabilities, negativeEntropy);
+        Assert.Equal(f.Graph.Parameters.Count, gradients.Length);
+        Assert.All(gradients.Zip(f.Graph.Parameters), pair => Assert.Equal(pair.Second.Length, pair.First.Length));
+        // The graph's loss is the KL a plain probe run gives for the same vectors.
+        Assert.True(Math.Abs(loss - expected) <= 1e-3 * expected + 1e-5, $"training graph loss {loss}, probe KL {expected}");
+
+        // Directional derivatives: (L(p + hu) − L(p − hu)) / 2h against g·u, along the gradient and along the
+        // gradient plus a random direction of the same length (a random direction alone is nearly orthogonal
+        // to g in thousands of dimensions, and its derivative drowns in float32 rounding).
+        double gradientNorm = Math.Sqrt(gradients.Sum(g => g.Sum(x => (double)x * x)));
+        for (int trial = 0; trial < 2; trial++)
+        {
+            var noise = parameters.Select(p => RandomVector(p.Length, 1f)).ToArray();
+            double noiseNorm = Math.Sqrt(noise.Sum(d => d.Sum(x => (double)x * x)));
+            var direction = gradients.Zip(noise).Select(pair => pair.First.Zip(pair.Second)
+                .Select(x => (float)(x.First / gradientNorm + (trial == 0 ? 0 : x.Second / noiseNorm))).ToArray()).ToArray();
+            double predicted = gradients.Zip(direction).Sum(pair => pair.First.Zip(pair.Second).Sum(x => (double)x.First * x.Second));
+            // A step that moves the loss by about 5%: the loss is a float32 difference of large sums, so smaller steps
+            // drown in rounding (phi3: 1% steps scatter by 3%, 5% steps agree to 4 digits), and curvature is still small.
+            float h = (float)(0.05 * loss / Math.Max(Math.Abs(predicted), 1e-12));
+            float[][] Moved(float sign) => parameters.Zip(direction).Select(pair => pair.First.Zip(pair.Second).Select(x => x.First + sign * h * x.Second).ToArray()).ToArray();
+            double up = LossAndGradients(f, windows, settings, Moved(1), probabilities, negativeEntropy).Loss;
+            double down = LossAndGradients(f, windows, settings, Moved(-1), probabilities, negativeEntropy).Loss;
+            double numeric = (up - down) / (2 * h);
+            Assert.True(Math.Abs(numeric - predicted) <= 0.03 * Math.Abs(predicted) + 1e-5,
+                $"direction {trial}: backward graph {predicted}, finite differences {numeric} (loss {loss})");
+        }
+    }
+}
