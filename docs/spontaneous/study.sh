@@ -30,11 +30,14 @@ run() { # name sparsity extra-args...
 # 16 windows of 128 tokens at 2e-2 (the prototype), the last step's vectors kept whatever they do.
 paper=(--spontaneous trained --compensation off --train-space input --train-init zero --train-lr 0.02 --train-batch 16
        --train-patience 0 --train-keep always)
-for s in 0.4 0.5 0.6 0.7; do
+# Highest sparsity first (where the targets are); the ablation last.
+for s in 0.7 0.6 0.5 0.4; do
     run sparse "$s" --spontaneous off
     run closedform "$s" --spontaneous closed-form --compensation on
-    run paper-alpha "$s" "${paper[@]}"
-    run uniform-trained "$s" --spontaneous trained
     run greedy-trained "$s" --allocation greedy --spontaneous trained
+    run paper-alpha "$s" "${paper[@]}"
+done
+for s in 0.7 0.6 0.5 0.4; do
+    run uniform-trained "$s" --spontaneous trained
 done
 echo "done: $out"
