@@ -7,6 +7,7 @@ using SparseOnnx.Calibration.Data;
 using SparseOnnx.Calibration.Statistics;
 using SparseOnnx.Calibration.Training;
 using SparseOnnx.GraphRewriter.Analysis.Projections;
+using SparseOnnx.GraphRewriter.Autodiff;
 using SparseOnnx.GraphRewriter.IO;
 using SparseOnnx.GraphRewriter.Sparsify;
 using SparseOnnx.Runtime.Evaluation;
@@ -121,8 +122,15 @@ public sealed class Calibrator
         double? trainedLoss = null;
         if (_options.Training is { } trainingOptions)
         {
-            (selection, chosen, training, trainedLoss) = Train(modelPath, workFolder, layout, selection, chosen, trainingOptions);
-            if (training.Kept) foreach (var g in layout.Groups) compensated.Add(g);
+            try
+            {
+                (selection, chosen, training, trainedLoss) = Train(modelPath, workFolder, layout, selection, chosen, trainingOptions);
+                if (training.Kept) foreach (var g in layout.Groups) compensated.Add(g);
+            }
+            catch (UnsupportedGradientException e) when (!trainingOptions.Required)
+            {
+                _notes.Add($"spontaneous neurons not trained, the closed-form result stands: {e.Message}");
+            }
         }
 
         var groups = layout.Groups.Select(g => new GroupCalibration(g.Id, g.Layer, g.KindsName, g.InFeatures, g.Parameters, allocation[g.Index],

@@ -1,5 +1,7 @@
 using SparseOnnx.Calibration.Data;
 using SparseOnnx.Calibration.Training;
+using SparseOnnx.GraphRewriter.Autodiff;
+using SparseOnnx.GraphRewriter.IO;
 using SparseOnnx.Runtime.Tokenization;
 
 namespace SparseOnnx.Calibration.Tests;
@@ -81,5 +83,26 @@ public sealed class SpontaneousTrainingTests : IDisposable
         Assert.True(result.Validation.Final <= result.Validation.Uniform);
         if (!training.Kept) Assert.True(result.Validation.Trained >= result.Validation.Final);
         else Assert.Equal(result.Validation.Trained, result.Validation.Final);
+    }
+
+    [Fact]
+    public void AnOperatorWithoutGradient_FallsBackToTheClosedForm_UnlessTrainingWasRequired()
+    {
+        // The reference model with its SiLU's sigmoids made HardSigmoid: it still runs, but has no gradient rule.
+        string path = Path.Combine(_folder, "hard.onnx");
+        using (var model = ModelLoader.Load(Path.Combine(Folder, "model.onnx")))
+        {
+            foreach (var node in model.Graph.Nodes.Where(n => n.Is("Sigmoid"))) node.OpType = "HardSigmoid";
+            ModelSaver.Save(model, path);
+        }
+        var options = new CalibrationOptions { Sparsity = 0.5, Threads = 1, Training = new SpontaneousTrainingOptions { Steps = 2 } };
+        var result = Calibrator.Run(path, Data.Value, options, Path.Combine(_folder, "fallback"));
+        Assert.Null(result.Training);
+        Assert.Contains(result.Notes, n => n.StartsWith("spontaneous neurons not trained") && n.Contains("HardSigmoid node"));
+
+        var error = Assert.Throws<UnsupportedGradientException>(() => Calibrator.Run(path, Data.Value,
+            options with { Training = options.Training with { Required = true } }, Path.Combine(_folder, "required")));
+        Assert.Contains("no gradient rule for HardSigmoid", error.Message);
+        Assert.False(Directory.Exists(Path.Combine(_folder, "required")), "the work folder is deleted after a failure too");
     }
 }

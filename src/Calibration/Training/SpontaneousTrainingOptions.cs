@@ -30,6 +30,12 @@ public sealed record SpontaneousTrainingOptions
     /// <summary>Keep the trained vectors only when they lower the held-out loss below what calibration had without them.</summary>
     public bool KeepOnlyIfBetter { get; init; } = true;
 
+    /// <summary>
+    /// When the model has an operator training cannot differentiate: true fails calibration naming it (the user
+    /// asked for training); false keeps the closed-form result and says why in the notes (training by default).
+    /// </summary>
+    public bool Required { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> for out-of-range settings.</summary>
     public void Validate()
     {

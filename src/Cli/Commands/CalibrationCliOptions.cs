@@ -94,6 +94,7 @@ internal sealed class CalibrationCliOptions
             Patience = parse.GetValue(TrainPatience),
             KeepOnlyIfBetter = parse.GetValue(TrainKeep) != "always",
             Seed = parse.GetValue(Seed),
+            Required = SpontaneousGiven(parse),
         } : null);
     }
 
