@@ -1,4 +1,3 @@
-using Microsoft.ML.OnnxRuntime;
 using SparseOnnx.Calibration.Capture;
 using SparseOnnx.Calibration.Training;
 using SparseOnnx.GraphRewriter.IO;
@@ -56,28 +55,12 @@ public sealed class TrainingGraphTests : IDisposable
     {
         float loss = 0;
         float[][] gradients = [];
-        int length = windows[0].Length;
         var outputs = new[] { f.Graph.LossOutput }.Concat(f.Graph.Parameters.Select(p => p.GradientOutput)).ToArray();
-        // Output space: the compensation inputs are the parameters, fed through the settings.
-        var fed = settings.Clone();
-        if (f.Graph.Space == SpontaneousSpace.Output)
-            for (int i = 0; i < parameters.Length; i++) fed.SetCompensation(f.Graph.Parameters[i].Projection!, parameters[i]);
-        f.Training.Run(windows, windows.Length, fed, outputs, batch =>
+        f.Training.Run(windows, windows.Length, f.Graph.Settings(settings, parameters), outputs, batch =>
         {
             loss = batch.Floats(f.Graph.LossOutput)[0];
             gradients = f.Graph.Parameters.Select(p => batch.Floats(p.GradientOutput).ToArray()).ToArray();
-        }, batchInputs: (_, count) =>
-        {
-            var inputs = new List<(string, OrtValue)>
-            {
-                (f.Graph.ReferenceInput, OrtValue.CreateTensorValueFromMemory(probabilities, [count, length, probabilities.Length / (count * length)])),
-                (f.Graph.NegativeEntropyInput, OrtValue.CreateTensorValueFromMemory(new[] { (float)negativeEntropy }, [])),
-                (f.Graph.ScaleInput, OrtValue.CreateTensorValueFromMemory(new[] { 1f / (count * length) }, [])),
-            };
-            if (f.Graph.Space == SpontaneousSpace.Input)
-                for (int i = 0; i < parameters.Length; i++) inputs.Add((f.Graph.Parameters[i].Input, OrtValue.CreateTensorValueFromMemory(parameters[i], [parameters[i].Length])));
-            return inputs;
-        });
+        }, batchInputs: (_, count) => f.Graph.BatchInputs(probabilities, negativeEntropy, count, windows[0].Length, parameters));
         return (loss, gradients);
     }
 

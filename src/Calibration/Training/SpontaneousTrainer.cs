@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Microsoft.ML.OnnxRuntime;
 using SparseOnnx.Calibration.Capture;
 using SparseOnnx.Calibration.Compensation;
 
@@ -140,30 +139,15 @@ public sealed class SpontaneousTrainer
 
     private (double Loss, float[][] Gradients) Gradients(ProbeSettings basis, float[][] parameters, int[][] windows, Reference reference)
     {
-        // In the output space the compensation inputs are the parameters; in the input space they hold the basis.
-        var settings = _graph.Space == SpontaneousSpace.Output ? Settings(basis, parameters) : basis;
         double loss = 0;
         var gradients = Array.Empty<float[]>();
         var outputs = new List<string> { _graph.LossOutput };
         outputs.AddRange(_graph.Parameters.Select(p => p.GradientOutput));
-        int length = windows[0].Length;
-        _training.Run(windows, windows.Length, settings, outputs, batch =>
+        _training.Run(windows, windows.Length, _graph.Settings(basis, parameters), outputs, batch =>
         {
             loss = batch.Floats(_graph.LossOutput)[0];
             gradients = _graph.Parameters.Select(p => batch.Floats(p.GradientOutput).ToArray()).ToArray();
-        }, batchInputs: (_, count) =>
-        {
-            var inputs = new List<(string, OrtValue)>
-            {
-                (_graph.ReferenceInput, OrtValue.CreateTensorValueFromMemory(reference.Probabilities, [count, length, reference.Probabilities.Length / (count * length)])),
-                (_graph.NegativeEntropyInput, OrtValue.CreateTensorValueFromMemory(new[] { (float)reference.NegativeEntropy.Sum() }, [])),
-                (_graph.ScaleInput, OrtValue.CreateTensorValueFromMemory(new[] { 1f / (count * length) }, [])),
-            };
-            if (_graph.Space == SpontaneousSpace.Input)
-                for (int i = 0; i < parameters.Length; i++)
-                    inputs.Add((_graph.Parameters[i].Input, OrtValue.CreateTensorValueFromMemory(parameters[i], [parameters[i].Length])));
-            return inputs;
-        });
+        }, batchInputs: (_, count) => _graph.BatchInputs(reference.Probabilities, reference.NegativeEntropy.Sum(), count, windows[0].Length, parameters));
         return (loss, gradients);
     }
 

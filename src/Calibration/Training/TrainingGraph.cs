@@ -1,3 +1,4 @@
+using Microsoft.ML.OnnxRuntime;
 using SparseOnnx.Calibration.Capture;
 using SparseOnnx.GraphRewriter.Autodiff;
 using SparseOnnx.GraphRewriter.Ir;
@@ -51,6 +52,38 @@ public sealed class TrainingGraph
     public string ScaleInput { get; }
     /// <summary>Output: the mean KL over the batch's positions (float scalar).</summary>
     public string LossOutput { get; }
+
+    /// <summary>
+    /// The probe settings a training run feeds: <paramref name="basis"/> (thresholds or k, and the fixed vectors
+    /// the input space adds W·α to), with the compensation inputs set to <paramref name="parameters"/> in the output space.
+    /// </summary>
+    public ProbeSettings Settings(ProbeSettings basis, IReadOnlyList<float[]> parameters)
+    {
+        if (Space == SpontaneousSpace.Input) return basis;
+        var settings = basis.Clone();
+        for (int i = 0; i < Parameters.Count; i++) settings.SetCompensation(Parameters[i].Projection!, parameters[i]);
+        return settings;
+    }
+
+    /// <summary>
+    /// The inputs a batch of <paramref name="windows"/> × <paramref name="length"/> feeds besides the probe's own:
+    /// the dense model's probabilities (row after row, V per row), Σ p log p, the scale, and in the input space the α.
+    /// </summary>
+    public IReadOnlyList<(string Name, OrtValue Value)> BatchInputs(float[] probabilities, double negativeEntropy, int windows, int length,
+        IReadOnlyList<float[]> parameters)
+    {
+        long vocabulary = probabilities.Length / ((long)windows * length);
+        var inputs = new List<(string, OrtValue)>
+        {
+            (ReferenceInput, OrtValue.CreateTensorValueFromMemory(probabilities, [windows, length, vocabulary])),
+            (NegativeEntropyInput, OrtValue.CreateTensorValueFromMemory(new[] { (float)negativeEntropy }, [])),
+            (ScaleInput, OrtValue.CreateTensorValueFromMemory(new[] { 1f / (windows * length) }, [])),
+        };
+        if (Space == SpontaneousSpace.Input)
+            for (int i = 0; i < parameters.Count; i++)
+                inputs.Add((Parameters[i].Input, OrtValue.CreateTensorValueFromMemory(parameters[i], [parameters[i].Length])));
+        return inputs;
+    }
 
     /// <summary>Extends <paramref name="probe"/> in place (its layout is <paramref name="layout"/>; its logits output is <paramref name="logits"/>).</summary>
     public static TrainingGraph Build(Model probe, ProbeLayout layout, string logits, SpontaneousSpace space)
