@@ -63,7 +63,7 @@ public sealed class SpontaneousTrainer
             ? (float[])initial.Clone() : new float[t.Length]).ToArray();
 
         var heldOutReference = References(heldOut, dense, vocabulary);
-        double Evaluate() => HeldOutKl(Settings(basis, parameters), heldOut, heldOutReference, vocabulary);
+        double Evaluate() => HeldOutKl(CompensatedSettings(basis, parameters), heldOut, heldOutReference, vocabulary);
         var cached = referenceBytes * calibration.Count <= _budgetBytes ? References(calibration, dense, vocabulary) : null;
 
         var optimizer = new AdamOptimizer(parameters.Select(p => p.Length));
@@ -94,10 +94,12 @@ public sealed class SpontaneousTrainer
             history.Add(new TrainingCheckpoint(step + 1, recentLoss / recentSteps, heldOutKl));
             recentLoss = 0;
             recentSteps = 0;
-            if (_options.Patience == 0 || heldOutKl < best)
+            bool improved = heldOutKl < best;
+            if (improved) best = heldOutKl;
+            // Without early stopping the last vectors are kept, better or not (the paper's protocol).
+            if (improved || _options.Patience == 0)
             {
-                if (heldOutKl < best) { best = heldOutKl; bestStep = step + 1; }
-                if (_options.Patience == 0) bestStep = step + 1;
+                bestStep = step + 1;
                 for (int p = 0; p < parameters.Length; p++) parameters[p].CopyTo(bestParameters[p], 0);
                 sinceBest = 0;
             }
@@ -110,11 +112,11 @@ public sealed class SpontaneousTrainer
         }
         _report?.Invoke("training spontaneous neurons", _options.Steps, _options.Steps);
         double final = _options.Patience == 0 ? history[^1].HeldOutKl : best;
-        return new TrainingOutcome(Settings(basis, bestParameters), step, initial, final, bestStep, history, stopped, clock.Elapsed);
+        return new TrainingOutcome(CompensatedSettings(basis, bestParameters), step, initial, final, bestStep, history, stopped, clock.Elapsed);
     }
 
-    /// <summary>The probe settings with the vectors <paramref name="parameters"/> describe on top of <paramref name="basis"/>.</summary>
-    private ProbeSettings Settings(ProbeSettings basis, float[][] parameters)
+    /// <summary>The plain probe's settings with the vectors <paramref name="parameters"/> describe (W·α added to the basis in the input space).</summary>
+    private ProbeSettings CompensatedSettings(ProbeSettings basis, float[][] parameters)
     {
         var settings = basis.Clone();
         for (int i = 0; i < _graph.Parameters.Count; i++)
