@@ -124,7 +124,7 @@ public sealed class Calibrator
         {
             try
             {
-                (selection, chosen, training, trainedLoss) = Train(modelPath, workFolder, layout, selection, chosen, trainingOptions);
+                (selection, chosen, training, trainedLoss) = Train(modelPath, workFolder, layout, selection, chosen, trainingOptions, allocation);
                 if (training.Kept) foreach (var g in layout.Groups) compensated.Add(g);
             }
             catch (UnsupportedGradientException e) when (!trainingOptions.Required)
@@ -134,7 +134,7 @@ public sealed class Calibrator
         }
 
         var groups = layout.Groups.Select(g => new GroupCalibration(g.Id, g.Layer, g.KindsName, g.InFeatures, g.Parameters, allocation[g.Index],
-            _options.Mode == SparsityMode.Threshold ? ThresholdFor(histograms!, g, allocation[g.Index]) : null,
+            _options.Mode == SparsityMode.Threshold ? selection.Threshold(g) : null,
             _options.Mode == SparsityMode.TopK ? SparsifyOptions.KeptEntries(allocation[g.Index], g.InFeatures) : null,
             1 - chosen.Kept[g.Index], compensated.Contains(g))).ToArray();
         double measured = groups.Sum(g => g.MeasuredSparsity * g.Parameters) / groups.Sum(g => (double)g.Parameters);
@@ -384,7 +384,7 @@ public sealed class Calibrator
     /// by its training graph; keeps the result when its held-out loss is lower (or always, when so configured).
     /// </summary>
     private (ProbeSettings, Evaluation, TrainingReport, double) Train(string modelPath, string workFolder, ProbeLayout layout, ProbeSettings selection,
-        Evaluation current, SpontaneousTrainingOptions options)
+        Evaluation current, SpontaneousTrainingOptions options, double[] allocation)
     {
         var clock = Stopwatch.StartNew();
         Report("building the training graph", 0, 1);
@@ -399,7 +399,14 @@ public sealed class Calibrator
         TrainingOutcome outcome;
         using (session)
         {
-            var trainer = new SpontaneousTrainer(_session, session, graph, options, _options.CaptureBudgetBytes, Report);
+            // Trained vectors move the inputs of every later projection, and with them the fraction a fixed
+            // threshold drops (KL training can even learn to lift inputs over their thresholds). In threshold
+            // mode the trainer re-measures the thresholds with its current vectors applied at every held-out
+            // check, so each checkpoint, and the result, runs at the allocated sparsity.
+            Func<ProbeSettings, ProbeSettings>? rethreshold = _options.Mode == SparsityMode.Threshold
+                ? vectors => Selection(layout, allocation, MeasureHistograms(vectors, "training: thresholds with the current vectors"), basis: vectors)
+                : null;
+            var trainer = new SpontaneousTrainer(_session, session, graph, options, _options.CaptureBudgetBytes, Report, rethreshold);
             outcome = trainer.Train(selection, _data.Calibration, _data.Validation);
         }
         var result = Validate(outcome.Settings, "held-out loss, trained spontaneous neurons");

@@ -64,9 +64,11 @@ public sealed class SpontaneousTrainingTests : IDisposable
         Assert.True(training.FinalHeldOutKl < 0.97 * training.InitialHeldOutKl,
             $"held-out KL {training.InitialHeldOutKl} -> {training.FinalHeldOutKl} after 12 steps");
         Assert.Equal(result.Validation.Trained, result.Validation.Final);
-        Assert.True(result.Validation.Final < result.Validation.Uniform, "lower KL to the dense model should lower the held-out loss here");
         Assert.All(result.Plan.Projections, p => Assert.Equal(p.OutFeatures, p.Spontaneous!.Length));
         Assert.All(result.Groups, g => Assert.True(g.Compensated));
+        // Thresholds are re-measured with the trained vectors applied: the plan drops the target on held-out text.
+        Assert.InRange(result.MeasuredSparsity, 0.68, 0.72);
+        Assert.Equal(result.Groups.Select(g => g.Threshold).ToHashSet(), result.Plan.Projections.Select(p => p.Threshold).ToHashSet());
         Assert.False(Directory.Exists(Path.Combine(_folder, "train-" + space)), "the work folder is deleted");
     }
 

@@ -35,6 +35,16 @@ public sealed class ProbeSettings
         return copy;
     }
 
+    /// <summary>A copy with the compensation vectors of these settings and the thresholds and k of <paramref name="selection"/>.</summary>
+    public ProbeSettings WithSelectionOf(ProbeSettings selection)
+    {
+        if (selection._layout != _layout) throw new ArgumentException("The settings belong to another probe.", nameof(selection));
+        var copy = Clone();
+        selection._thresholds.CopyTo(copy._thresholds, 0);
+        selection._k.CopyTo(copy._k, 0);
+        return copy;
+    }
+
     /// <summary>Makes group <paramref name="group"/> dense again.</summary>
     public void SetDense(ProbeGroup group)
     {

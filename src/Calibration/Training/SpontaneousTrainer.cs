@@ -17,7 +17,9 @@ public sealed record TrainingOutcome(ProbeSettings Settings, int Steps, double I
 /// on a batch of windows; the dense model's distributions come from the probe run dense, kept for all windows
 /// when they fit the capture budget and recomputed per batch otherwise. Every few steps the KL on the held-out
 /// windows is measured; the best vectors seen are returned, and training stops early after
-/// <see cref="SpontaneousTrainingOptions.Patience"/> evaluations without improvement.
+/// <see cref="SpontaneousTrainingOptions.Patience"/> evaluations without improvement. With a re-thresholding
+/// function, each check first re-measures the thresholds with the current vectors (given and returned as plain
+/// probe settings), so every checkpoint drops the allocated fraction of each input.
 /// </summary>
 public sealed class SpontaneousTrainer
 {
@@ -27,12 +29,14 @@ public sealed class SpontaneousTrainer
     private readonly SpontaneousTrainingOptions _options;
     private readonly long _budgetBytes;
     private readonly Action<string, double, double>? _report;
+    private readonly Func<ProbeSettings, ProbeSettings>? _rethreshold;
     private Reference? _gathered;
 
     /// <summary>A trainer over a probe (for references and held-out checks) and its training graph's session.</summary>
     public SpontaneousTrainer(ProbeSession probe, ProbeSession training, TrainingGraph graph, SpontaneousTrainingOptions options, long budgetBytes,
-        Action<string, double, double>? report = null)
+        Action<string, double, double>? report = null, Func<ProbeSettings, ProbeSettings>? rethreshold = null)
     {
+        _rethreshold = rethreshold;
         options.Validate();
         _probe = probe;
         _training = training;
@@ -63,7 +67,11 @@ public sealed class SpontaneousTrainer
             ? (float[])initial.Clone() : new float[t.Length]).ToArray();
 
         var heldOutReference = References(heldOut, dense, vocabulary);
-        double Evaluate() => HeldOutKl(CompensatedSettings(basis, parameters), heldOut, heldOutReference, vocabulary);
+        double Evaluate()
+        {
+            if (_rethreshold is not null) basis = basis.WithSelectionOf(_rethreshold(CompensatedSettings(basis, parameters)));
+            return HeldOutKl(CompensatedSettings(basis, parameters), heldOut, heldOutReference, vocabulary);
+        }
         var cached = referenceBytes * calibration.Count <= _budgetBytes ? References(calibration, dense, vocabulary) : null;
 
         var optimizer = new AdamOptimizer(parameters.Select(p => p.Length));
@@ -72,6 +80,7 @@ public sealed class SpontaneousTrainer
         double initial = Evaluate(), best = initial;
         int bestStep = 0, sinceBest = 0, step = 0;
         var bestParameters = parameters.Select(p => (float[])p.Clone()).ToArray();
+        var bestBasis = basis;
         var history = new List<TrainingCheckpoint> { new(0, double.NaN, initial) };
         string stopped = $"ran all {_options.Steps} steps";
         double recentLoss = 0;
@@ -100,6 +109,7 @@ public sealed class SpontaneousTrainer
             if (improved || _options.Patience == 0)
             {
                 bestStep = step + 1;
+                bestBasis = basis;
                 for (int p = 0; p < parameters.Length; p++) parameters[p].CopyTo(bestParameters[p], 0);
                 sinceBest = 0;
             }
@@ -112,7 +122,7 @@ public sealed class SpontaneousTrainer
         }
         _report?.Invoke("training spontaneous neurons", _options.Steps, _options.Steps);
         double final = _options.Patience == 0 ? history[^1].HeldOutKl : best;
-        return new TrainingOutcome(CompensatedSettings(basis, bestParameters), step, initial, final, bestStep, history, stopped, clock.Elapsed);
+        return new TrainingOutcome(CompensatedSettings(bestBasis, bestParameters), step, initial, final, bestStep, history, stopped, clock.Elapsed);
     }
 
     /// <summary>The plain probe's settings with the vectors <paramref name="parameters"/> describe (W·α added to the basis in the input space).</summary>
