@@ -225,7 +225,7 @@ public sealed class Calibrator
         foreach (var g in layout.Groups.Where(g => g.Layer is null)) Select(settings, g, _options.Sparsity, histograms);
         bool logits = _options.GreedyObjective == GreedyObjective.Logits;
         // The dense model's next-token distributions: the logits objective's reference, the same for every block.
-        var dense = logits ? Distributions(Capture(windows, new ProbeSettings(layout), _session.Logits), Vocabulary()) : default;
+        var dense = logits ? TokenDistributions.Of(Capture(windows, new ProbeSettings(layout), _session.Logits), Vocabulary()) : default;
         for (int i = 0; i < layers.Count; i++)
         {
             int layer = layers[i];
@@ -250,7 +250,7 @@ public sealed class Calibrator
                         for (int row = 0; row < y.Length / v; row++)
                         {
                             long start = offset + (long)row * v;
-                            sum += KlDivergence(dense.Probabilities.AsSpan((int)start, v), dense.NegativeEntropy[start / v], y.Slice(row * v, v));
+                            sum += TokenDistributions.KlDivergence(dense.Probabilities.AsSpan((int)start, v), dense.NegativeEntropy[start / v], y.Slice(row * v, v));
                         }
                         rows += y.Length / v;
                     }
@@ -279,48 +279,6 @@ public sealed class Calibrator
 
     private int Vocabulary() => _session.Vocabulary > 0 ? (int)_session.Vocabulary
         : throw new CalibrationModelException("the logits' vocabulary size is symbolic; the greedy logits objective needs it fixed (use --greedy-objective block)");
-
-    /// <summary>Softmax of each row of <paramref name="logits"/> [rows, V], and each row's Σ p log p.</summary>
-    internal static (float[] Probabilities, double[] NegativeEntropy) Distributions(float[] logits, int vocabulary)
-    {
-        var probabilities = new float[logits.Length];
-        var negativeEntropy = new double[logits.Length / vocabulary];
-        for (int row = 0; row < negativeEntropy.Length; row++)
-        {
-            var x = logits.AsSpan(row * vocabulary, vocabulary);
-            float max = float.NegativeInfinity;
-            foreach (float value in x) max = MathF.Max(max, value);
-            double total = 0;
-            foreach (float value in x) total += Math.Exp(value - max);
-            double logTotal = max + Math.Log(total);
-            for (int j = 0; j < vocabulary; j++)
-            {
-                double logP = x[j] - logTotal;
-                probabilities[row * vocabulary + j] = (float)Math.Exp(logP);
-                negativeEntropy[row] += Math.Exp(logP) * logP;
-            }
-        }
-        return (probabilities, negativeEntropy);
-    }
-
-    /// <summary>
-    /// KL(p ‖ q) = Σ p log p − Σ p·z + logsumexp(z) for logits z of q, with p's probabilities and Σ p log p
-    /// computed once per reference row: one exponential per entry per candidate instead of two.
-    /// </summary>
-    internal static double KlDivergence(ReadOnlySpan<float> p, double negativeEntropy, ReadOnlySpan<float> logitsQ)
-    {
-        float max = float.NegativeInfinity;
-        foreach (float value in logitsQ) max = MathF.Max(max, value);
-        // Double sums: the result is a small difference of terms of order log V.
-        double total = 0, dot = 0;
-        for (int j = 0; j < logitsQ.Length; j++)
-        {
-            float shifted = logitsQ[j] - max;
-            total += MathF.Exp(shifted);
-            dot += p[j] * shifted;
-        }
-        return negativeEntropy - dot + Math.Log(total);
-    }
 
     /// <summary>One output over <paramref name="windows"/>, concatenated.</summary>
     private float[] Capture(IReadOnlyList<int[]> windows, ProbeSettings settings, string output)

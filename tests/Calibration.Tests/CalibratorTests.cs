@@ -1,3 +1,4 @@
+using SparseOnnx.Calibration.Statistics;
 using SparseOnnx.Calibration.Data;
 using SparseOnnx.GraphRewriter.IO;
 using SparseOnnx.GraphRewriter.Sparsify;
@@ -100,12 +101,12 @@ public sealed class CalibratorTests : IDisposable
         float[] logits = [1f, 2f, -0.5f, 0f];
         double logTotal = Math.Log(logits.Sum(v => Math.Exp(v)));
         var logP = logits.Select(v => v - logTotal).ToArray();
-        var (p, negativeEntropy) = Calibrator.Distributions(logits, 4);
+        var (p, negativeEntropy) = TokenDistributions.Of(logits, 4);
         Assert.Equal(logP.Select(Math.Exp), p.Select(v => (double)v), (a, b) => Math.Abs(a - b) < 1e-7);
         Assert.Equal(logP.Sum(lp => Math.Exp(lp) * lp), negativeEntropy[0], 9);
-        Assert.Equal(0, Calibrator.KlDivergence(p, negativeEntropy[0], logits), 6);
+        Assert.Equal(0, TokenDistributions.KlDivergence(p, negativeEntropy[0], logits), 6);
         // Shifting logits changes nothing; KL(p || uniform) = log V - H(p).
-        Assert.Equal(0, Calibrator.KlDivergence(p, negativeEntropy[0], logits.Select(v => v + 3f).ToArray()), 6);
-        Assert.Equal(Math.Log(4) + negativeEntropy[0], Calibrator.KlDivergence(p, negativeEntropy[0], new float[4]), 6);
+        Assert.Equal(0, TokenDistributions.KlDivergence(p, negativeEntropy[0], logits.Select(v => v + 3f).ToArray()), 6);
+        Assert.Equal(Math.Log(4) + negativeEntropy[0], TokenDistributions.KlDivergence(p, negativeEntropy[0], new float[4]), 6);
     }
 }

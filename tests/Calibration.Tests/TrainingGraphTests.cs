@@ -1,3 +1,4 @@
+using SparseOnnx.Calibration.Statistics;
 using SparseOnnx.Calibration.Capture;
 using SparseOnnx.Calibration.Training;
 using SparseOnnx.GraphRewriter.IO;
@@ -86,7 +87,7 @@ public sealed class TrainingGraphTests : IDisposable
             logits.AddRange(b.Floats(f.Probe.Logits));
             v = (int)b.Shape(f.Probe.Logits)[2];
         });
-        var (probabilities, entropy) = Calibrator.Distributions(logits.ToArray(), v);
+        var (probabilities, entropy) = TokenDistributions.Of(logits.ToArray(), v);
         double negativeEntropy = entropy.Sum();
 
         // Thresholds below every magnitude: the Where masks are all true, so the loss is smooth and finite
@@ -116,7 +117,7 @@ public sealed class TrainingGraphTests : IDisposable
             var all = probeLogits.ToArray();
             double kl = 0;
             for (int row = 0; row < entropy.Length; row++)
-                kl += Calibrator.KlDivergence(probabilities.AsSpan(row * v, v), entropy[row], all.AsSpan(row * v, v));
+                kl += TokenDistributions.KlDivergence(probabilities.AsSpan(row * v, v), entropy[row], all.AsSpan(row * v, v));
             return kl / entropy.Length;
         }
 

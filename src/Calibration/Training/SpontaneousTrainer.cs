@@ -1,3 +1,4 @@
+using SparseOnnx.Calibration.Statistics;
 using System.Diagnostics;
 using SparseOnnx.Calibration.Capture;
 using SparseOnnx.Calibration.Compensation;
@@ -171,7 +172,7 @@ public sealed class SpontaneousTrainer
         var logits = new List<float[]>();
         int batch = (int)Math.Clamp(_budgetBytes / ((long)vocabulary * windows[0].Length * sizeof(float)), 1, 64);
         _probe.Run(windows, batch, dense, [_probe.Logits], b => logits.Add(b.Floats(_probe.Logits).ToArray()));
-        var (probabilities, negativeEntropy) = Calibrator.Distributions(logits.SelectMany(l => l).ToArray(), vocabulary);
+        var (probabilities, negativeEntropy) = TokenDistributions.Of(logits.SelectMany(l => l).ToArray(), vocabulary);
         return new Reference(probabilities, negativeEntropy);
     }
 
@@ -200,7 +201,7 @@ public sealed class SpontaneousTrainer
         {
             var logits = b.Floats(_probe.Logits);
             for (int r = 0; r < logits.Length / vocabulary; r++, row++)
-                sum += Calibrator.KlDivergence(reference.Probabilities.AsSpan((int)(row * vocabulary), vocabulary), reference.NegativeEntropy[row],
+                sum += TokenDistributions.KlDivergence(reference.Probabilities.AsSpan((int)(row * vocabulary), vocabulary), reference.NegativeEntropy[row],
                     logits.Slice(r * vocabulary, vocabulary));
         });
         return sum / row;
