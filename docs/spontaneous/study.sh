@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The spontaneous-neuron study of docs/spontaneous.md: llama-brown sparsified at 40/50/60/70% average sparsity
 # (threshold mode, calibrated on valid.txt), each variant written by `sparsify --calibration` and scored with
-# `eval` on the test split. Usage: docs/spontaneous/study.sh [OUT_DIR]   (after ./build.sh; about 90 minutes on
+# `eval` on the test split. Usage: docs/spontaneous/study.sh [OUT_DIR]   (after ./build.sh; about 75 minutes on
 # 2 quiet cores). Writes OUT_DIR/<variant>-<sparsity>.{plan.json,sparsify.json,eval.json,time}; summarize.py
 # tabulates them.
 set -euo pipefail

@@ -73,6 +73,19 @@ public sealed class SpontaneousTrainingTests : IDisposable
     }
 
     [Fact]
+    public void TopK_Mode_Trains_WithKFixed()
+    {
+        var result = Calibrator.Run(Path.Combine(Folder, "model.onnx"), Data.Value, new CalibrationOptions
+        {
+            Sparsity = 0.6, Mode = GraphRewriter.Sparsify.SparsityMode.TopK, Compensation = CompensationMode.Off, Threads = 1,
+            Training = new SpontaneousTrainingOptions { Steps = 12, BatchWindows = 8, EvaluateEvery = 4, Patience = 0, KeepOnlyIfBetter = false, LearningRate = 0.003 },
+        }, Path.Combine(_folder, "topk"));
+        Assert.True(result.Training!.Kept);
+        Assert.All(result.Plan.Projections, p => Assert.True(p.K is not null && p.Threshold is null && p.Spontaneous is not null));
+        Assert.True(result.Training.FinalHeldOutKl < result.Training.InitialHeldOutKl, $"{result.Training.InitialHeldOutKl} -> {result.Training.FinalHeldOutKl}");
+    }
+
+    [Fact]
     public void Checked_Training_NeverRaisesTheHeldOutLoss_AndStopsEarlyWhenTheHeldOutKlStalls()
     {
         // A learning rate far too high makes the held-out KL worse than the start: early stopping returns the
