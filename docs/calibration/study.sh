@@ -16,18 +16,7 @@ test=models/llama-brown/data/test.txt
 tail -n 10 "$valid" > "$out/valid-fiction.txt"
 
 [ -f "$out/dense.eval.json" ] || bin/sparseonnx eval "$model" --text "$test" --tokenizer "$tok" --json > "$out/dense.eval.json"
-run() { # name sparsity calibration-text extra-args...
-    local name="$1" s="$2" text="$3"; shift 3
-    local stem="$out/$name-$s"
-    [ -f "$stem.eval.json" ] && return 0
-    if ! { [ -s "$stem.sparsify.json" ] && [ -f "$stem.onnx" ]; }; then
-        /usr/bin/time -f '%e s %M KB' -o "$stem.time" \
-            bin/sparseonnx sparsify "$model" -o "$stem.onnx" --mode threshold --sparsity "$s" \
-            --calibration "$text" --tokenizer "$tok" --json "$@" > "$stem.sparsify.json"
-    fi
-    bin/sparseonnx eval "$stem.onnx" --text "$test" --tokenizer "$tok" --json > "$stem.eval.json"
-    rm -f "$stem.onnx"
-}
+source docs/study_run.sh
 for s in 0.4 0.5 0.6 0.7; do
     run uniform "$s" "$valid" --compensation off --spontaneous closed-form
     run uniform-closedform "$s" "$valid" --compensation on --spontaneous closed-form

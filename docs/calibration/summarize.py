@@ -5,7 +5,7 @@ Usage: docs/calibration/summarize.py OUT_DIR SVG_PATH   (standard library only)
 """
 import json, math, os, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from perplexity_plot import write_svg
+from study_results import load_runs, write_svg
 
 out, svg_path = sys.argv[1], sys.argv[2]
 VARIANTS = [
@@ -20,21 +20,8 @@ VARIANTS = [
 ]
 LEVELS = ["0.4", "0.5", "0.6", "0.7"]
 
-def load(name):
-    path = os.path.join(out, name)
-    return json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) > 0 else None
-
-dense = load("dense.eval.json")["perplexity"]
-rows = {}
-for key, _ in VARIANTS:
-    for s in LEVELS:
-        e, sp = load(f"{key}-{s}.eval.json"), load(f"{key}-{s}.sparsify.json")
-        if e and sp:
-            t = open(os.path.join(out, f"{key}-{s}.time")).read().split()
-            c = sp["calibration"]
-            rows[key, s] = dict(ppl=e["perplexity"], measured=c["measured_sparsity"], allocation=c["allocation"],
-                                val=c["validation_nll"], seconds=float(t[0]), rss_mb=int(t[2]) / 1024,
-                                compensated=sum(g["compensated"] for g in c["groups"]), groups=len(c["groups"]))
+dense, rows = load_runs(out, [key for key, _ in VARIANTS], LEVELS,
+                        lambda c: dict(compensated=sum(g["compensated"] for g in c["groups"]), groups=len(c["groups"])))
 
 def table(title, cell):
     print(f"{title}\n")

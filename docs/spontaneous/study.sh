@@ -14,30 +14,19 @@ valid=models/llama-brown/data/valid.txt
 test=models/llama-brown/data/test.txt
 
 [ -f "$out/dense.eval.json" ] || bin/sparseonnx eval "$model" --text "$test" --tokenizer "$tok" --json > "$out/dense.eval.json"
-run() { # name sparsity extra-args...
-    local name="$1" s="$2"; shift 2
-    local stem="$out/$name-$s"
-    [ -f "$stem.eval.json" ] && return 0
-    if ! { [ -s "$stem.sparsify.json" ] && [ -f "$stem.onnx" ]; }; then
-        /usr/bin/time -f '%e s %M KB' -o "$stem.time" \
-            bin/sparseonnx sparsify "$model" -o "$stem.onnx" --mode threshold --sparsity "$s" \
-            --calibration "$valid" --tokenizer "$tok" --json "$@" > "$stem.sparsify.json"
-    fi
-    bin/sparseonnx eval "$stem.onnx" --text "$test" --tokenizer "$tok" --json > "$stem.eval.json"
-    rm -f "$stem.onnx"
-}
+source docs/study_run.sh
 # The paper's method as reproduced: α per shared input from zero, uniform TEAL thresholds, Adam for 150 steps of
 # 16 windows of 128 tokens at 2e-2 (the prototype), the last step's vectors kept whatever they do.
 paper=(--spontaneous trained --compensation off --train-space input --train-init zero --train-lr 0.02 --train-batch 16
        --train-patience 0 --train-keep always)
 # Highest sparsity first (where the targets are); the ablation last.
 for s in 0.7 0.6 0.5 0.4; do
-    run sparse "$s" --spontaneous off
-    run closedform "$s" --spontaneous closed-form --compensation on
-    run greedy-trained "$s" --allocation greedy --spontaneous trained
-    run paper-alpha "$s" "${paper[@]}"
+    run sparse "$s" "$valid" --spontaneous off
+    run closedform "$s" "$valid" --spontaneous closed-form --compensation on
+    run greedy-trained "$s" "$valid" --allocation greedy --spontaneous trained
+    run paper-alpha "$s" "$valid" "${paper[@]}"
 done
 for s in 0.7 0.6 0.5 0.4; do
-    run uniform-trained "$s" --spontaneous trained
+    run uniform-trained "$s" "$valid" --spontaneous trained
 done
 echo "done: $out"

@@ -1,8 +1,30 @@
-"""The perplexity-against-sparsity plot of the study scripts (docs/*/summarize.py), as a standalone SVG.
+"""What the study scripts' summaries (docs/*/summarize.py) share: reading a study folder and the plot.
 
+load_runs(out, keys, levels, extra): the dense test perplexity and, per (variant, level) that finished, its
+test perplexity, calibration results, time and peak memory (written by docs/*/study.sh), plus extra(c) read
+from the sparsify JSON's calibration object.
 write_svg(path, levels, series, dense): levels are the sparsity strings on the x axis, series a list of
 (label, {level: perplexity}) drawn as one line each, dense the dashed reference line.
 """
+import json, os
+
+
+def load_runs(out, keys, levels, extra):
+    def load(name):
+        path = os.path.join(out, name)
+        return json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) > 0 else None
+
+    dense = load("dense.eval.json")["perplexity"]
+    rows = {}
+    for key in keys:
+        for s in levels:
+            e, sp = load(f"{key}-{s}.eval.json"), load(f"{key}-{s}.sparsify.json")
+            if e and sp:
+                t = open(os.path.join(out, f"{key}-{s}.time")).read().split()
+                c = sp["calibration"]
+                rows[key, s] = dict(ppl=e["perplexity"], measured=c["measured_sparsity"], allocation=c["allocation"],
+                                    val=c["validation_nll"], seconds=float(t[0]), rss_mb=int(t[2]) / 1024, **extra(c))
+    return dense, rows
 
 
 def write_svg(svg_path, levels, series, dense):

@@ -1,0 +1,16 @@
+# Sourced by the study scripts (docs/*/study.sh), which set out, model, tok and test.
+# run NAME SPARSITY CALIBRATION_TEXT EXTRA_ARGS...: sparsify $model with calibration on the text (threshold
+# mode) into $out/NAME-SPARSITY.{onnx,plan.json,sparsify.json,time}, score it with eval on $test into
+# NAME-SPARSITY.eval.json, delete the model. A finished run is skipped, so a study can be resumed.
+run() {
+    local name="$1" s="$2" text="$3"; shift 3
+    local stem="$out/$name-$s"
+    [ -f "$stem.eval.json" ] && return 0
+    if ! { [ -s "$stem.sparsify.json" ] && [ -f "$stem.onnx" ]; }; then
+        /usr/bin/time -f '%e s %M KB' -o "$stem.time" \
+            bin/sparseonnx sparsify "$model" -o "$stem.onnx" --mode threshold --sparsity "$s" \
+            --calibration "$text" --tokenizer "$tok" --json "$@" > "$stem.sparsify.json"
+    fi
+    bin/sparseonnx eval "$stem.onnx" --text "$test" --tokenizer "$tok" --json > "$stem.eval.json"
+    rm -f "$stem.onnx"
+}
