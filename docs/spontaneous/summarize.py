@@ -11,9 +11,9 @@ out, svg_path = sys.argv[1], sys.argv[2]
 VARIANTS = [
     ("sparse", "sparse: uniform TEAL thresholds"),
     ("closedform", "sparse + closed form everywhere"),
-    ("paper-alpha", "sparse + KL-trained α (the paper's method)"),
-    ("greedy-trained", "ours: greedy + closed form + trained output vectors"),
-    ("uniform-trained", "ablation: uniform + closed form + trained output vectors"),
+    ("paper-alpha", "sparse + KL-trained α (paper's method)"),
+    ("greedy-trained", "ours: greedy + closed form + trained vectors"),
+    ("uniform-trained", "ablation: uniform + closed form + trained"),
 ]
 LEVELS = ["0.4", "0.5", "0.6", "0.7"]
 
