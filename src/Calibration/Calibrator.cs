@@ -281,12 +281,8 @@ public sealed class Calibrator
         : throw new CalibrationModelException("the logits' vocabulary size is symbolic; the greedy logits objective needs it fixed (use --greedy-objective block)");
 
     /// <summary>One output over <paramref name="windows"/>, concatenated.</summary>
-    private float[] Capture(IReadOnlyList<int[]> windows, ProbeSettings settings, string output)
-    {
-        var values = new List<float>();
-        _session.Run(windows, BatchFor(_session.Layout.Groups.Max(g => g.InFeatures)), settings, [output], batch => values.AddRange(batch.Floats(output)));
-        return values.ToArray();
-    }
+    private float[] Capture(IReadOnlyList<int[]> windows, ProbeSettings settings, string output) =>
+        _session.Capture(windows, BatchFor(_session.Layout.Groups.Max(g => g.InFeatures)), settings, output);
 
     /// <summary>
     /// Closed-form compensation, layer by layer: the means of x − S(x) of layer l's groups are measured over the

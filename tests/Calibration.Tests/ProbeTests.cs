@@ -27,12 +27,7 @@ public sealed class ProbeTests : IDisposable
         return ProbeSession.Open(model, layout, Path.Combine(_folder, "probe-" + mode), threads: 1);
     }
 
-    private static float[] Logits(ProbeSession probe, int[][] windows, ProbeSettings settings)
-    {
-        var logits = new List<float>();
-        probe.Run(windows, 2, settings, [probe.Logits], batch => logits.AddRange(batch.Floats(probe.Logits)));
-        return logits.ToArray();
-    }
+    private static float[] Logits(ProbeSession probe, int[][] windows, ProbeSettings settings) => probe.Capture(windows, 2, settings, probe.Logits);
 
     private static float[] ModelLogits(string path, int[][] windows)
     {

@@ -80,14 +80,9 @@ public sealed class TrainingGraphTests : IDisposable
         using var f = Open(family, space);
         var windows = Windows(2, 12, 5);
         var layout = f.Probe.Layout;
-        var logits = new List<float>();
-        int v = 0;
-        f.Probe.Run(windows, 2, new ProbeSettings(layout), [f.Probe.Logits], b =>
-        {
-            logits.AddRange(b.Floats(f.Probe.Logits));
-            v = (int)b.Shape(f.Probe.Logits)[2];
-        });
-        var (probabilities, entropy) = TokenDistributions.Of(logits.ToArray(), v);
+        var logits = f.Probe.Capture(windows, 2, new ProbeSettings(layout), f.Probe.Logits);
+        int v = logits.Length / (windows.Length * windows[0].Length);
+        var (probabilities, entropy) = TokenDistributions.Of(logits, v);
         double negativeEntropy = entropy.Sum();
 
         // Thresholds below every magnitude: the Where masks are all true, so the loss is smooth and finite
@@ -112,9 +107,7 @@ public sealed class TrainingGraphTests : IDisposable
         }
         double ProbeKl(float[][] parameters)
         {
-            var probeLogits = new List<float>();
-            f.Probe.Run(windows, 2, Equivalent(parameters), [f.Probe.Logits], b => probeLogits.AddRange(b.Floats(f.Probe.Logits)));
-            var all = probeLogits.ToArray();
+            var all = f.Probe.Capture(windows, 2, Equivalent(parameters), f.Probe.Logits);
             double kl = 0;
             for (int row = 0; row < entropy.Length; row++)
                 kl += TokenDistributions.KlDivergence(probabilities.AsSpan(row * v, v), entropy[row], all.AsSpan(row * v, v));

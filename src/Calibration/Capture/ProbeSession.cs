@@ -155,6 +155,14 @@ public sealed class ProbeSession : IDisposable
         }
     }
 
+    /// <summary>One output over all <paramref name="windows"/>, batch after batch, concatenated.</summary>
+    public float[] Capture(IReadOnlyList<int[]> windows, int batchSize, ProbeSettings settings, string output)
+    {
+        var values = new List<float>();
+        Run(windows, batchSize, settings, [output], batch => values.AddRange(batch.Floats(output)));
+        return values.ToArray();
+    }
+
     private void RunBatch(IReadOnlyList<int[]> windows, int first, int batch, int length, List<string> fixedNames, List<OrtValue> fixedValues,
         IReadOnlyList<string> outputs, Action<ProbeBatch> reduce, Func<int, int, IReadOnlyList<(string Name, OrtValue Value)>>? batchInputs)
     {

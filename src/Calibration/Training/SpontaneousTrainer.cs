@@ -169,10 +169,8 @@ public sealed class SpontaneousTrainer
     /// <summary>The dense model's distributions over <paramref name="windows"/>, window after window.</summary>
     private Reference References(IReadOnlyList<int[]> windows, ProbeSettings dense, int vocabulary)
     {
-        var logits = new List<float[]>();
         int batch = (int)Math.Clamp(_budgetBytes / ((long)vocabulary * windows[0].Length * sizeof(float)), 1, 64);
-        _probe.Run(windows, batch, dense, [_probe.Logits], b => logits.Add(b.Floats(_probe.Logits).ToArray()));
-        var (probabilities, negativeEntropy) = TokenDistributions.Of(logits.SelectMany(l => l).ToArray(), vocabulary);
+        var (probabilities, negativeEntropy) = TokenDistributions.Of(_probe.Capture(windows, batch, dense, _probe.Logits), vocabulary);
         return new Reference(probabilities, negativeEntropy);
     }
 
