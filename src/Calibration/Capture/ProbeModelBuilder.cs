@@ -35,7 +35,7 @@ public static class ProbeModelBuilder
     /// <summary>Instruments <paramref name="model"/>; throws <see cref="CalibrationModelException"/> naming what the probe cannot handle.</summary>
     public static ProbeLayout Instrument(Model model, ProbeOptions options)
     {
-        long opset = model.OpsetImports[""] ?? model.OpsetImports["ai.onnx"] ?? 0;
+        long opset = model.OpsetImports[""] ?? 0; // the indexer treats "" and "ai.onnx" as one domain
         if (opset < 11) throw new CalibrationModelException($"the model imports ONNX opset {opset}; calibration needs opset 11 or newer");
         if (SparsifyPass.CountSparseNodes(model) > 0)
             throw new CalibrationModelException("it is already sparsified (it has TopKSparseMatMul nodes); calibrate the dense model it came from");

@@ -31,7 +31,7 @@ public static class GradientGraphBuilder
     /// <summary>Appends the backward graph for <paramref name="request"/> to <paramref name="model"/>; returns each parameter's gradient.</summary>
     public static IReadOnlyDictionary<Value, Value> Build(Model model, GradientRequest request)
     {
-        long opset = model.OpsetImports[""] ?? model.OpsetImports["ai.onnx"] ?? 0;
+        long opset = model.OpsetImports[""] ?? 0; // the indexer treats "" and "ai.onnx" as one domain
         if (opset < 13) throw new UnsupportedGradientException($"the model imports ONNX opset {opset}; differentiation needs opset 13 or newer");
         var graph = model.Graph;
         foreach (var p in request.Parameters)
