@@ -92,13 +92,15 @@ public sealed class TrainingGraph
         var builder = new GraphBuilder(graph, hint => probe.UniqueName(Prefix + hint));
         var z = graph.Outputs.FirstOrDefault(o => o.Name == logits) ?? throw new ArgumentException($"The probe has no output '{logits}'.", nameof(logits));
         var parameters = new List<(TrainingParameter Description, Value Input)>();
+        var firstAxis = space == SpontaneousSpace.Input ? builder.Initializer(probe.UniqueName(Prefix + "axis0"), [1], [0L]) : null;
+        var flatShape = space == SpontaneousSpace.Input ? builder.Initializer(probe.UniqueName(Prefix + "flat"), [1], [-1L]) : null;
         foreach (var group in layout.Groups)
         {
             if (space == SpontaneousSpace.Input)
             {
                 var alpha = builder.Input(probe.UniqueName(Prefix + group.Id + ".alpha"), DataType.Float, group.InFeatures);
-                var row = builder.Op("Unsqueeze", alpha, builder.Initializer(probe.UniqueName(Prefix + "axis0"), [1], [0L]));
-                foreach (var projection in group.Members) AddToCompensation(probe, builder, projection, row);
+                var row = builder.Op("Unsqueeze", alpha, firstAxis);
+                foreach (var projection in group.Members) AddToCompensation(probe, builder, projection, row, flatShape!);
                 parameters.Add((new TrainingParameter(alpha.Name, group, null, group.InFeatures), alpha));
             }
             else
@@ -130,7 +132,7 @@ public sealed class TrainingGraph
     }
 
     /// <summary>c → c + W·α for <paramref name="projection"/>, with W read through the projection's own node.</summary>
-    private static void AddToCompensation(Model probe, GraphBuilder builder, ProbeProjection projection, Value alphaRow)
+    private static void AddToCompensation(Model probe, GraphBuilder builder, ProbeProjection projection, Value alphaRow, Value flatShape)
     {
         var compensation = probe.Graph.Inputs.First(i => i.Name == projection.CompensationInput);
         var use = compensation.Uses.Single();
@@ -145,7 +147,7 @@ public sealed class TrainingGraph
                 OnnxAttribute.Int("transB", node.Attributes.GetInt("transB", 0)), OnnxAttribute.Float("alpha", node.Attributes.GetFloat("alpha", 1f))),
             _ => throw new InvalidOperationException($"Projection {projection.Node} is a {node.OpType}, not a MatMul or Gemm."),
         };
-        var flat = builder.Op("Reshape", term, builder.Initializer(probe.UniqueName(Prefix + "flat"), [1], [-1L]));
+        var flat = builder.Op("Reshape", term, flatShape);
         var total = builder.Op("Add", compensation, flat);
         add.SetInput(use.InputIndex, total);
     }

@@ -84,7 +84,7 @@ internal sealed class CalibrationCliOptions
             if (compensation == CompensationMode.On) throw new ArgumentException("--spontaneous off leaves no vectors; drop --compensation on.");
             compensation = CompensationMode.Off;
         }
-        return Options(parse, sparsity, mode, kinds, compensation, spontaneous == "trained" ? new SpontaneousTrainingOptions
+        var training = spontaneous == "trained" ? new SpontaneousTrainingOptions
         {
             Space = parse.GetValue(TrainSpace) == "input" ? SpontaneousSpace.Input : SpontaneousSpace.Output,
             WarmStart = parse.GetValue(TrainInit) != "zero",
@@ -95,23 +95,21 @@ internal sealed class CalibrationCliOptions
             KeepOnlyIfBetter = parse.GetValue(TrainKeep) != "always",
             Seed = parse.GetValue(Seed),
             Required = SpontaneousGiven(parse),
-        } : null);
+        } : null;
+        return new()
+        {
+            Sparsity = sparsity,
+            Mode = mode,
+            Kinds = kinds,
+            Allocation = parse.GetValue(Allocation) == "greedy" ? AllocationMethod.Greedy : AllocationMethod.Uniform,
+            Compensation = compensation,
+            Training = training,
+            GreedyObjective = parse.GetValue(GreedyObjective) == "block" ? Calibration.GreedyObjective.BlockOutput : Calibration.GreedyObjective.Logits,
+            GreedyStep = parse.GetValue(GreedyStep),
+            GreedySamples = parse.GetValue(GreedySamples),
+            Threads = parse.GetValue(Threads),
+        };
     }
-
-    private CalibrationOptions Options(ParseResult parse, double sparsity, SparsityMode mode, IReadOnlySet<ProjectionKind> kinds,
-        CompensationMode compensation, SpontaneousTrainingOptions? training) => new()
-    {
-        Sparsity = sparsity,
-        Mode = mode,
-        Kinds = kinds,
-        Allocation = parse.GetValue(Allocation) == "greedy" ? AllocationMethod.Greedy : AllocationMethod.Uniform,
-        Compensation = compensation,
-        Training = training,
-        GreedyObjective = parse.GetValue(GreedyObjective) == "block" ? Calibration.GreedyObjective.BlockOutput : Calibration.GreedyObjective.Logits,
-        GreedyStep = parse.GetValue(GreedyStep),
-        GreedySamples = parse.GetValue(GreedySamples),
-        Threads = parse.GetValue(Threads),
-    };
 
     /// <summary>The plan's path: --plan-out, or <c>&lt;output without extension&gt;.plan.json</c> beside the output.</summary>
     public string PlanPath(ParseResult parse, string outputPath) =>

@@ -31,9 +31,6 @@ public sealed class GradientEmitter
     /// <summary>The model's ONNX opset, which the emitted nodes follow.</summary>
     public long Opset { get; }
 
-    /// <summary>The graph being extended.</summary>
-    public Graph Graph => _model.Graph;
-
     /// <summary>Appends <c>opType(inputs)</c> and returns its output.</summary>
     public Value Op(string opType, params Value?[] inputs) => _builder.Op(opType, inputs);
 

@@ -37,25 +37,21 @@ internal static class ActivationGradients
     private static Value?[] Relu(GradientEmitter e, Node node, IReadOnlyList<Value?> dy, bool[] wanted) =>
         [e.Op("Where", e.Op("Greater", node.Inputs[0], e.Scalar(0f)), dy[0], e.Scalar(0f))];
 
-    private static long Axis(GradientEmitter e, Node node)
-    {
-        // Before opset 13, Softmax flattened the input to 2-D at `axis`; differentiation needs opset 13+,
-        // where `axis` is the one axis normalised over (default −1).
-        return node.Attributes.GetInt("axis", -1);
-    }
+    // From opset 13 (which differentiation requires) `axis` is the one axis normalised over, default −1.
+    private static long Axis(Node node) => node.Attributes.GetInt("axis", -1);
 
     // y = softmax(a) along axis:  da = y · (dy − Σ_axis dy · y)
     private static Value?[] Softmax(GradientEmitter e, Node node, IReadOnlyList<Value?> dy, bool[] wanted)
     {
         var y = node.Outputs[0];
-        var dot = e.Op("ReduceSum", [e.Op("Mul", dy[0], y), e.Ints(Axis(e, node))], OnnxAttribute.Int("keepdims", 1));
+        var dot = e.Op("ReduceSum", [e.Op("Mul", dy[0], y), e.Ints(Axis(node))], OnnxAttribute.Int("keepdims", 1));
         return [e.Op("Mul", y, e.Op("Sub", dy[0], dot))];
     }
 
     // y = log softmax(a) along axis:  da = dy − exp(y) · Σ_axis dy
     private static Value?[] LogSoftmax(GradientEmitter e, Node node, IReadOnlyList<Value?> dy, bool[] wanted)
     {
-        var total = e.Op("ReduceSum", [dy[0], e.Ints(Axis(e, node))], OnnxAttribute.Int("keepdims", 1));
+        var total = e.Op("ReduceSum", [dy[0], e.Ints(Axis(node))], OnnxAttribute.Int("keepdims", 1));
         return [e.Op("Sub", dy[0], e.Op("Mul", e.Op("Exp", node.Outputs[0]), total))];
     }
 }
