@@ -12,6 +12,7 @@ var root = new RootCommand("SparseOnnx: rewrites exported LLMs in ONNX so they r
     GenerateCommand.Create(),
     BenchCommand.Create(),
     ReportCommand.Create(),
+    PruneCommand.Create(),
     BenchOpCommand.Create(),
 };
 return CommandRunner.Run(root, args);

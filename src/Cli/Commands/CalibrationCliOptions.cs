@@ -42,6 +42,9 @@ internal sealed class CalibrationCliOptions
     public IEnumerable<Option> All => [Text, Ids, Tokenizer, SequenceLength, Samples, ValidationSamples, Seed, Allocation, Compensation, Spontaneous,
         TrainSpace, TrainInit, TrainSteps, TrainBatch, TrainLearningRate, TrainPatience, TrainKeep, GreedyObjective, GreedyStep, GreedySamples, Threads, PlanOutput];
 
+    /// <summary>The options that say which text to read and how to cut it (what pruning needs).</summary>
+    public IEnumerable<Option> DataOptions => [Text, Ids, Tokenizer, SequenceLength, Samples, ValidationSamples, Seed, Threads];
+
     public CalibrationCliOptions()
     {
         Allocation.AcceptOnlyFromAmong("uniform", "greedy");
