@@ -16,6 +16,25 @@ public enum PruneMethod
     Activation,
 }
 
+/// <summary>How ICA turns a layer's functional networks into neuron scores.</summary>
+public enum IcaScore
+{
+    /// <summary>The paper's: a neuron's largest |z| over the z-scored spatial maps (key when above τ).</summary>
+    Maps,
+
+    /// <summary>
+    /// The map score times the neuron's output scale, std(h_j) · ‖W_down[j, :]‖: membership in a network, measured
+    /// in what the neuron adds to the residual stream (z-scoring over tokens discards that scale).
+    /// </summary>
+    Weighted,
+
+    /// <summary>
+    /// Decompose the neurons' contributions h_j · ‖W_down[j, :]‖ (centred, not z-scored): PCA and ICA then find the
+    /// networks that move the residual stream most; the score is the largest |z| over those maps.
+    /// </summary>
+    Output,
+}
+
 /// <summary>What <see cref="Pruner"/> does.</summary>
 public sealed record PruneOptions
 {
@@ -45,6 +64,9 @@ public sealed record PruneOptions
 
     /// <summary>Tokens sampled (over all calibration windows) for the ICA decomposition.</summary>
     public int SampleTokens { get; init; } = 8192;
+
+    /// <summary>How ICA scores neurons.</summary>
+    public IcaScore IcaScore { get; init; } = IcaScore.Maps;
 
     /// <summary>The decomposition's settings.</summary>
     public IcaOptions Ica { get; init; } = new();

@@ -104,8 +104,15 @@ public static class Pruner
                     switch (options.Method)
                     {
                         case PruneMethod.Ica:
-                            networks[i] = FunctionalNetworks.Decompose(measured.ReadSample(), options.Ica with { Seed = options.Ica.Seed + block.Layer }, products!);
+                            networks[i] = FunctionalNetworks.Decompose(measured.ReadSample(), options.Ica with { Seed = options.Ica.Seed + block.Layer }, products!,
+                                options.IcaScore == IcaScore.Output ? MlpBlockWeights.DownRowNorms(block) : null);
                             scores[i] = networks[i]!.Scores;
+                            if (options.IcaScore == IcaScore.Weighted)
+                            {
+                                var scale = measured.StandardDeviations;
+                                var rows = MlpBlockWeights.DownRowNorms(block);
+                                scores[i] = scores[i]!.Select((z, j) => z * scale[j] * rows[j]).ToArray();
+                            }
                             break;
                         case PruneMethod.Magnitude:
                             scores[i] = MlpBlockWeights.NeuronNorms(block);

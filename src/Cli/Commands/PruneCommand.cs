@@ -39,6 +39,12 @@ public static class PruneCommand
         var minKept = new Option<double>("--min-kept") { Description = "Every pruned layer keeps at least this fraction of its neurons.", DefaultValueFactory = _ => 0.05 };
         var components = new Option<int>("--components") { Description = "ICA: PCA components (functional networks) per layer.", DefaultValueFactory = _ => 128 };
         var restarts = new Option<int>("--restarts") { Description = "ICA: FastICA runs from different seeded starts; the most stable is kept.", DefaultValueFactory = _ => 5 };
+        var icaScore = new Option<string>("--ica-score")
+        {
+            Description = "ICA: maps (the paper: a neuron's largest |z| over the z-scored network maps) weighted (that times std(h)·‖W_down row‖), or output (decompose h·‖W_down row‖ unstandardized, score by |z| in its maps).",
+            DefaultValueFactory = _ => "maps",
+        };
+        icaScore.AcceptOnlyFromAmong("maps", "weighted", "output");
         var icaTokens = new Option<int>("--ica-tokens") { Description = "ICA: calibration tokens sampled for the decomposition.", DefaultValueFactory = _ => 8192 };
         var external = new Option<ExternalDataMode>("--external")
         {
@@ -50,7 +56,7 @@ public static class PruneCommand
         var command = new Command("prune", "Remove MLP neurons (functional-network pruning): keep the key neurons of each layer's ICA networks, or those a baseline " +
             "ranks highest, slice the rest out of gate/up/down, and add their mean contribution back. The result is a smaller dense model.")
         {
-            input, output, ratio, method, allocation, noCompensation, keepLayers, minKept, components, restarts, icaTokens, external, json,
+            input, output, ratio, method, allocation, noCompensation, keepLayers, minKept, components, restarts, icaScore, icaTokens, external, json,
         };
         foreach (var option in calibration.DataOptions) command.Options.Add(option);
         command.SetAction(parse =>
@@ -66,6 +72,7 @@ public static class PruneCommand
                 Compensation = !parse.GetValue(noCompensation),
                 MinKeptFraction = parse.GetValue(minKept),
                 SampleTokens = parse.GetValue(icaTokens),
+                IcaScore = Enum.Parse<IcaScore>(parse.GetValue(icaScore)!, ignoreCase: true),
                 Ica = new IcaOptions { Components = parse.GetValue(components), Restarts = parse.GetValue(restarts), Seed = parse.GetValue(calibration.Seed) },
                 Threads = parse.GetValue(calibration.Threads),
             };

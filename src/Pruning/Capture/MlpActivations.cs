@@ -33,6 +33,10 @@ public sealed class LayerActivations
     public double[] Means { get; }
     /// <summary>‖h_j‖₂ = sqrt(Σ_t h_j(t)²) over every calibration token (Wanda's input norm).</summary>
     public double[] Norms { get; }
+    /// <summary>The standard deviation of h_j over every calibration token.</summary>
+    public double[] StandardDeviations =>
+        Means.Select((m, j) => Math.Sqrt(Math.Max(0, Norms[j] * Norms[j] / Math.Max(1, Tokens) - m * m))).ToArray();
+
     /// <summary>Calibration tokens the means and norms cover.</summary>
     public long Tokens { get; }
     /// <summary>Tokens in the sample (0 when no sample was kept).</summary>

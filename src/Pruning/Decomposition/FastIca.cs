@@ -44,42 +44,53 @@ internal static class FastIca
     {
         int c = x.Rows, samples = x.Columns;
         var normal = new Normal(0, 1, new Random(seed));
-        var w = Decorrelate(Matrix<double>.Build.Dense(c, c, (_, _) => normal.Sample()));
+        var start = new RowMatrix(c, c);
+        for (int i = 0; i < start.Data.Length; i++) start.Data[i] = (float)normal.Sample();
+        var w = Decorrelate(start, products);
         int iteration = 0;
         bool converged = false;
+        var derivativeMeans = new float[c];
+        var square = new float[samples];
         while (iteration < maxIterations && !converged)
         {
             iteration++;
-            var y = products.Multiply(RowMatrix.FromMathNet(w), x); // [C × samples]
-            var derivativeMeans = new double[c];
-            for (int r = 0; r < c; r++) derivativeMeans[r] = 3.0 * TensorPrimitives.SumOfSquares<float>(y.Row(r)) / samples; // g'(u) = 3u²
-            var cubes = Cube(y);
-            var next = products.MultiplyByTranspose(cubes, x).ToMathNet() / samples;
+            var y = products.Multiply(w, x); // [C × samples]
             for (int r = 0; r < c; r++)
-                for (int k = 0; k < c; k++) next[r, k] -= derivativeMeans[r] * w[r, k];
-            next = Decorrelate(next);
+            {
+                var row = y.Row(r);
+                derivativeMeans[r] = (float)(3.0 * TensorPrimitives.SumOfSquares<float>(row) / samples); // E[g'(u)] = E[3u²]
+                TensorPrimitives.Multiply(row, row, square);
+                TensorPrimitives.Multiply(row, square, row); // g(u) = u³, in place
+            }
+            var next = products.MultiplyByTranspose(y, x); // E[g(WX) Xᵀ] · samples
+            for (int r = 0; r < c; r++)
+            {
+                var row = next.Row(r);
+                TensorPrimitives.Multiply(row, 1f / samples, row);
+                TensorPrimitives.MultiplyAdd(w.Row(r), -derivativeMeans[r], row, row);
+            }
+            next = Decorrelate(next, products);
             double change = 0;
-            for (int r = 0; r < c; r++) change = Math.Max(change, Math.Abs(Math.Abs(next.Row(r).DotProduct(w.Row(r))) - 1));
+            for (int r = 0; r < c; r++) change = Math.Max(change, Math.Abs(Math.Abs(TensorPrimitives.Dot<float>(next.Row(r), w.Row(r))) - 1));
             w = next;
             converged = change < tolerance;
         }
-        return new IcaRun(products.Multiply(RowMatrix.FromMathNet(w), x), iteration, converged);
+        return new IcaRun(products.Multiply(w, x), iteration, converged);
     }
 
-    /// <summary>Y³ elementwise, as a new matrix.</summary>
-    private static RowMatrix Cube(RowMatrix y)
+    /// <summary>
+    /// Symmetric decorrelation (WWᵀ)^(-1/2) W: the rows become orthonormal, none favoured. The eigendecomposition
+    /// of WWᵀ runs in MathNet (double); the C × C products in ONNX Runtime's GEMM.
+    /// </summary>
+    private static RowMatrix Decorrelate(RowMatrix w, MatrixProducts products)
     {
-        var result = new RowMatrix(y.Rows, y.Columns);
-        TensorPrimitives.Multiply(y.Data, y.Data, result.Data);
-        TensorPrimitives.Multiply(result.Data, y.Data, result.Data);
-        return result;
-    }
-
-    /// <summary>Symmetric decorrelation (WWᵀ)^(-1/2) W: the rows become orthonormal, none favoured.</summary>
-    private static Matrix<double> Decorrelate(Matrix<double> w)
-    {
-        var (values, vectors) = SymmetricEigen.Decompose(w * w.Transpose());
-        var inverseRoot = vectors * Matrix<double>.Build.DenseOfDiagonalArray(values.Select(v => 1 / Math.Sqrt(Math.Max(v, 1e-300))).ToArray()) * vectors.Transpose();
-        return inverseRoot * w;
+        var (values, vectors) = SymmetricEigen.Decompose(products.MultiplyByTranspose(w, w).ToMathNet());
+        int n = w.Rows;
+        var scaled = new RowMatrix(n, n);
+        var basis = RowMatrix.FromMathNet(vectors);
+        for (int r = 0; r < n; r++)
+            for (int k = 0; k < n; k++) scaled[r, k] = (float)(vectors[r, k] / Math.Sqrt(Math.Max(values[k], 1e-300)));
+        var inverseRoot = products.MultiplyByTranspose(scaled, basis); // E·Λ^(-1/2)·Eᵀ
+        return products.Multiply(inverseRoot, w);
     }
 }

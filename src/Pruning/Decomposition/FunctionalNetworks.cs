@@ -57,13 +57,18 @@ public sealed record LayerNetworks(double[] Scores, int Components, int Iteratio
 /// </summary>
 public static class FunctionalNetworks
 {
-    /// <summary>Decomposes <paramref name="activations"/> [tokens × neurons] (modified: z-scored in place).</summary>
-    public static LayerNetworks Decompose(RowMatrix activations, IcaOptions options, MatrixProducts products)
+    /// <summary>
+    /// Decomposes <paramref name="activations"/> [tokens × neurons] (modified in place: z-scored, or with
+    /// <paramref name="columnScales"/> centred and multiplied by them, so the decomposition sees each neuron in
+    /// the units it contributes rather than standardized).
+    /// </summary>
+    public static LayerNetworks Decompose(RowMatrix activations, IcaOptions options, MatrixProducts products, double[]? columnScales = null)
     {
         options.Validate();
         var clock = System.Diagnostics.Stopwatch.StartNew();
         int neurons = activations.Columns;
-        ZScoreColumns(activations);
+        if (columnScales is null) ZScoreColumns(activations);
+        else ScaleColumns(activations, columnScales);
         int components = Math.Min(options.Components, Math.Max(2, Math.Min(neurons, activations.Rows) / 4));
         var (spatial, _) = RandomizedPca.Fit(activations, components, options.PowerIterations, options.Seed, products);
         var whitened = FastIca.Whiten(spatial, products);
@@ -126,6 +131,25 @@ public static class FunctionalNetworks
             shift[c] = (float)mean;
             scale[c] = variance > 1e-20 * Math.Max(1, mean * mean) ? (float)(1 / Math.Sqrt(variance)) : 0f;
         }
+        for (int r = 0; r < m.Rows; r++)
+        {
+            var row = m.Row(r);
+            TensorPrimitives.Subtract(row, shift, row);
+            TensorPrimitives.Multiply(row, scale, row);
+        }
+    }
+
+    /// <summary>Centres each column over the rows and multiplies it by its scale.</summary>
+    internal static void ScaleColumns(RowMatrix m, double[] scales)
+    {
+        var means = new double[m.Columns];
+        for (int r = 0; r < m.Rows; r++)
+        {
+            var row = m.Row(r);
+            for (int c = 0; c < m.Columns; c++) means[c] += row[c];
+        }
+        var shift = means.Select(v => (float)(v / m.Rows)).ToArray();
+        var scale = scales.Select(v => (float)v).ToArray();
         for (int r = 0; r < m.Rows; r++)
         {
             var row = m.Row(r);
