@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The pruning study of docs/pruning.md: llama-brown with 10/20/30/50% of its MLP neurons removed by each method
-# (ica, activation, magnitude), with and without compensation, calibrated on valid.txt and scored with `eval`
-# on the test split; then the decode speed of each pruned size against the dense model (`bench`).
-# Usage: docs/pruning/study.sh [OUT_DIR] [EXTRA PRUNE ARGS...]   (after ./build.sh; about 30 minutes on 2 quiet
-# cores). Writes OUT_DIR/<method>-<comp>-<ratio>.{prune.json,eval.json,time} and bench-<ratio>.json;
+# (ICA as the paper scores it, ICA on output-scaled activations, activation, magnitude), with and without
+# compensation, first and last layers kept whole (the default), calibrated on valid.txt and scored with `eval`
+# on the test split; two ablations without --keep-layers; then the decode speed of each pruned size against
+# the dense model (`bench`). Usage: docs/pruning/study.sh [OUT_DIR]   (after ./build.sh; about 35 minutes on 2
+# quiet cores). Writes OUT_DIR/<variant>-<comp>-<ratio>.{prune.json,eval.json,time} and bench-<ratio>.json;
 # summarize.py tabulates them. A finished run is skipped, so the study can be resumed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-out/pruning-study}"
-shift || true
 mkdir -p "$out"
 model=models/llama-brown/model.onnx
 tok=models/llama-brown/tokenizer.model
@@ -17,25 +17,31 @@ test=models/llama-brown/data/test.txt
 
 [ -f "$out/dense.eval.json" ] || bin/sparseonnx eval "$model" --text "$test" --tokenizer "$tok" --json > "$out/dense.eval.json"
 
-# prune_and_score METHOD COMP RATIO: prune into $out/METHOD-COMP-RATIO.onnx, score it, keep the model only
-# when the bench below needs it (ica with compensation).
+# prune_and_score VARIANT COMP RATIO PRUNE_ARGS...: prune into $out/VARIANT-COMP-RATIO.onnx, score it, keep the
+# model only when the bench below needs it (ica with compensation).
 prune_and_score() {
-    local method="$1" comp="$2" r="$3"
-    local stem="$out/$method-$comp-$r"
+    local variant="$1" comp="$2" r="$3"; shift 3
+    local stem="$out/$variant-$comp-$r"
     [ -f "$stem.eval.json" ] && return 0
     local flags=()
     [ "$comp" = off ] && flags+=(--no-compensation)
     /usr/bin/time -f '%e s %M KB' -o "$stem.time" \
-        bin/sparseonnx prune "$model" -o "$stem.onnx" --ratio "$r" --method "$method" "${flags[@]}" \
-        --calibration "$valid" --tokenizer "$tok" --json "${@:4}" > "$stem.prune.json"
+        bin/sparseonnx prune "$model" -o "$stem.onnx" --ratio "$r" "${flags[@]}" \
+        --calibration "$valid" --tokenizer "$tok" --json "$@" > "$stem.prune.json"
     bin/sparseonnx eval "$stem.onnx" --text "$test" --tokenizer "$tok" --json > "$stem.eval.json"
-    [ "$method-$comp" = ica-on ] || rm -f "$stem.onnx"
+    [ "$variant-$comp" = ica-on ] || rm -f "$stem.onnx"
 }
 
 for r in 0.2 0.3 0.1 0.5; do
-    for method in ica activation magnitude; do
-        for comp in on off; do prune_and_score "$method" "$comp" "$r" "$@"; done
+    for comp in on off; do
+        prune_and_score ica "$comp" "$r" --method ica
+        prune_and_score ica-output "$comp" "$r" --method ica --ica-score output
+        prune_and_score activation "$comp" "$r" --method activation
+        prune_and_score magnitude "$comp" "$r" --method magnitude
     done
+    # Ablations: every layer pruned.
+    prune_and_score ica-all-layers on "$r" --method ica --keep-layers none
+    prune_and_score activation-all-layers on "$r" --method activation --keep-layers none
 done
 # Decode speed depends only on the sizes, not on which neurons were kept: one bench per ratio, all in the
 # same quiet conditions, each against the dense model measured in the same run.

@@ -8,8 +8,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from study_results import write_svg
 
 out, svg_path = sys.argv[1], sys.argv[2]
-METHODS = [("ica", "ICA key neurons (global τ)"), ("activation", "activation ‖W_down row‖·‖h‖ (Wanda-sp-like)"),
-           ("magnitude", "weight magnitude")]
+METHODS = [("ica", "ICA key neurons, the paper's |z| (global τ)"), ("ica-output", "ICA of output-scaled activations (global τ)"),
+           ("activation", "activation ‖W_down row‖·‖h‖ (Wanda-sp-like)"), ("magnitude", "weight magnitude"),
+           ("ica-all-layers", "ablation: ICA, every layer pruned"), ("activation-all-layers", "ablation: activation, every layer pruned")]
 RATIOS = ["0.1", "0.2", "0.3", "0.5"]
 
 
@@ -28,11 +29,13 @@ for method, _ in METHODS:
                 t = open(os.path.join(out, f"{method}-{comp}-{r}.time")).read().split()
                 rows[method, comp, r] = dict(ppl=e["perplexity"], prune=p, seconds=float(t[0]), rss_mb=int(t[2]) / 1024)
 
-print(f"Test perplexity of llama-brown (dense {dense:.2f}) with a share of its 4,128 MLP neurons removed; in brackets the rise over dense.\n")
+print(f"Test perplexity of llama-brown (dense {dense:.2f}) with a share of its 4,128 MLP neurons removed (first and last layers "
+      "kept whole unless the row says otherwise); in brackets the rise over dense; the best of each column in bold.\n")
 print("| method | compensation | " + " | ".join(f"{float(r):.0%}" for r in RATIOS) + " |")
 print("| --- | --- |" + " --- |" * len(RATIOS))
 for method, label in METHODS:
     for comp in ("on", "off"):
+        if not any((method, comp, r) in rows for r in RATIOS): continue
         cells = []
         for r in RATIOS:
             row = rows.get((method, comp, r))
@@ -67,7 +70,8 @@ for r in RATIOS:
 series = []
 for method, label in METHODS:
     series.append((f"{method}, compensated", {r: rows[method, "on", r]["ppl"] for r in RATIOS if (method, "on", r) in rows}))
-    series.append((f"{method}, plain (dashed)", {r: rows[method, "off", r]["ppl"] for r in RATIOS if (method, "off", r) in rows}))
+    plain = {r: rows[method, "off", r]["ppl"] for r in RATIOS if (method, "off", r) in rows}
+    if plain: series.append((f"{method}, plain (dashed)", plain))
 write_svg(svg_path, RATIOS, series, dense, x_range=(0.05, 0.55), x_label="share of MLP neurons removed")
 json.dump({"dense_test_perplexity": dense,
            "runs": {f"{m}-{c}-{r}": dict(perplexity=v["ppl"], seconds=v["seconds"], rss_mb=v["rss_mb"],

@@ -60,21 +60,7 @@ public static class Pruner
         var model = ModelLoader.Load(modelPath);
         try
         {
-            if (GraphRewriter.Sparsify.SparsifyPass.CountSparseNodes(model) > 0)
-                throw new PruningModelException("it is already sparsified (it has TopKSparseMatMul nodes); prune the dense model, then sparsify the pruned one");
-            var (blocks, problems) = MlpBlocks.Find(model);
-            if (blocks.Count == 0)
-                throw new PruningModelException("it has no MLP block (gate/up feeding down) in its main graph" + (problems.Count > 0 ? $": {problems[0]}" : ""));
-            if (problems.Count > 0) throw new PruningModelException(problems[0]);
-            foreach (var block in blocks)
-                if (MlpNeuronPruneRule.Check(block) is { } problem) throw new PruningModelException($"{block.Name}: {problem}");
-            var layers = blocks.Select(b => b.Layer).ToList();
-            if (options.KeepLayers.FirstOrDefault(l => !layers.Contains(l), -1) is var unknown and >= 0)
-                throw new ArgumentException($"--keep-layers names layer {unknown}, but the model's MLP layers are {string.Join(", ", layers)}.");
-            var keepWhole = options.KeepLayers.ToHashSet();
-            if (options.KeepFirstLayer) keepWhole.Add(layers[0]);
-            if (options.KeepLastLayer) keepWhole.Add(layers[^1]);
-            if (blocks.All(b => keepWhole.Contains(b.Layer))) throw new ArgumentException("Every MLP layer is kept whole; nothing would be pruned.");
+            var (blocks, keepWhole) = PrunableBlocks(model, options);
             long parametersBefore = ParameterCount(model);
 
             // Capture on a second copy: the probe instruments its model in place.
@@ -100,28 +86,7 @@ public static class Pruner
                     int i = pruned[n];
                     progress?.Report(new PruneProgress(sample ? "Decomposing into functional networks" : "Scoring neurons", n, pruned.Count));
                     var block = blocks[i];
-                    var measured = byDown[block.Name];
-                    switch (options.Method)
-                    {
-                        case PruneMethod.Ica:
-                            networks[i] = FunctionalNetworks.Decompose(measured.ReadSample(), options.Ica with { Seed = options.Ica.Seed + block.Layer }, products!,
-                                options.IcaScore == IcaScore.Output ? MlpBlockWeights.DownRowNorms(block) : null);
-                            scores[i] = networks[i]!.Scores;
-                            if (options.IcaScore == IcaScore.Weighted)
-                            {
-                                var scale = measured.StandardDeviations;
-                                var rows = MlpBlockWeights.DownRowNorms(block);
-                                scores[i] = scores[i]!.Select((z, j) => z * scale[j] * rows[j]).ToArray();
-                            }
-                            break;
-                        case PruneMethod.Magnitude:
-                            scores[i] = MlpBlockWeights.NeuronNorms(block);
-                            break;
-                        default:
-                            var rowNorms = MlpBlockWeights.DownRowNorms(block);
-                            scores[i] = rowNorms.Select((r, j) => r * measured.Norms[j]).ToArray();
-                            break;
-                    }
+                    scores[i] = NeuronScores.Of(block, byDown[block.Name], options, products, out networks[i]);
                 }
                 progress?.Report(new PruneProgress(sample ? "Decomposing into functional networks" : "Scoring neurons", pruned.Count, pruned.Count));
             }
@@ -129,7 +94,7 @@ public static class Pruner
 
             var selection = KeySelection.Select(scores, blocks.Select(b => (int)b.Width).ToList(), options.Ratio, options.EffectiveAllocation, options.MinKeptFraction);
             string source = string.Create(CultureInfo.InvariantCulture,
-                $"{options.Method.ToString().ToLowerInvariant()} ratio={options.Ratio} allocation={options.EffectiveAllocation.ToString().ToLowerInvariant()} calibration={data.Source}");
+                $"{options.Method.ToString().ToLowerInvariant()}{(options.Method == PruneMethod.Ica ? $" score={options.IcaScore.ToString().ToLowerInvariant()}" : "")} ratio={options.Ratio} allocation={options.EffectiveAllocation.ToString().ToLowerInvariant()} calibration={data.Source}");
             var results = new List<LayerPruning>();
             for (int i = 0; i < blocks.Count; i++)
             {
@@ -165,6 +130,28 @@ public static class Pruner
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The model's MLP blocks, checked for pruning, and the layers kept whole.</summary>
+    private static (IReadOnlyList<MlpBlock> Blocks, HashSet<int> KeepWhole) PrunableBlocks(Model model, PruneOptions options)
+    {
+        if (GraphRewriter.Sparsify.SparsifyPass.CountSparseNodes(model) > 0)
+            throw new PruningModelException("it is already sparsified (it has TopKSparseMatMul nodes); prune the dense model, then sparsify the pruned one");
+        var (blocks, problems) = MlpBlocks.Find(model);
+        if (blocks.Count == 0)
+            throw new PruningModelException("it has no MLP block (gate/up feeding down) in its main graph" + (problems.Count > 0 ? $": {problems[0]}" :
+                " (a merged decoder keeps its layers inside an If: prune the decoder without it, Optimum's decoder_model.onnx)"));
+        if (problems.Count > 0) throw new PruningModelException(problems[0]);
+        foreach (var block in blocks)
+            if (MlpNeuronPruneRule.Check(block) is { } problem) throw new PruningModelException($"{block.Name}: {problem}");
+        var layers = blocks.Select(b => b.Layer).ToList();
+        if (options.KeepLayers.FirstOrDefault(l => !layers.Contains(l), -1) is var unknown and >= 0)
+            throw new ArgumentException($"--keep-layers names layer {unknown}, but the model's MLP layers are {string.Join(", ", layers)}.");
+        var keepWhole = options.KeepLayers.ToHashSet();
+        if (options.KeepFirstLayer) keepWhole.Add(layers[0]);
+        if (options.KeepLastLayer) keepWhole.Add(layers[^1]);
+        if (blocks.All(b => keepWhole.Contains(b.Layer))) throw new ArgumentException("Every MLP layer is kept whole; nothing would be pruned.");
+        return (blocks, keepWhole);
     }
 
     /// <summary>Elements of every initializer of every graph.</summary>

@@ -35,7 +35,7 @@ public static class PruneCommand
         var allocation = new Option<string?>("--allocation") { Description = "global (one threshold across layers; ICA's default) or uniform (the same share from every layer; the baselines' default)." };
         allocation.AcceptOnlyFromAmong("global", "uniform");
         var noCompensation = new Option<bool>("--no-compensation") { Description = "Do not add the removed neurons' mean contribution (E[h_j]·W_down[j, :]) to down's output." };
-        var keepLayers = new Option<string>("--keep-layers") { Description = "Layers kept whole: 'first', 'last', layer numbers, comma-separated, or 'none'.", DefaultValueFactory = _ => "none" };
+        var keepLayers = new Option<string>("--keep-layers") { Description = "Layers kept whole: 'first', 'last', layer numbers, comma-separated, or 'none' (the paper keeps the first and the last).", DefaultValueFactory = _ => "first,last" };
         var minKept = new Option<double>("--min-kept") { Description = "Every pruned layer keeps at least this fraction of its neurons.", DefaultValueFactory = _ => 0.05 };
         var components = new Option<int>("--components") { Description = "ICA: PCA components (functional networks) per layer.", DefaultValueFactory = _ => 128 };
         var restarts = new Option<int>("--restarts") { Description = "ICA: FastICA runs from different seeded starts; the most stable is kept.", DefaultValueFactory = _ => 5 };

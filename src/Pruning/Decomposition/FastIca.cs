@@ -69,6 +69,8 @@ internal static class FastIca
                 TensorPrimitives.Multiply(row, 1f / samples, row);
                 TensorPrimitives.MultiplyAdd(w.Row(r), -derivativeMeans[r], row, row);
             }
+            // Heavy-tailed data can blow the cube up past float range; stop with the last finite estimate.
+            if (!float.IsFinite(TensorPrimitives.Sum<float>(next.Data))) break;
             next = Decorrelate(next, products);
             double change = 0;
             for (int r = 0; r < c; r++) change = Math.Max(change, Math.Abs(Math.Abs(TensorPrimitives.Dot<float>(next.Row(r), w.Row(r))) - 1));
@@ -88,8 +90,10 @@ internal static class FastIca
         int n = w.Rows;
         var scaled = new RowMatrix(n, n);
         var basis = RowMatrix.FromMathNet(vectors);
+        // Eigenvalues below float32's resolution of the largest are rounding noise, not directions to amplify.
+        double floor = Math.Max(values[0], 1e-30) * 1e-7;
         for (int r = 0; r < n; r++)
-            for (int k = 0; k < n; k++) scaled[r, k] = (float)(vectors[r, k] / Math.Sqrt(Math.Max(values[k], 1e-300)));
+            for (int k = 0; k < n; k++) scaled[r, k] = (float)(vectors[r, k] / Math.Sqrt(Math.Max(values[k], floor)));
         var inverseRoot = products.MultiplyByTranspose(scaled, basis); // E·Λ^(-1/2)·Eᵀ
         return products.Multiply(inverseRoot, w);
     }
