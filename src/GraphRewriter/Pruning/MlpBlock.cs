@@ -36,10 +36,6 @@ public sealed class MlpBlock
     /// <summary>Down's node name, as reports and plans name the block.</summary>
     public string Name => Down.DisplayName;
 
-    /// <summary>Parameters the block's weights and biases hold per neuron (a column of each feeder, its biases, a row of down).</summary>
-    public long ParametersPerNeuron =>
-        Feeders.Sum(f => f.InFeatures * (f.OutFeatures / Width) + (f.Bias is null ? 0 : f.OutFeatures / Width)) + Down.OutFeatures;
-
     /// <inheritdoc />
     public override string ToString() => $"layer {Layer}: {string.Join("+", Feeders.Select(f => f.Kind.ToShortName()))} -> down [{Width}]";
 }

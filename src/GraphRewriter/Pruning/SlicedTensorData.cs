@@ -59,60 +59,24 @@ internal sealed class SlicedTensorData : TensorData
     }
 
     /// <summary>Produces one kept row at a time.</summary>
-    private sealed class SliceStream : Stream
+    private sealed class SliceStream(SlicedTensorData data) : ChunkedReadStream(data.OutputRowBytes, data.ByteLength)
     {
-        private readonly SlicedTensorData _data;
-        private readonly TensorDataLease _source;
-        private readonly byte[] _row;
+        private readonly TensorDataLease _source = data._source.Acquire();
         private int _nextRow;
-        private int _rowPosition, _rowLength;
-        private long _position;
 
-        public SliceStream(SlicedTensorData data)
+        protected override int FillChunk(byte[] chunk)
         {
-            _data = data;
-            _source = data._source.Acquire();
-            _row = new byte[data.OutputRowBytes];
-        }
-
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => _data.ByteLength;
-        public override long Position { get => _position; set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-        public override int Read(Span<byte> buffer)
-        {
-            if (_rowPosition == _rowLength && !FillRow()) return 0;
-            int n = Math.Min(buffer.Length, _rowLength - _rowPosition);
-            _row.AsSpan(_rowPosition, n).CopyTo(buffer);
-            _rowPosition += n;
-            _position += n;
-            return n;
-        }
-
-        private bool FillRow()
-        {
-            if (_nextRow >= _data._rows.Length) return false;
-            int size = _data._elementSize;
-            long rowBytes = _data._columns * size;
-            var source = _source.Span.Slice(checked((int)(_data._rows[_nextRow] * rowBytes)), (int)rowBytes);
-            if (_data._keptColumns is not { } columns) source.CopyTo(_row);
+            if (_nextRow >= data._rows.Length) return 0;
+            int size = data._elementSize;
+            long rowBytes = data._columns * size;
+            var source = _source.Span.Slice(checked((int)(data._rows[_nextRow] * rowBytes)), (int)rowBytes);
+            if (data._keptColumns is not { } columns) source.CopyTo(chunk);
             else
                 for (int c = 0; c < columns.Length; c++)
-                    source.Slice(columns[c] * size, size).CopyTo(_row.AsSpan(c * size, size));
+                    source.Slice(columns[c] * size, size).CopyTo(chunk.AsSpan(c * size, size));
             _nextRow++;
-            _rowLength = _row.Length;
-            _rowPosition = 0;
-            return true;
+            return data.OutputRowBytes;
         }
-
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
         protected override void Dispose(bool disposing)
         {
