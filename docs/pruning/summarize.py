@@ -8,7 +8,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from study_results import write_svg
 
 out, svg_path = sys.argv[1], sys.argv[2]
-METHODS = [("ica", "ICA key neurons, the paper's |z| (global τ)"), ("ica-output", "ICA of output-scaled activations (global τ)"),
+METHODS = [("ica", "ICA key neurons, the paper's max abs z (global τ)"), ("ica-output", "ICA of output-scaled activations (global τ)"),
            ("activation", "activation ‖W_down row‖·‖h‖ (Wanda-sp-like)"), ("magnitude", "weight magnitude"),
            ("ica-all-layers", "ablation: ICA, every layer pruned"), ("activation-all-layers", "ablation: activation, every layer pruned")]
 RATIOS = ["0.1", "0.2", "0.3", "0.5"]

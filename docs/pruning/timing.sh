@@ -2,10 +2,11 @@
 # The timing check of docs/pruning.md: ICA pruning of a model with Llama-3.2-1B's MLP width (16 layers of 8192
 # neurons, hidden 2048, random weights from `sparseonnx synth`), 20% of the neurons removed, on 1,024 calibration
 # tokens (8 windows of 128, all of them sampled for ICA); then the pruned model's decode speed against the
-# dense one. Usage: docs/pruning/timing.sh [OUT_DIR]   (after ./build.sh; needs about 13 GB of disk, 12 minutes).
+# dense one. Usage: docs/pruning/timing.sh [OUT_DIR [EXTRA PRUNE ARGS...]]   (after ./build.sh; needs about 13 GB of disk, 12 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-out/pruning-timing}"
+shift || true
 mkdir -p "$out"
 [ -f "$out/dense/model.onnx" ] || bin/sparseonnx synth -o "$out/dense/model.onnx" --preset llama-3.2-1b
 /usr/bin/time -f '%e s %M KB' -o "$out/prune.time" \

@@ -33,6 +33,8 @@ public class FunctionalNetworksTests
         Assert.Equal(neurons - 1, ranked[^1]);
         Assert.True(networks.Converged);
         Assert.Equal(8, networks.Components);
+        // Every restart finds the same eight networks (up to order and sign).
+        Assert.True(networks.Stability > 0.95, $"stability {networks.Stability}");
     }
 
     [Fact]

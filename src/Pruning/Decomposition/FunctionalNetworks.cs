@@ -108,8 +108,8 @@ public static class FunctionalNetworks
         var correlations = products.MultiplyByTranspose(a, b);
         double sum = 0;
         for (int i = 0; i < correlations.Rows; i++)
-            sum += TensorPrimitives.MaxMagnitude<float>(correlations.Row(i)) / a.Columns;
-        return Math.Abs(sum) / correlations.Rows;
+            sum += Math.Abs(TensorPrimitives.MaxMagnitude<float>(correlations.Row(i))) / a.Columns; // MaxMagnitude keeps the sign
+        return sum / correlations.Rows;
     }
 
     /// <summary>Standardizes each column over the rows; a constant column becomes zeros.</summary>
