@@ -41,7 +41,7 @@ public static class PruneCommand
         var restarts = new Option<int>("--restarts") { Description = "ICA: FastICA runs from different seeded starts; the most stable is kept.", DefaultValueFactory = _ => 5 };
         var icaScore = new Option<string>("--ica-score")
         {
-            Description = "ICA: maps (the paper: a neuron's largest |z| over the z-scored network maps) weighted (that times std(h)·‖W_down row‖), or output (decompose h·‖W_down row‖ unstandardized, score by |z| in its maps).",
+            Description = "ICA: maps (the paper: a neuron's largest |z| over the z-scored network maps), weighted (that times std(h)·‖W_down row‖), or output (decompose h·‖W_down row‖ unstandardized, score by |z| in its maps).",
             DefaultValueFactory = _ => "maps",
         };
         icaScore.AcceptOnlyFromAmong("maps", "weighted", "output");
