@@ -46,12 +46,8 @@ public static class PruneCommand
         };
         icaScore.AcceptOnlyFromAmong("maps", "weighted", "output");
         var icaTokens = new Option<int>("--ica-tokens") { Description = "ICA: calibration tokens sampled for the decomposition.", DefaultValueFactory = _ => 8192 };
-        var external = new Option<ExternalDataMode>("--external")
-        {
-            Description = "auto: external data when the input had it or its tensors exceed 1 GiB; always; never.",
-            DefaultValueFactory = _ => ExternalDataMode.Auto,
-        };
-        var json = new Option<bool>("--json") { Description = "Print a JSON report instead of tables." };
+        var external = RewriteOutputOptions.External();
+        var json = RewriteOutputOptions.Json();
         var calibration = new CalibrationCliOptions();
         var command = new Command("prune", "Remove MLP neurons (functional-network pruning): keep the key neurons of each layer's ICA networks, or those a baseline " +
             "ranks highest, slice the rest out of gate/up/down, and add their mean contribution back. The result is a smaller dense model.")

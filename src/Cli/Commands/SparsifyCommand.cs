@@ -39,12 +39,8 @@ public static class SparsifyCommand
         };
         var plan = new Option<FileInfo?>("--plan") { Description = "Per-projection k or threshold and spontaneous values, as calibration writes them (docs/plan-format.md)." };
         var noSpontaneous = new Option<bool>("--no-spontaneous") { Description = "Do not inject the spontaneous-neuron Add after each rewritten projection." };
-        var external = new Option<ExternalDataMode>("--external")
-        {
-            Description = "auto: external data when the input had it or its tensors exceed 1 GiB; always; never.",
-            DefaultValueFactory = _ => ExternalDataMode.Auto,
-        };
-        var json = new Option<bool>("--json") { Description = "Print a JSON report instead of tables." };
+        var external = RewriteOutputOptions.External();
+        var json = RewriteOutputOptions.Json();
         var calibration = new CalibrationCliOptions();
         var command = new Command("sparsify", "Replace projections by TopKSparseMatMul (dynamic input sparsity) followed by spontaneous-neuron Adds. " +
             "With --calibration, thresholds or k per projection, their allocation and compensation are first measured on real text, and the plan is saved too.")
