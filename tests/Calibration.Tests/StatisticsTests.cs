@@ -100,4 +100,25 @@ public class ChannelMeansTests
         Assert.Equal(rows, means.Rows);
         Assert.Throws<ArgumentException>(() => means.Add(new float[k + 1]));
     }
+
+    [Fact]
+    public void WithSquares_NormsAndVariancesMatchANaiveSum_AndWithoutThemTheyAreRefused()
+    {
+        var random = new Random(2);
+        const int k = 5, rows = 40;
+        var x = Enumerable.Range(0, k * rows).Select(_ => (float)random.NextDouble() * 3 - 1f).ToArray();
+        var statistics = new ChannelMeans(k, squares: true);
+        statistics.Add(x.AsSpan(0, k * 15));
+        statistics.Add(x.AsSpan(k * 15));
+        for (int c = 0; c < k; c++)
+        {
+            var column = Enumerable.Range(0, rows).Select(r => (double)x[r * k + c]).ToArray();
+            double mean = column.Average();
+            Assert.Equal(mean, statistics.Means()[c], 12);
+            Assert.Equal(Math.Sqrt(column.Sum(v => v * v)), statistics.Norms()[c], 10);
+            Assert.Equal(column.Average(v => (v - mean) * (v - mean)), statistics.Variances()[c], 10);
+        }
+        Assert.Throws<InvalidOperationException>(() => statistics.AddDifference(x, x));
+        Assert.Throws<InvalidOperationException>(() => new ChannelMeans(k).Norms());
+    }
 }

@@ -1,4 +1,5 @@
 using SparseOnnx.Calibration.Capture;
+using SparseOnnx.Calibration.Statistics;
 using SparseOnnx.GraphRewriter.Analysis.Projections;
 using SparseOnnx.GraphRewriter.Ir;
 using SparseOnnx.GraphRewriter.Sparsify;
@@ -11,13 +12,15 @@ public sealed class LayerActivations
 {
     private readonly string? _samplePath;
 
-    internal LayerActivations(int layer, string downNode, int width, double[] means, double[] norms, long tokens, string? samplePath, int sampledTokens)
+    internal LayerActivations(int layer, string downNode, int width, double[] means, double[] norms, double[] standardDeviations, long tokens,
+        string? samplePath, int sampledTokens)
     {
         Layer = layer;
         DownNode = downNode;
         Width = width;
         Means = means;
         Norms = norms;
+        StandardDeviations = standardDeviations;
         Tokens = tokens;
         _samplePath = samplePath;
         SampledTokens = sampledTokens;
@@ -34,8 +37,7 @@ public sealed class LayerActivations
     /// <summary>‖h_j‖₂ = sqrt(Σ_t h_j(t)²) over every calibration token (Wanda's input norm).</summary>
     public double[] Norms { get; }
     /// <summary>The standard deviation of h_j over every calibration token.</summary>
-    public double[] StandardDeviations =>
-        Means.Select((m, j) => Math.Sqrt(Math.Max(0, Norms[j] * Norms[j] / Math.Max(1, Tokens) - m * m))).ToArray();
+    public double[] StandardDeviations { get; }
 
     /// <summary>Calibration tokens the means and norms cover.</summary>
     public long Tokens { get; }
@@ -80,8 +82,7 @@ public static class MlpActivations
         long totalTokens = (long)windows.Count * length;
         var sampled = ChooseTokens(totalTokens, sampleTokens, seed);
 
-        var sums = groups.Select(g => new double[g.InFeatures]).ToArray();
-        var squares = groups.Select(g => new double[g.InFeatures]).ToArray();
+        var statistics = groups.Select(g => new ChannelMeans(g.InFeatures, squares: true)).ToArray();
         var paths = groups.Select(g => Path.Combine(workFolder, $"mlp-activations.layer{g.Layer}.f32")).ToArray();
         FileStream[] writers = sampled.Length == 0 ? [] : paths.Select(p => new FileStream(p, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20)).ToArray();
         try
@@ -98,7 +99,7 @@ public static class MlpActivations
                 {
                     var h = batch.Floats(groups[l].DenseOutput);
                     int width = (int)groups[l].InFeatures;
-                    Reduce(h, width, sums[l], squares[l]);
+                    statistics[l].Add(h);
                     for (int s = sampleStart; s < nextSample; s++)
                         writers[l].Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(h.Slice((int)(sampled[s] - first) * width, width)));
                 }
@@ -110,23 +111,8 @@ public static class MlpActivations
         }
 
         return groups.Select((g, l) => new LayerActivations(g.Layer!.Value, g.Members[0].Node, (int)g.InFeatures,
-            sums[l].Select(s => s / Math.Max(1, totalTokens)).ToArray(), squares[l].Select(Math.Sqrt).ToArray(), totalTokens,
+            statistics[l].Means(), statistics[l].Norms(), statistics[l].Variances().Select(Math.Sqrt).ToArray(), totalTokens,
             sampled.Length == 0 ? null : paths[l], sampled.Length)).ToList();
-    }
-
-    /// <summary>Adds each neuron's values and squares over the rows of <paramref name="h"/> [tokens × width].</summary>
-    private static void Reduce(ReadOnlySpan<float> h, int width, double[] sums, double[] squares)
-    {
-        for (int row = 0; row < h.Length / width; row++)
-        {
-            var values = h.Slice(row * width, width);
-            for (int j = 0; j < width; j++)
-            {
-                double v = values[j];
-                sums[j] += v;
-                squares[j] += v * v;
-            }
-        }
     }
 
     /// <summary>min(<paramref name="count"/>, <paramref name="total"/>) distinct token indices, ascending, drawn with <paramref name="seed"/>.</summary>

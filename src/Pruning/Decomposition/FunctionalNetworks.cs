@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using SparseOnnx.Calibration.Statistics;
 using SparseOnnx.Pruning.Linear;
 
 namespace SparseOnnx.Pruning.Decomposition;
@@ -115,40 +116,26 @@ public static class FunctionalNetworks
     /// <summary>Standardizes each column over the rows; a constant column becomes zeros.</summary>
     internal static void ZScoreColumns(RowMatrix m)
     {
-        var means = new double[m.Columns];
-        var squares = new double[m.Columns];
-        for (int r = 0; r < m.Rows; r++)
-        {
-            var row = m.Row(r);
-            for (int c = 0; c < m.Columns; c++) { means[c] += row[c]; squares[c] += (double)row[c] * row[c]; }
-        }
-        var shift = new float[m.Columns];
-        var scale = new float[m.Columns];
-        for (int c = 0; c < m.Columns; c++)
-        {
-            double mean = means[c] / m.Rows;
-            double variance = Math.Max(0, squares[c] / m.Rows - mean * mean);
-            shift[c] = (float)mean;
-            scale[c] = variance > 1e-20 * Math.Max(1, mean * mean) ? (float)(1 / Math.Sqrt(variance)) : 0f;
-        }
-        for (int r = 0; r < m.Rows; r++)
-        {
-            var row = m.Row(r);
-            TensorPrimitives.Subtract(row, shift, row);
-            TensorPrimitives.Multiply(row, scale, row);
-        }
+        var statistics = ColumnStatistics(m, squares: true);
+        var means = statistics.Means();
+        var scale = statistics.Variances().Select((v, c) => v > 1e-20 * Math.Max(1, means[c] * means[c]) ? 1 / Math.Sqrt(v) : 0);
+        ShiftAndScaleColumns(m, means, scale);
     }
 
     /// <summary>Centres each column over the rows and multiplies it by its scale.</summary>
-    internal static void ScaleColumns(RowMatrix m, double[] scales)
+    internal static void ScaleColumns(RowMatrix m, double[] scales) => ShiftAndScaleColumns(m, ColumnStatistics(m, squares: false).Means(), scales);
+
+    private static ChannelMeans ColumnStatistics(RowMatrix m, bool squares)
     {
-        var means = new double[m.Columns];
-        for (int r = 0; r < m.Rows; r++)
-        {
-            var row = m.Row(r);
-            for (int c = 0; c < m.Columns; c++) means[c] += row[c];
-        }
-        var shift = means.Select(v => (float)(v / m.Rows)).ToArray();
+        var statistics = new ChannelMeans(m.Columns, squares);
+        statistics.Add(m.Data);
+        return statistics;
+    }
+
+    /// <summary>m[r, c] ← (m[r, c] − shift[c]) · scale[c].</summary>
+    private static void ShiftAndScaleColumns(RowMatrix m, IEnumerable<double> shifts, IEnumerable<double> scales)
+    {
+        var shift = shifts.Select(v => (float)v).ToArray();
         var scale = scales.Select(v => (float)v).ToArray();
         for (int r = 0; r < m.Rows; r++)
         {
