@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using SparseOnnx.Calibration.Data;
 using SparseOnnx.GraphRewriter;
+using SparseOnnx.GraphRewriter.Inspection;
 using SparseOnnx.GraphRewriter.IO;
 using SparseOnnx.GraphRewriter.Ir;
 using SparseOnnx.GraphRewriter.Pruning;
@@ -61,7 +62,7 @@ public static class Pruner
         try
         {
             var (blocks, keepWhole) = PrunableBlocks(model, options);
-            long parametersBefore = ParameterCount(model);
+            long parametersBefore = ModelInspector.ParameterCount(model);
 
             // Capture on a second copy: the probe instruments its model in place.
             var captureClock = Stopwatch.StartNew();
@@ -117,7 +118,7 @@ public static class Pruner
                 results.Add(new LayerPruning(block.Layer, block.Name, (int)block.Width, kept.Length, false, compensation is not null, networks[i]));
             }
             model.Graph.SortTopologically();
-            var result = new PruneResult(model, options, results, selection.Threshold, parametersBefore, ParameterCount(model),
+            var result = new PruneResult(model, options, results, selection.Threshold, parametersBefore, ModelInspector.ParameterCount(model),
                 activations.Count > 0 ? activations[0].Tokens : 0, activations.Count > 0 ? activations[0].SampledTokens : 0,
                 captureClock.Elapsed, scoreClock.Elapsed, clock.Elapsed);
             model.MetadataProps.RemoveAll(p => p.Key == MetadataKey);
@@ -153,9 +154,6 @@ public static class Pruner
         if (blocks.All(b => keepWhole.Contains(b.Layer))) throw new ArgumentException("Every MLP layer is kept whole; nothing would be pruned.");
         return (blocks, keepWhole);
     }
-
-    /// <summary>Elements of every initializer of every graph.</summary>
-    internal static long ParameterCount(Model model) => model.AllGraphs().Sum(g => g.Initializers.Sum(v => v.ConstValue?.ElementCount ?? 0));
 
     private sealed class Progress(IProgress<PruneProgress>? target, string stage) : IProgress<(int Done, int Total)>
     {

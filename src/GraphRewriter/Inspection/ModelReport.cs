@@ -83,10 +83,15 @@ public static class ModelInspector
         var other => new ValueSummary(value.Name, other.ToString(), null),
     };
 
+    /// <summary>Parameters of <paramref name="model"/>: the elements of every initializer (sparse ones by their stored values) of every graph.</summary>
+    public static long ParameterCount(Model model) => Tensors(model.Graph.SelfAndSubgraphs()).Sum(t => t.ElementCount);
+
+    private static List<Tensor> Tensors(IEnumerable<Graph> graphs) =>
+        graphs.SelectMany(g => g.Initializers.Select(v => v.ConstValue!).Concat(g.SparseInitializers.Select(v => v.SparseConstValue!.Values))).ToList();
+
     private static ParameterSummary Parameters(Model model, List<Graph> graphs)
     {
-        var tensors = graphs.SelectMany(g => g.Initializers.Select(v => v.ConstValue!)
-            .Concat(g.SparseInitializers.Select(v => v.SparseConstValue!.Values))).ToList();
+        var tensors = Tensors(graphs);
         long count = 0, inline = 0, external = 0;
         foreach (var tensor in tensors)
         {

@@ -34,7 +34,7 @@ internal static class FastIca
         }
         var covariance = products.MultiplyByTranspose(centred, centred).ToMathNet() / centred.Columns;
         var (values, vectors) = SymmetricEigen.Decompose(covariance);
-        int rank = values.TakeWhile(v => v > Math.Max(values[0], 1e-30) * 1e-8).Count();
+        int rank = SymmetricEigen.Rank(values, 1e-8);
         var whitening = Matrix<double>.Build.Dense(rank, data.Rows, (r, c) => vectors[c, r] / Math.Sqrt(values[r]));
         return products.Multiply(RowMatrix.FromMathNet(whitening), centred);
     }

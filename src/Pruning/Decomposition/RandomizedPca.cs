@@ -38,7 +38,7 @@ internal static class RandomizedPca
     private static (RowMatrix, double[]) FromSmallFactor(RowMatrix b, int components, MatrixProducts products)
     {
         var (values, vectors) = SymmetricEigen.Decompose(products.MultiplyByTranspose(b, b).ToMathNet());
-        int kept = Math.Min(components, values.TakeWhile(v => v > Math.Max(values[0], 1e-30) * 1e-10).Count());
+        int kept = Math.Min(components, SymmetricEigen.Rank(values, 1e-10));
         var singular = values.Take(kept).Select(Math.Sqrt).ToArray();
         var projection = Matrix<double>.Build.Dense(kept, b.Rows, (r, c) => vectors[c, r] / singular[r]);
         return (products.Multiply(RowMatrix.FromMathNet(projection), b), singular);
@@ -50,7 +50,7 @@ internal static class RandomizedPca
         {
             // Eigenvectors of ZᵀZ are the right singular vectors directly.
             var (values, vectors) = SymmetricEigen.Decompose(products.TransposeAndMultiply(z, z).ToMathNet());
-            int kept = Math.Min(components, values.TakeWhile(v => v > Math.Max(values[0], 1e-30) * 1e-10).Count());
+            int kept = Math.Min(components, SymmetricEigen.Rank(values, 1e-10));
             var rows = Matrix<double>.Build.Dense(kept, z.Columns, (r, c) => vectors[c, r]);
             return (RowMatrix.FromMathNet(rows), values.Take(kept).Select(Math.Sqrt).ToArray());
         }

@@ -8,37 +8,17 @@ namespace SparseOnnx.Pruning.Linear;
 /// The large matrix products of the decompositions (tokens × neurons data times a thin matrix, the ICA
 /// iterations over every neuron), run by ONNX Runtime's Gemm: its MLAS kernels are the tuned SGEMM this
 /// project already ships, an order of magnitude faster on the development machine than a managed product
-/// (about 5 GFLOP/s for MathNet's managed provider). One session per transpose combination, built once.
+/// (about 5 GFLOP/s for MathNet's managed provider). One session per transpose combination used, built on
+/// first use.
 /// Not thread-safe; dispose after use.
 /// </summary>
 public sealed class MatrixProducts : IDisposable
 {
-    private readonly InferenceSession[] _sessions = new InferenceSession[4];
+    private readonly InferenceSession?[] _sessions = new InferenceSession?[3];
+    private readonly int _threads;
 
-    /// <summary>Creates the sessions, each using <paramref name="threads"/> threads.</summary>
-    public MatrixProducts(int threads)
-    {
-        try
-        {
-            for (int variant = 0; variant < 4; variant++)
-            {
-                using var options = new SessionOptions
-                {
-                    IntraOpNumThreads = threads,
-                    InterOpNumThreads = 1,
-                    ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
-                    // Outputs are different sizes every call; the arena would keep the largest of each alive.
-                    EnableCpuMemArena = false,
-                };
-                _sessions[variant] = new InferenceSession(ModelSaver.ToBytes(GemmModel(transA: (variant & 1) != 0, transB: (variant & 2) != 0)), options);
-            }
-        }
-        catch
-        {
-            Dispose();
-            throw;
-        }
-    }
+    /// <summary>Products using <paramref name="threads"/> ONNX Runtime threads (0: all cores).</summary>
+    public MatrixProducts(int threads) => _threads = threads;
 
     /// <summary>A · B.</summary>
     public RowMatrix Multiply(RowMatrix a, RowMatrix b) => Run(a, b, false, false);
@@ -57,10 +37,26 @@ public sealed class MatrixProducts : IDisposable
         using var inputA = OrtValue.CreateTensorValueFromMemory(a.Data, [a.Rows, a.Columns]);
         using var inputB = OrtValue.CreateTensorValueFromMemory(b.Data, [b.Rows, b.Columns]);
         using var runOptions = new RunOptions();
-        using var outputs = _sessions[(transA ? 1 : 0) | (transB ? 2 : 0)].Run(runOptions, ["A", "B"], [inputA, inputB], ["Y"]);
+        using var outputs = Session(transA, transB).Run(runOptions, ["A", "B"], [inputA, inputB], ["Y"]);
         var result = new RowMatrix(m, n);
         outputs[0].GetTensorDataAsSpan<float>().CopyTo(result.Data);
         return result;
+    }
+
+    /// <summary>The session of one transpose combination, created on first use.</summary>
+    private InferenceSession Session(bool transA, bool transB)
+    {
+        int variant = transA ? 1 : transB ? 2 : 0; // Aᵀ·Bᵀ is never asked for
+        if (_sessions[variant] is { } session) return session;
+        using var options = new SessionOptions
+        {
+            IntraOpNumThreads = _threads,
+            InterOpNumThreads = 1,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+            // Outputs are different sizes every call; the arena would keep the largest of each alive.
+            EnableCpuMemArena = false,
+        };
+        return _sessions[variant] = new InferenceSession(ModelSaver.ToBytes(GemmModel(transA, transB)), options);
     }
 
     private static Model GemmModel(bool transA, bool transB)

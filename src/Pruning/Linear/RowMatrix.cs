@@ -32,15 +32,6 @@ public sealed class RowMatrix
     /// <summary>Row <paramref name="row"/> as a span.</summary>
     public Span<float> Row(int row) => Data.AsSpan(row * Columns, Columns);
 
-    /// <summary>The transpose, as a new matrix.</summary>
-    public RowMatrix Transpose()
-    {
-        var result = new RowMatrix(Columns, Rows);
-        for (int r = 0; r < Rows; r++)
-            for (int c = 0; c < Columns; c++) result.Data[c * Rows + r] = Data[r * Columns + c];
-        return result;
-    }
-
     /// <summary>A copy in double precision for MathNet.</summary>
     public MathNet.Numerics.LinearAlgebra.Matrix<double> ToMathNet() =>
         MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(Rows, Columns, (r, c) => Data[r * Columns + c]);

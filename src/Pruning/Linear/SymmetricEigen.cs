@@ -19,6 +19,12 @@ internal static class SymmetricEigen
     }
 
     /// <summary>
+    /// How many of the descending <paramref name="values"/> exceed <paramref name="relativeFloor"/> times the
+    /// largest: the directions that carry data rather than rounding noise.
+    /// </summary>
+    public static int Rank(double[] values, double relativeFloor) => values.TakeWhile(v => v > Math.Max(values[0], 1e-30) * relativeFloor).Count();
+
+    /// <summary>
     /// An orthonormal basis of the column space of <paramref name="y"/> [rows × l], as Y·E·Λ^(-1/2) from the
     /// eigendecomposition of YᵀY, applied twice for accuracy (the Gram form of CholeskyQR2): the only large
     /// products are two GEMMs, which run in ONNX Runtime. Directions with eigenvalues below 1e-10 of the
@@ -30,7 +36,7 @@ internal static class SymmetricEigen
         {
             var gram = products.TransposeAndMultiply(y, y).ToMathNet();
             var (values, vectors) = Decompose(gram);
-            int rank = values.TakeWhile(v => v > Math.Max(values[0], 1e-30) * 1e-10).Count();
+            int rank = Rank(values, 1e-10);
             if (rank == 0) throw new InvalidOperationException("The data has no variance to decompose.");
             var scale = Matrix<double>.Build.Dense(y.Columns, rank, (r, c) => vectors[r, c] / Math.Sqrt(values[c]));
             y = products.Multiply(y, RowMatrix.FromMathNet(scale));
