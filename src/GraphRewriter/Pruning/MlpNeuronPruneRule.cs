@@ -96,11 +96,8 @@ public static class MlpNeuronPruneRule
         Note("source", selection.Source);
         if (selection.Compensation is { } compensation && compensation.Any(v => v != 0f))
         {
-            var type = block.Down.DataType;
-            var tensor = new Tensor(model.UniqueName(block.Name + ".prune_compensation"), type, [compensation.Length],
-                new InMemoryTensorData(FloatElements.Encode(compensation, type)));
-            var vector = block.Down.Graph.Initializers.Add(tensor);
-            var add = Splice.After(model, block.Down.Output, "Add", [vector], block.Name + "/prune_compensation", block.Down.Output.Name + ".uncompensated");
+            var (add, tensor) = VectorAdd.After(model, block.Down.Output, compensation, block.Down.DataType, block.Name + ".prune_compensation",
+                block.Name + "/prune_compensation", block.Down.Output.Name + ".uncompensated");
             add.MetadataProps.Add(new(MetadataPrefix + "rule", RuleName + " (compensation)"));
             Note("compensation", tensor.Name);
         }

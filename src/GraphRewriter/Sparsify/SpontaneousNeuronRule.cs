@@ -24,13 +24,9 @@ internal static class SpontaneousNeuronRule
     {
         if (values is not null && values.Length != outFeatures)
             throw new ArgumentException($"{values.Length} spontaneous values for a projection with {outFeatures} outputs.", nameof(values));
-        var graph = output.Graph ?? throw new InvalidOperationException($"Value '{output.Name}' belongs to no graph.");
-        var vector = values ?? new float[outFeatures];
-        var tensor = new Tensor(model.UniqueName(projectionName + ".spontaneous"), type, [outFeatures],
-            new InMemoryTensorData(FloatElements.Encode(vector, type)));
+        var (add, tensor) = VectorAdd.After(model, output, values ?? new float[outFeatures], type, projectionName + ".spontaneous",
+            projectionName + "/spontaneous", output.Name + ".sparse");
         tensor.MetadataProps.Add(new(TopKSparseMatMulOp.MetadataPrefix + "calibration", calibration));
-        var s = graph.Initializers.Add(tensor);
-        var add = Splice.After(model, output, "Add", [s], projectionName + "/spontaneous", output.Name + ".sparse");
         add.MetadataProps.Add(new(TopKSparseMatMulOp.MetadataPrefix + "rule", RuleName));
         add.MetadataProps.Add(new(TopKSparseMatMulOp.MetadataPrefix + "projection", projectionName));
         add.MetadataProps.Add(new(TopKSparseMatMulOp.MetadataPrefix + "calibration", calibration));
