@@ -7,16 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-out/calibration-study}"
 mkdir -p "$out"
-model=models/llama-brown/model.onnx
-tok=models/llama-brown/tokenizer.model
-valid=models/llama-brown/data/valid.txt
-test=models/llama-brown/data/test.txt
+source docs/study_run.sh
 # Another text: the fiction documents of the validation split (genres k-r, its last 10 lines) calibrate a
 # model that is then scored on the test split's 15 genres.
 tail -n 10 "$valid" > "$out/valid-fiction.txt"
-
-[ -f "$out/dense.eval.json" ] || bin/sparseonnx eval "$model" --text "$test" --tokenizer "$tok" --json > "$out/dense.eval.json"
-source docs/study_run.sh
 for s in 0.4 0.5 0.6 0.7; do
     run uniform "$s" "$valid" --compensation off --spontaneous closed-form
     run uniform-closedform "$s" "$valid" --compensation on --spontaneous closed-form

@@ -10,12 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-out/pruning-study}"
 mkdir -p "$out"
-model=models/llama-brown/model.onnx
-tok=models/llama-brown/tokenizer.model
-valid=models/llama-brown/data/valid.txt
-test=models/llama-brown/data/test.txt
-
-[ -f "$out/dense.eval.json" ] || bin/sparseonnx eval "$model" --text "$test" --tokenizer "$tok" --json > "$out/dense.eval.json"
+source docs/study_run.sh
 
 # prune_and_score VARIANT COMP RATIO PRUNE_ARGS...: prune into $out/VARIANT-COMP-RATIO.onnx, score it, keep the
 # model only when the bench below needs it (ica with compensation).

@@ -8,12 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-out/spontaneous-study}"
 mkdir -p "$out"
-model=models/llama-brown/model.onnx
-tok=models/llama-brown/tokenizer.model
-valid=models/llama-brown/data/valid.txt
-test=models/llama-brown/data/test.txt
-
-[ -f "$out/dense.eval.json" ] || bin/sparseonnx eval "$model" --text "$test" --tokenizer "$tok" --json > "$out/dense.eval.json"
 source docs/study_run.sh
 # The paper's method as reproduced: α per shared input from zero, uniform TEAL thresholds, Adam for 150 steps of
 # 16 windows of 128 tokens at 2e-2 (the issue's prototype), the last step's vectors kept whatever they do.
