@@ -1,7 +1,5 @@
-using SparseOnnx.Calibration.Data;
 using SparseOnnx.GraphRewriter.IO;
 using SparseOnnx.Pruning.Capture;
-using SparseOnnx.Runtime.Tokenization;
 
 namespace SparseOnnx.Pruning.Tests;
 
@@ -11,17 +9,12 @@ public class MlpActivationsTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static string Folder => Path.Combine(RepositoryPaths.Models, "llama-brown");
-
-    private static CalibrationSet Windows(int samples) => CalibrationSet.FromTextFile(Path.Combine(Folder, "data", "valid.txt"),
-        TextTokenizer.Load(Path.Combine(Folder, "tokenizer.model")), new CalibrationSetOptions { SequenceLength = 32, Samples = samples, ValidationSamples = 1 });
-
     /// <summary>With every token sampled, the sample's column means and norms are the streamed statistics.</summary>
     [Fact]
     public void TheStreamedStatisticsAgreeWithTheFullSample()
     {
-        var data = Windows(5);
-        using var model = ModelLoader.Load(Path.Combine(Folder, "model.onnx"));
+        var data = ReferenceModel.Windows(length: 32, samples: 5);
+        using var model = ModelLoader.Load(ReferenceModel.ModelPath);
         var layers = MlpActivations.Capture(model, data.Calibration, sampleTokens: 1000, seed: 1, _dir, threads: 1);
         Assert.Equal(Enumerable.Range(0, 6), layers.Select(l => l.Layer));
         foreach (var layer in layers)

@@ -1,5 +1,4 @@
 using SparseOnnx.Calibration.Data;
-using SparseOnnx.Runtime.Tokenization;
 
 namespace SparseOnnx.Pruning.Tests;
 
@@ -9,11 +8,6 @@ public class PrunerTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static string Folder => Path.Combine(RepositoryPaths.Models, "llama-brown");
-
-    private static CalibrationSet Windows(int samples) => CalibrationSet.FromTextFile(Path.Combine(Folder, "data", "valid.txt"),
-        TextTokenizer.Load(Path.Combine(Folder, "tokenizer.model")), new CalibrationSetOptions { SequenceLength = 64, Samples = samples, ValidationSamples = 1 });
-
     [Theory]
     [InlineData(IcaScore.Maps)]
     [InlineData(IcaScore.Weighted)]
@@ -21,7 +15,7 @@ public class PrunerTests : IDisposable
     public void EveryIcaScoreRemovesTheRatio(IcaScore score)
     {
         var options = new PruneOptions { Ratio = 0.3, IcaScore = score, Ica = new() { Components = 16, Restarts = 2 }, Threads = 1 };
-        using var result = Pruner.Run(Path.Combine(Folder, "model.onnx"), Windows(8), options, Path.Combine(_dir, "work"));
+        using var result = Pruner.Run(ReferenceModel.ModelPath, ReferenceModel.Windows(length: 64, samples: 8), options, Path.Combine(_dir, "work"));
         Assert.Equal(4128 - (long)Math.Round(0.3 * 4128), result.NeuronsAfter);
         Assert.All(result.Layers, l => Assert.True(l.Networks is { Components: 16 }));
         Assert.False(Directory.Exists(Path.Combine(_dir, "work")));
@@ -34,8 +28,6 @@ public class CompensationTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static string Folder => Path.Combine(RepositoryPaths.Models, "llama-brown");
-
     /// <summary>
     /// With only layer 2 pruned, its block sees the dense model's inputs, so compensation must give its output
     /// (the residual stream after the MLP) the dense model's mean over the calibration tokens; without it the
@@ -44,9 +36,8 @@ public class CompensationTests : IDisposable
     [Fact]
     public void CompensationKeepsTheBlockOutputsMeanOverTheCalibrationTokens()
     {
-        var data = CalibrationSet.FromTextFile(Path.Combine(Folder, "data", "valid.txt"), TextTokenizer.Load(Path.Combine(Folder, "tokenizer.model")),
-            new CalibrationSetOptions { SequenceLength = 64, Samples = 6, ValidationSamples = 1 });
-        string dense = Path.Combine(Folder, "model.onnx");
+        var data = ReferenceModel.Windows(length: 64, samples: 6);
+        string dense = ReferenceModel.ModelPath;
         var baseline = BlockOutputMeans(dense, data, layer: 2);
         foreach (bool compensation in new[] { true, false })
         {
