@@ -1,0 +1,153 @@
+// Plans and launches one TopKSparseMatMul on CUDA: which path, how the gather is split over the GPU, where each
+// piece of scratch lives, and the kernels in order on the caller's stream.
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+#include "cublas_gemm.h"
+#include "row_selection.h"
+#include "sparseonnx/cuda_topk_sparse_matmul.h"
+
+namespace sparseonnx::cuda {
+namespace {
+
+// Gather blocks wanted per multiprocessor: 8 blocks of 4 warps keep 32 warps × 8 loads of 16 bytes per lane
+// in flight per SM, more than HBM's latency-bandwidth product needs (~16 KB per SM on an H100).
+constexpr int64_t kGatherBlocksPerMultiprocessor = 8;
+// The fewest entries of K a warp walks: below this a split's fixed costs (testing its slice of A, the
+// partial sums) outweigh the rows it reads.
+constexpr int64_t kMinEntriesPerWarp = 64;
+constexpr int64_t kMaxGridDim = 65535;
+
+size_t AlignUp(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+int64_t DivideUp(int64_t x, int64_t y) { return (x + y - 1) / y; }
+
+// Where each piece of scratch starts, in one allocation.
+struct Layout {
+  size_t selections = 0, counters = 0, partials = 0, masked = 0, total = 0;
+};
+
+Layout LayoutFor(const Problem& p, const Plan& plan) {
+  Layout layout;
+  size_t at = 0;
+  layout.selections = at;
+  if (p.selection.by_k) at += AlignUp(static_cast<size_t>(p.m) * sizeof(RowSelection));
+  if (plan.path == Path::kGatherGemv) {
+    layout.counters = at;
+    if (plan.k_splits > 1) {
+      at += AlignUp(static_cast<size_t>(plan.row_groups * plan.column_tiles) * sizeof(uint32_t));
+      layout.partials = at;
+      at += AlignUp(static_cast<size_t>(plan.k_splits * p.m * p.n) * sizeof(float));
+    }
+  } else {
+    layout.masked = at;
+    at += AlignUp(static_cast<size_t>(p.m * p.k_dim) * ElementBytes(p.type));
+  }
+  layout.total = at;
+  return layout;
+}
+
+template <typename T>
+T* At(void* workspace, size_t offset) {
+  return reinterpret_cast<T*>(static_cast<unsigned char*>(workspace) + offset);
+}
+
+Status CudaFailure(cudaError_t error, const char* what) {
+  if (error == cudaSuccess) return Status::Ok();
+  return {error, std::string(what) + " failed: " + cudaGetErrorName(error) + " (" + cudaGetErrorString(error) + ")"};
+}
+
+RowSelection ThresholdSelection(float threshold) {
+  uint32_t bits = 0;
+  std::memcpy(&bits, &threshold, sizeof bits);
+  return RowSelection{MagnitudeKeyOfBits(bits), -1};
+}
+
+}  // namespace
+
+size_t ElementBytes(ElementType type) { return type == ElementType::kFloat32 ? 4 : 2; }
+
+std::string ValidateProblem(const Problem& p) {
+  if (p.m < 0 || p.n < 0) return "negative dimensions";
+  if (p.k_dim < 1) return "K must be at least 1";
+  if (p.k_dim > INT32_MAX) return "K exceeds 2^31 - 1 (indices are 32-bit)";
+  if (p.selection.by_k && (p.selection.k < 1 || p.selection.k > p.k_dim))
+    return "k = " + std::to_string(p.selection.k) + " is outside [1, K = " + std::to_string(p.k_dim) + "]";
+  if (!p.selection.by_k && !(p.selection.threshold >= 0.f)) return "the threshold must be a non-negative number";
+  return "";
+}
+
+Plan PlanTopKSparseMatMul(const Problem& p, const DeviceFacts& device, bool aligned, PathChoice choice) {
+  Plan plan;
+  const bool dense = choice == PathChoice::kMaskedDense ||
+                     (choice == PathChoice::kAuto && p.m > kMaxGatherRows && CublasAvailable());
+  if (dense) {
+    plan.path = Path::kMaskedDense;
+  } else {
+    plan.path = Path::kGatherGemv;
+    const int wide = static_cast<int>(16 / ElementBytes(p.type));
+    plan.vector_width = aligned && p.n % wide == 0 ? wide : 1;
+    plan.column_tiles = std::max<int64_t>(1, DivideUp(p.n, 32 * plan.vector_width));
+    plan.row_groups = std::max<int64_t>(1, DivideUp(p.m, GatherRowsPerGroup(p.m)));
+    const int64_t blocks_wanted = std::max(1, device.multiprocessors) * kGatherBlocksPerMultiprocessor;
+    const int64_t blocks_without_split = plan.column_tiles * std::min(plan.row_groups, kMaxGridDim);
+    const int64_t most_splits = std::min(kMaxGridDim, std::max<int64_t>(1, p.k_dim / (kGatherWarps * kMinEntriesPerWarp)));
+    const int64_t splits = std::clamp<int64_t>(DivideUp(blocks_wanted, blocks_without_split), 1, most_splits);
+    plan.k_per_warp = DivideUp(DivideUp(p.k_dim, splits * kGatherWarps), 32) * 32;
+    plan.k_splits = DivideUp(p.k_dim, plan.k_per_warp * kGatherWarps);
+  }
+  plan.workspace_bytes = LayoutFor(p, plan).total;
+  return plan;
+}
+
+Status LaunchTopKSparseMatMul(const Problem& p, const Plan& plan, const void* a, const void* b, void* y, void* workspace,
+                              size_t workspace_bytes, cudaStream_t stream) {
+  if (const std::string problem = ValidateProblem(p); !problem.empty()) return {cudaErrorInvalidValue, problem};
+  const Layout layout = LayoutFor(p, plan);
+  if (workspace_bytes < layout.total)
+    return {cudaErrorInvalidValue, "the workspace has " + std::to_string(workspace_bytes) + " bytes; the plan needs " +
+                                       std::to_string(layout.total)};
+  if (p.m == 0 || p.n == 0) return Status::Ok();
+
+  auto* selections = p.selection.by_k ? At<RowSelection>(workspace, layout.selections) : nullptr;
+  const RowSelection uniform = p.selection.by_k ? kKeepNothing : ThresholdSelection(p.selection.threshold);
+
+  if (plan.path == Path::kGatherGemv) {
+    const bool split = plan.k_splits > 1;
+    auto* counters = split ? At<uint32_t>(workspace, layout.counters) : nullptr;
+    const int64_t counter_count = split ? plan.row_groups * plan.column_tiles : 0;
+    if (p.selection.by_k) {
+      if (Status s = CudaFailure(LaunchTopKPivots(p.type, a, p.m, p.k_dim, p.selection.k, selections, counters, counter_count, stream),
+                                 "the top-k selection kernel");
+          !s.ok())
+        return s;
+    } else if (split) {
+      if (Status s = CudaFailure(cudaMemsetAsync(counters, 0, static_cast<size_t>(counter_count) * sizeof(uint32_t), stream),
+                                 "zeroing the gather's counters");
+          !s.ok())
+        return s;
+    }
+    GatherArguments arguments{a, b, y, p.m, p.k_dim, p.n, selections, uniform,
+                              split ? At<float>(workspace, layout.partials) : nullptr, counters};
+    return CudaFailure(LaunchGatherGemv(p.type, plan, arguments, stream), "the gather GEMV kernel");
+  }
+
+  // Masked dense: A itself when nothing is dropped (k = K), else A ⊙ mask; then one GEMM.
+  const void* product_input = a;
+  if (!(p.selection.by_k && p.selection.k == p.k_dim)) {
+    if (p.selection.by_k)
+      if (Status s = CudaFailure(LaunchTopKPivots(p.type, a, p.m, p.k_dim, p.selection.k, selections, nullptr, 0, stream),
+                                 "the top-k selection kernel");
+          !s.ok())
+        return s;
+    void* masked = At<void>(workspace, layout.masked);
+    if (Status s = CudaFailure(LaunchMaskRows(p.type, a, masked, p.m, p.k_dim, selections, uniform, stream), "the masking kernel");
+        !s.ok())
+      return s;
+    product_input = masked;
+  }
+  return RowMajorGemm(p.type, p.m, p.n, p.k_dim, product_input, b, y, stream);
+}
+
+}  // namespace sparseonnx::cuda
