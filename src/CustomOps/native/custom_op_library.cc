@@ -2,13 +2,18 @@
 //   C#:     sessionOptions.RegisterSparseOnnxOps()            (SparseOnnx.CustomOps)
 //   Python: session_options.register_custom_ops_library(path)
 //   C++:    session_options.RegisterCustomOpsLibrary(path)
-// and ORT calls RegisterCustomOps, which adds the ai.sparseonnx domain to the session options.
+// and ORT calls RegisterCustomOps, which adds the ai.sparseonnx domain to the session options: the CPU op,
+// and the CUDA op when the library was built with CUDA (SPARSEONNX_WITH_CUDA). ORT gives a node to the CUDA
+// variant in sessions with the CUDA execution provider, to the CPU one otherwise.
 #include <mutex>
 #include <string>
 
-#include "cpu/ort_helpers.h"
+#include "common/op_common.h"
 #include "cpu/topk_sparse_matmul_op.h"
 #include "onnxruntime_c_api.h"
+#if defined(SPARSEONNX_WITH_CUDA)
+#include "cuda/topk_sparse_matmul_cuda_op.h"
+#endif
 
 #if defined(_WIN32)
 #define SPARSEONNX_EXPORT __declspec(dllexport)
@@ -27,15 +32,22 @@ OrtCustomOpDomain* SharedDomain(const OrtApi& api) {
   static OrtCustomOpDomain* domain = nullptr;
   static OrtStatus* failure = nullptr;
   std::call_once(once, [&] {
-    failure = sparseonnx::cpu::Guard(api, [&] {
-      sparseonnx::cpu::Check(api, api.CreateCustomOpDomain(kDomain, &domain));
+    failure = sparseonnx::op::Guard(api, [&] {
+      sparseonnx::op::Check(api, api.CreateCustomOpDomain(kDomain, &domain));
+      auto add = [&](const OrtCustomOp* const* ops, size_t count) {
+        for (size_t i = 0; i < count; ++i)
+          sparseonnx::op::Check(api, api.CustomOpDomain_Add(domain, const_cast<OrtCustomOp*>(ops[i])));
+      };
       size_t count = 0;
-      const OrtCustomOp* const* ops = sparseonnx::cpu::TopKSparseMatMulOps(&count);
-      for (size_t i = 0; i < count; ++i)
-        sparseonnx::cpu::Check(api, api.CustomOpDomain_Add(domain, const_cast<OrtCustomOp*>(ops[i])));
+      const OrtCustomOp* const* cpu_ops = sparseonnx::cpu::TopKSparseMatMulOps(&count);
+      add(cpu_ops, count);
+#if defined(SPARSEONNX_WITH_CUDA)
+      const OrtCustomOp* const* cuda_ops = sparseonnx::cuda_op::TopKSparseMatMulOps(&count);
+      add(cuda_ops, count);
+#endif
     });
   });
-  if (failure) throw sparseonnx::cpu::OrtError(api.GetErrorCode(failure), api.GetErrorMessage(failure));
+  if (failure) throw sparseonnx::op::OrtError(api.GetErrorCode(failure), api.GetErrorMessage(failure));
   return domain;
 }
 
@@ -53,8 +65,8 @@ extern "C" SPARSEONNX_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessio
                                 api_base->GetVersionString() + ".";
     return oldest ? oldest->CreateStatus(ORT_FAIL, message.c_str()) : nullptr;
   }
-  return sparseonnx::cpu::Guard(*api, [&] {
-    sparseonnx::cpu::SetApi(api);
-    sparseonnx::cpu::Check(*api, api->AddCustomOpDomain(options, SharedDomain(*api)));
+  return sparseonnx::op::Guard(*api, [&] {
+    sparseonnx::op::SetApi(api);
+    sparseonnx::op::Check(*api, api->AddCustomOpDomain(options, SharedDomain(*api)));
   });
 }

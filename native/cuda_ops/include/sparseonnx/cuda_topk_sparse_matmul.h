@@ -81,7 +81,7 @@ Plan PlanTopKSparseMatMul(const Problem& problem, const DeviceFacts& device, boo
 struct Status {
   cudaError_t cuda = cudaSuccess;
   std::string message;  // empty on success
-  bool ok() const { return message.empty(); }
+  bool ok() const { return cuda == cudaSuccess && message.empty(); }
   static Status Ok() { return {}; }
 };
 

@@ -25,70 +25,22 @@
 #include <unistd.h>
 #endif
 
-#include "ort_helpers.h"
+#include "common/op_common.h"
 #include "sparseonnx/kernels.h"
 
 namespace sparseonnx::cpu {
 namespace {
 
-const OrtApi* g_api = nullptr;
+using op::Api;
+using op::Check;
+using op::OrtError;
+using op::TypedOp;
 
-const OrtApi& Api() { return *g_api; }
-
-constexpr const char* kOpName = "TopKSparseMatMul";
 // Up to this many rows, the product reads only the selected rows of B (SelectedRowsProduct), even when the
 // rows' selections together cover all of K (k = K included): it streams B at memory bandwidth, while ORT's
 // MatMul run through the op invocation API cannot use the pre-packed B a MatMul node gets and was measured
 // slower at every M from 1 to 16 (docs/benchmarks.md). Beyond it (prefill), the masked dense GEMM wins.
 constexpr int64_t kMaxSelectedRowsBatch = 16;
-
-// One registered variant of the op: the C description ORT sees, plus the element type it handles.
-struct TypedOp : OrtCustomOp {
-  ONNXTensorElementDataType onnx_type;
-  ElementType element_type;
-};
-
-std::string TypeName(ONNXTensorElementDataType type) {
-  switch (type) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
-      return "float32";
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
-      return "float16";
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16:
-      return "bfloat16";
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE:
-      return "float64";
-    default:
-      return "element type " + std::to_string(static_cast<int>(type));
-  }
-}
-
-std::string ShapeText(const std::vector<int64_t>& dims) {
-  std::string text = "[";
-  for (size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
-  return text + "]";
-}
-
-struct TensorView {
-  ONNXTensorElementDataType type;
-  std::vector<int64_t> dims;
-};
-
-TensorView Describe(const OrtValue* value) {
-  OrtTensorTypeAndShapeInfo* info = nullptr;
-  Check(Api(), Api().GetTensorTypeAndShape(value, &info));
-  TensorView view{};
-  size_t rank = 0;
-  OrtStatus* status = Api().GetTensorElementType(info, &view.type);
-  if (status == nullptr) status = Api().GetDimensionsCount(info, &rank);
-  if (status == nullptr) {
-    view.dims.resize(rank);
-    status = Api().GetDimensions(info, view.dims.data(), rank);
-  }
-  Api().ReleaseTensorTypeAndShapeInfo(info);
-  Check(Api(), status);
-  return view;
-}
 
 // Scratch memory from the session's CPU arena, which keeps freed blocks for the next call.
 class ArenaScratch final : public ScratchAllocator {
@@ -155,16 +107,9 @@ ParallelFor OrtParallelFor(OrtKernelContext* context) {
 
 class Kernel {
  public:
-  Kernel(const OrtKernelInfo* info, const TypedOp& op) : op_(op) {
-    size_t size = 0;
-    if (Api().KernelInfo_GetNodeName(info, nullptr, &size) == nullptr && size > 0) {
-      std::vector<char> name(size);
-      Check(Api(), Api().KernelInfo_GetNodeName(info, name.data(), &size));
-      node_name_ = name.data();
-    }
-    ReadAttributes(info);
-    if (const OrtValue* b = ConstantB(info)) {
-      CheckConstantB(b);
+  Kernel(const OrtKernelInfo* info, const TypedOp& op) : op_(op), node_(info, op), rule_(node_.rule()) {
+    if (const OrtValue* b = op::NodeContract::ConstantB(info)) {
+      node_.CheckConstantB(b);
       KeepResidentCopyOfB(b);
     }
     Check(Api(), Api().CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &memory_info_));
@@ -181,50 +126,6 @@ class Kernel {
   void Compute(OrtKernelContext* context) const;
 
  private:
-  std::string Where() const { return std::string(kOpName) + " node '" + node_name_ + "'"; }
-
-  [[noreturn]] void Fail(const std::string& problem) const { throw OrtError(ORT_INVALID_ARGUMENT, Where() + ": " + problem); }
-
-  void ReadAttributes(const OrtKernelInfo* info) {
-    int64_t k = 0;
-    float threshold = 0.f;
-    OrtStatus* k_status = Api().KernelInfoGetAttribute_int64(info, "k", &k);
-    OrtStatus* t_status = Api().KernelInfoGetAttribute_float(info, "threshold", &threshold);
-    const bool has_k = k_status == nullptr, has_threshold = t_status == nullptr;
-    if (k_status) Api().ReleaseStatus(k_status);
-    if (t_status) Api().ReleaseStatus(t_status);
-    if (has_k == has_threshold)
-      Fail(std::string("needs exactly one of the attributes 'k' (int) and 'threshold' (float); it has ") +
-           (has_k ? "both" : "neither"));
-    if (has_k) {
-      if (k < 1) Fail("attribute k must be at least 1, got " + std::to_string(k));
-      rule_ = SelectionRule::TopK(k);
-    } else {
-      if (!(threshold >= 0.f)) Fail("attribute threshold must be a non-negative number, got " + std::to_string(threshold));
-      rule_ = SelectionRule::Threshold(threshold);
-    }
-  }
-
-  // B when it is a constant initializer (the rewriter's output always), else null.
-  static const OrtValue* ConstantB(const OrtKernelInfo* info) {
-    int is_constant = 0;
-    const OrtValue* b = nullptr;
-    OrtStatus* status = Api().KernelInfoGetConstantInput_tensor(info, 1, &is_constant, &b);
-    if (status) {
-      Api().ReleaseStatus(status);
-      return nullptr;
-    }
-    return is_constant ? b : nullptr;
-  }
-
-  // A constant B is known when the session is created: check its shape (and k against K) then, not per call.
-  void CheckConstantB(const OrtValue* b) const {
-    const TensorView view = Describe(b);
-    if (view.dims.size() != 2) Fail("input B must be a matrix [K, N], got shape " + ShapeText(view.dims));
-    if (rule_.mode == SelectionRule::Mode::kTopK && rule_.k > view.dims[0])
-      Fail("attribute k = " + std::to_string(rule_.k) + " exceeds K = " + std::to_string(view.dims[0]) + " (the rows of B)");
-  }
-
   struct FreeDeleter {
     void operator()(void* p) const { std::free(p); }
   };
@@ -237,7 +138,7 @@ class Kernel {
   // pages stay in the page cache, reclaimable. Without a constant B (or when the allocation fails) the op
   // reads B where ORT keeps it.
   void KeepResidentCopyOfB(const OrtValue* b) {
-    const TensorView view = Describe(b);
+    const op::TensorView view = op::Describe(b);
     const size_t bytes = static_cast<size_t>(view.dims[0] * view.dims[1]) * ElementSize(op_.element_type);
     const void* source = nullptr;
     Check(Api(), Api().GetTensorData(b, &source));
@@ -293,7 +194,7 @@ class Kernel {
     Check(Api(), Api().InvokeOp(context, dense_matmul_, inputs, 2, outputs, 1));
   }
 
-  void MaskedDenseProduct(OrtKernelContext* context, const TensorView& a_view, const OrtValue* a, const void* a_data,
+  void MaskedDenseProduct(OrtKernelContext* context, const op::TensorView& a_view, const OrtValue* a, const void* a_data,
                           const OrtValue* b, const void* b_data, OrtValue* y, void* y_data, int64_t M, int64_t K, int64_t N,
                           const ParallelFor& parallel_for, ScratchAllocator& scratch) const;
 
@@ -301,8 +202,8 @@ class Kernel {
                         const ParallelFor& parallel_for, ScratchAllocator& scratch) const;
 
   const TypedOp& op_;
-  std::string node_name_;
-  SelectionRule rule_;
+  op::NodeContract node_;
+  const SelectionRule rule_;
   OrtOp* dense_matmul_ = nullptr;
   OrtMemoryInfo* memory_info_ = nullptr;
   std::unique_ptr<void, FreeDeleter> resident_b_;  // the copy of a constant B, or null
@@ -311,27 +212,12 @@ class Kernel {
 };
 
 void Kernel::Compute(OrtKernelContext* context) const {
-  const OrtValue* a = nullptr;
-  const OrtValue* b = nullptr;
-  Check(Api(), Api().KernelContext_GetInput(context, 0, &a));
-  Check(Api(), Api().KernelContext_GetInput(context, 1, &b));
-  if (a == nullptr || b == nullptr) Fail("inputs A and B are both required");
-  const TensorView a_view = Describe(a), b_view = Describe(b);
-  if (a_view.type != op_.onnx_type || b_view.type != op_.onnx_type)
-    Fail("A is " + TypeName(a_view.type) + " and B is " + TypeName(b_view.type) + "; both must have the same type");
-  if (a_view.dims.size() < 2) Fail("input A must have rank 2 or more ([..., K]), got shape " + ShapeText(a_view.dims));
-  if (b_view.dims.size() != 2) Fail("input B must be a matrix [K, N], got shape " + ShapeText(b_view.dims));
-  const int64_t K = a_view.dims.back(), N = b_view.dims[1];
-  if (b_view.dims[0] != K)
-    Fail("A's last dimension is " + std::to_string(K) + " but B has " + std::to_string(b_view.dims[0]) +
-         " rows (A " + ShapeText(a_view.dims) + ", B " + ShapeText(b_view.dims) + ")");
-  if (rule_.mode == SelectionRule::Mode::kTopK && rule_.k > K)
-    Fail("attribute k = " + std::to_string(rule_.k) + " exceeds K = " + std::to_string(K));
-
-  int64_t M = 1;
-  for (size_t i = 0; i + 1 < a_view.dims.size(); ++i) M *= a_view.dims[i];
-  std::vector<int64_t> y_dims(a_view.dims.begin(), a_view.dims.end() - 1);
-  y_dims.push_back(N);
+  const op::ProductInputs in = node_.ReadInputs(context);
+  const OrtValue* a = in.a;
+  const OrtValue* b = in.b;
+  const op::TensorView& a_view = in.a_view;
+  const std::vector<int64_t>& y_dims = in.y_dims;
+  const int64_t M = in.M, K = in.K, N = in.N;
   OrtValue* y = nullptr;
   Check(Api(), Api().KernelContext_GetOutput(context, 0, y_dims.data(), y_dims.size(), &y));
   if (M == 0 || N == 0) return;
@@ -359,7 +245,7 @@ void Kernel::Compute(OrtKernelContext* context) const {
   SelectedRowsPath(a_data, b_data, y_data, M, K, N, parallel_for, scratch);
 }
 
-void Kernel::MaskedDenseProduct(OrtKernelContext* context, const TensorView& a_view, const OrtValue* a, const void* a_data,
+void Kernel::MaskedDenseProduct(OrtKernelContext* context, const op::TensorView& a_view, const OrtValue* a, const void* a_data,
                                 const OrtValue* b, const void* b_data, OrtValue* y, void* y_data, int64_t M, int64_t K,
                                 int64_t N, const ParallelFor& parallel_for, ScratchAllocator& scratch) const {
   const bool keep_all = rule_.mode == SelectionRule::Mode::kTopK && rule_.k == K;
@@ -440,135 +326,14 @@ void Kernel::SelectedRowsPath(const void* a_data, const void* b_data, void* y_da
   }
 }
 
-// ---- the C functions ORT calls ----------------------------------------------------------------------
-
-const TypedOp& AsTyped(const OrtCustomOp* op) { return *static_cast<const TypedOp*>(op); }
-
-OrtStatusPtr ORT_API_CALL CreateKernelV2(const OrtCustomOp* op, const OrtApi*, const OrtKernelInfo* info, void** kernel) noexcept {
-  *kernel = nullptr;
-  return Guard(Api(), [&] { *kernel = new Kernel(info, AsTyped(op)); });
-}
-
-OrtStatusPtr ORT_API_CALL KernelComputeV2(void* kernel, OrtKernelContext* context) noexcept {
-  return Guard(Api(), [&] { static_cast<const Kernel*>(kernel)->Compute(context); });
-}
-
-void ORT_API_CALL KernelDestroy(void* kernel) noexcept { delete static_cast<Kernel*>(kernel); }
-
-const char* ORT_API_CALL GetName(const OrtCustomOp*) noexcept { return kOpName; }
-
-const char* ORT_API_CALL GetExecutionProviderType(const OrtCustomOp*) noexcept { return "CPUExecutionProvider"; }
-
-ONNXTensorElementDataType ORT_API_CALL GetType(const OrtCustomOp* op, size_t) noexcept { return AsTyped(op).onnx_type; }
-
-size_t ORT_API_CALL GetInputTypeCount(const OrtCustomOp*) noexcept { return 2; }
-
-size_t ORT_API_CALL GetOutputTypeCount(const OrtCustomOp*) noexcept { return 1; }
-
-OrtCustomOpInputOutputCharacteristic ORT_API_CALL GetCharacteristic(const OrtCustomOp*, size_t) noexcept {
-  return INPUT_OUTPUT_REQUIRED;
-}
-
-OrtMemType ORT_API_CALL GetInputMemoryType(const OrtCustomOp*, size_t) noexcept { return OrtMemTypeDefault; }
-
-int ORT_API_CALL VariadicMinArity(const OrtCustomOp*) noexcept { return 1; }
-
-int ORT_API_CALL VariadicHomogeneity(const OrtCustomOp*) noexcept { return 0; }
-
-int ORT_API_CALL GetStartVersion(const OrtCustomOp*) noexcept { return 1; }
-
-int ORT_API_CALL GetEndVersion(const OrtCustomOp*) noexcept { return INT_MAX; }
-
-// Output shape A[..., :-1] + [N] from the input shapes. ORT sets the output element type itself (from the
-// inputs), and some versions ignore a returned error, so problems are reported by kernel creation and
-// Compute instead; this function only fills in shapes it can derive.
-OrtStatusPtr ORT_API_CALL InferOutputShape(const OrtCustomOp*, OrtShapeInferContext* context) noexcept {
-  const OrtApi& api = Api();
-  OrtTensorTypeAndShapeInfo* out = nullptr;
-  OrtStatus* status = Guard(api, [&] {
-    size_t inputs = 0;
-    Check(api, api.ShapeInferContext_GetInputCount(context, &inputs));
-    if (inputs != 2) return;
-    OrtTensorTypeAndShapeInfo* a = nullptr;
-    OrtTensorTypeAndShapeInfo* b = nullptr;  // both owned by the context
-    Check(api, api.ShapeInferContext_GetInputTypeShape(context, 0, &a));
-    Check(api, api.ShapeInferContext_GetInputTypeShape(context, 1, &b));
-    size_t a_rank = 0, b_rank = 0;
-    Check(api, api.GetDimensionsCount(a, &a_rank));
-    Check(api, api.GetDimensionsCount(b, &b_rank));
-    if (a_rank < 2 || b_rank != 2) return;  // unknown or invalid: Compute reports invalid shapes
-    std::vector<int64_t> a_dims(a_rank), b_dims(2);
-    std::vector<const char*> a_symbols(a_rank), b_symbols(2);
-    Check(api, api.GetDimensions(a, a_dims.data(), a_rank));
-    Check(api, api.GetDimensions(b, b_dims.data(), 2));
-    Check(api, api.GetSymbolicDimensions(a, a_symbols.data(), a_rank));
-    Check(api, api.GetSymbolicDimensions(b, b_symbols.data(), 2));
-    std::vector<int64_t> dims(a_dims.begin(), a_dims.end() - 1);
-    std::vector<std::string> names;
-    for (size_t i = 0; i + 1 < a_rank; ++i) names.emplace_back(a_symbols[i] ? a_symbols[i] : "");
-    dims.push_back(b_dims[1]);
-    names.emplace_back(b_symbols[1] ? b_symbols[1] : "");
-    for (size_t i = 0; i < dims.size(); ++i)  // a dimension with neither value nor name needs a name
-      if (dims[i] < 0 && names[i].empty()) names[i] = "topk_sparse_matmul_unk_" + std::to_string(i);
-    std::vector<const char*> name_ptrs;
-    for (const auto& n : names) name_ptrs.push_back(n.c_str());
-    Check(api, api.CreateTensorTypeAndShapeInfo(&out));
-    // The element type comes from A: ORT calls this function through the first registered variant
-    // whatever the node's type is.
-    ONNXTensorElementDataType element_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-    Check(api, api.GetTensorElementType(a, &element_type));
-    Check(api, api.SetTensorElementType(out, element_type));
-    Check(api, api.SetDimensions(out, dims.data(), dims.size()));
-    Check(api, api.SetSymbolicDimensions(out, name_ptrs.data(), name_ptrs.size()));
-    Check(api, api.ShapeInferContext_SetOutputTypeShape(context, 0, out));
-  });
-  if (out) api.ReleaseTensorTypeAndShapeInfo(out);
-  if (status) api.ReleaseStatus(status);
-  return nullptr;
-}
-
-TypedOp MakeOp(ONNXTensorElementDataType onnx_type, ElementType element_type) {
-  TypedOp op{};
-  op.version = ORT_API_VERSION;
-  op.CreateKernel = nullptr;  // ORT >= 1.16 uses CreateKernelV2 and KernelComputeV2, which can report errors
-  op.GetName = GetName;
-  op.GetExecutionProviderType = GetExecutionProviderType;
-  op.GetInputType = GetType;
-  op.GetInputTypeCount = GetInputTypeCount;
-  op.GetOutputType = GetType;
-  op.GetOutputTypeCount = GetOutputTypeCount;
-  op.KernelCompute = nullptr;
-  op.KernelDestroy = KernelDestroy;
-  op.GetInputCharacteristic = GetCharacteristic;
-  op.GetOutputCharacteristic = GetCharacteristic;
-  op.GetInputMemoryType = GetInputMemoryType;
-  op.GetVariadicInputMinArity = VariadicMinArity;
-  op.GetVariadicInputHomogeneity = VariadicHomogeneity;
-  op.GetVariadicOutputMinArity = VariadicMinArity;
-  op.GetVariadicOutputHomogeneity = VariadicHomogeneity;
-  op.CreateKernelV2 = CreateKernelV2;
-  op.KernelComputeV2 = KernelComputeV2;
-  op.InferOutputShapeFn = InferOutputShape;
-  op.GetStartVersion = GetStartVersion;
-  op.GetEndVersion = GetEndVersion;
-  op.GetMayInplace = nullptr;
-  op.ReleaseMayInplace = nullptr;
-  op.GetAliasMap = nullptr;
-  op.ReleaseAliasMap = nullptr;
-  op.onnx_type = onnx_type;
-  op.element_type = element_type;
-  return op;
-}
-
 }  // namespace
 
-void SetApi(const OrtApi* api) { g_api = api; }
-
 const OrtCustomOp* const* TopKSparseMatMulOps(size_t* count) {
+  constexpr const char* kProvider = "CPUExecutionProvider";
   static const TypedOp ops[] = {
-      MakeOp(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ElementType::kFloat32),
-      MakeOp(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, ElementType::kFloat16),
-      MakeOp(ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, ElementType::kBFloat16),
+      op::MakeOp<Kernel>(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ElementType::kFloat32, kProvider),
+      op::MakeOp<Kernel>(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, ElementType::kFloat16, kProvider),
+      op::MakeOp<Kernel>(ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, ElementType::kBFloat16, kProvider),
   };
   static const OrtCustomOp* const pointers[] = {&ops[0], &ops[1], &ops[2]};
   *count = 3;

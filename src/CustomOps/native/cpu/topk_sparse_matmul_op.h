@@ -9,7 +9,4 @@ namespace sparseonnx::cpu {
 // merges ops of the same name into one schema and picks the kernel by input type.
 const OrtCustomOp* const* TopKSparseMatMulOps(size_t* count);
 
-// Must be called once, before ORT uses the ops, with the API the library was registered with.
-void SetApi(const OrtApi* api);
-
 }  // namespace sparseonnx::cpu

@@ -8,7 +8,7 @@
 
 #include "onnxruntime_c_api.h"
 
-namespace sparseonnx::cpu {
+namespace sparseonnx::op {
 
 // An error with the ORT error code it should be reported as.
 class OrtError : public std::runtime_error {
@@ -46,4 +46,4 @@ OrtStatus* Guard(const OrtApi& api, Body&& body) noexcept {
   }
 }
 
-}  // namespace sparseonnx::cpu
+}  // namespace sparseonnx::op

@@ -1,0 +1,152 @@
+// TopKSparseMatMul on ONNX Runtime's CUDA execution provider: checks the node and its inputs like the CPU op
+// (common/op_common.h), then hands the product to the CUDA kernel core (native/cuda_ops) on ORT's compute
+// stream, with its scratch from ORT's stream-aware arena (KernelContext_GetScratchBuffer). Nothing here
+// synchronizes the device or calls cudaMalloc; a failed launch becomes an ORT error naming the node.
+#include "topk_sparse_matmul_cuda_op.h"
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include <cuda_runtime_api.h>
+
+#include "common/op_common.h"
+#include "sparseonnx/cuda_topk_sparse_matmul.h"
+
+namespace sparseonnx::cuda_op {
+namespace {
+
+using op::Api;
+using op::Check;
+using op::OrtError;
+using op::TypedOp;
+
+cuda::ElementType CudaType(ElementType type) {
+  switch (type) {
+    case ElementType::kFloat32: return cuda::ElementType::kFloat32;
+    case ElementType::kFloat16: return cuda::ElementType::kFloat16;
+    case ElementType::kBFloat16: return cuda::ElementType::kBFloat16;
+  }
+  return cuda::ElementType::kFloat32;
+}
+
+// The multiprocessor count of each device, asked once (the plan sizes the gather's grid from it).
+cuda::DeviceFacts FactsFor(int device) {
+  static std::array<std::atomic<int>, 64> multiprocessors{};
+  cuda::DeviceFacts facts;
+  if (device < 0 || device >= static_cast<int>(multiprocessors.size())) return facts;
+  int count = multiprocessors[device].load(std::memory_order_relaxed);
+  if (count == 0) {
+    if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || count <= 0) {
+      cudaGetLastError();  // clear it: the plan falls back to a small grid, still correct
+      count = 1;
+    }
+    multiprocessors[device].store(count, std::memory_order_relaxed);
+  }
+  facts.multiprocessors = count;
+  return facts;
+}
+
+// Device scratch for one call: allocated on the kernel's compute stream from the provider's arena, so a
+// later allocation on another stream cannot reuse it before this stream's kernels are done; freed at scope
+// exit, after the launches are enqueued (the arena hands the block to later work on this stream only).
+class StreamScratch {
+ public:
+  StreamScratch(OrtKernelContext* context, const OrtMemoryInfo* memory, size_t bytes) {
+    if (bytes == 0) return;
+    Check(Api(), Api().KernelContext_GetAllocator(context, memory, &allocator_));
+    OrtStatus* status = Api().KernelContext_GetScratchBuffer(context, memory, bytes, &data_);
+    if (status == nullptr && data_ == nullptr) status = Api().CreateStatus(ORT_FAIL, "the CUDA arena returned no scratch buffer");
+    if (status != nullptr) {
+      Api().ReleaseAllocator(allocator_);
+      allocator_ = nullptr;
+      Check(Api(), status);
+    }
+  }
+  ~StreamScratch() {
+    if (allocator_ == nullptr) return;
+    if (data_ != nullptr) allocator_->Free(allocator_, data_);
+    Api().ReleaseAllocator(allocator_);
+  }
+  StreamScratch(const StreamScratch&) = delete;
+  StreamScratch& operator=(const StreamScratch&) = delete;
+  void* data() const { return data_; }
+
+ private:
+  OrtAllocator* allocator_ = nullptr;
+  void* data_ = nullptr;
+};
+
+class Kernel {
+ public:
+  Kernel(const OrtKernelInfo* info, const TypedOp& op) : node_(info, op) {
+    if (const OrtValue* b = op::NodeContract::ConstantB(info)) node_.CheckConstantB(b);
+    const SelectionRule& rule = node_.rule();
+    selection_.by_k = rule.mode == SelectionRule::Mode::kTopK;
+    selection_.k = rule.k;
+    selection_.threshold = rule.threshold;
+  }
+
+  void Compute(OrtKernelContext* context) const {
+    const op::ProductInputs in = node_.ReadInputs(context);
+    OrtValue* y = nullptr;
+    Check(Api(), Api().KernelContext_GetOutput(context, 0, in.y_dims.data(), in.y_dims.size(), &y));
+    if (in.M == 0 || in.N == 0) return;
+    void* y_data = nullptr;
+    const void* a_data = nullptr;
+    const void* b_data = nullptr;
+    Check(Api(), Api().GetTensorMutableData(y, &y_data));
+    Check(Api(), Api().GetTensorData(in.a, &a_data));
+    Check(Api(), Api().GetTensorData(in.b, &b_data));
+    void* stream_handle = nullptr;
+    Check(Api(), Api().KernelContext_GetGPUComputeStream(context, &stream_handle));
+    const auto stream = static_cast<cudaStream_t>(stream_handle);
+    const cuda::ElementType type = CudaType(node_.op().element_type);
+
+    if (in.K == 0) {  // an empty sum (threshold mode; top-k already rejected k > K)
+      const size_t bytes = static_cast<size_t>(in.M * in.N) * cuda::ElementBytes(type);
+      Raise(cuda::Status{cudaMemsetAsync(y_data, 0, bytes, stream), ""}, "zeroing the output");
+      return;
+    }
+
+    const OrtMemoryInfo* memory = nullptr;
+    Check(Api(), Api().GetTensorMemoryInfo(in.a, &memory));
+    int device = 0;
+    Check(Api(), Api().MemoryInfoGetId(memory, &device));
+
+    const cuda::Problem problem{type, in.M, in.K, in.N, selection_};
+    const bool aligned = (reinterpret_cast<uintptr_t>(b_data) | reinterpret_cast<uintptr_t>(y_data)) % 16 == 0;
+    const cuda::Plan plan = cuda::PlanTopKSparseMatMul(problem, FactsFor(device), aligned);
+    StreamScratch scratch(context, memory, plan.workspace_bytes);
+    Raise(cuda::LaunchTopKSparseMatMul(problem, plan, a_data, b_data, y_data, scratch.data(), plan.workspace_bytes, stream),
+          "the launch");
+  }
+
+ private:
+  void Raise(const cuda::Status& status, const char* what) const {
+    if (status.ok()) return;
+    std::string message = status.message;
+    if (message.empty()) message = std::string(cudaGetErrorName(status.cuda)) + " (" + cudaGetErrorString(status.cuda) + ")";
+    throw OrtError(ORT_FAIL, node_.Where() + ": CUDA " + what + " failed: " + message);
+  }
+
+  op::NodeContract node_;
+  cuda::Selection selection_;
+};
+
+}  // namespace
+
+const OrtCustomOp* const* TopKSparseMatMulOps(size_t* count) {
+  constexpr const char* kProvider = "CUDAExecutionProvider";
+  static const TypedOp ops[] = {
+      op::MakeOp<Kernel>(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ElementType::kFloat32, kProvider),
+      op::MakeOp<Kernel>(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, ElementType::kFloat16, kProvider),
+      op::MakeOp<Kernel>(ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, ElementType::kBFloat16, kProvider),
+  };
+  static const OrtCustomOp* const pointers[] = {&ops[0], &ops[1], &ops[2]};
+  *count = 3;
+  return pointers;
+}
+
+}  // namespace sparseonnx::cuda_op
