@@ -16,7 +16,7 @@ namespace {
 constexpr int64_t kGatherBlocksPerMultiprocessor = 8;
 // The fewest entries of K a warp walks: below this a split's fixed costs (testing its slice of A, the
 // partial sums) outweigh the rows it reads.
-constexpr int64_t kMinEntriesPerWarp = 64;
+constexpr int64_t kMinEntriesPerWarp = 32;
 constexpr int64_t kMaxGridDim = 65535;
 
 size_t AlignUp(size_t bytes) { return (bytes + 255) / 256 * 256; }
