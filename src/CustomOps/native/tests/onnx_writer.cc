@@ -30,9 +30,7 @@ void FloatField(std::string& out, int field, float f) {
   out.append(raw, 4);
 }
 
-constexpr int kFloat = 1;
-
-std::string TensorType(const std::vector<OnnxDim>& dims) {
+std::string TensorType(int elem_type, const std::vector<OnnxDim>& dims) {
   std::string shape;
   for (const auto& d : dims) {
     std::string dim;
@@ -41,7 +39,7 @@ std::string TensorType(const std::vector<OnnxDim>& dims) {
     BytesField(shape, 1, dim);  // TensorShapeProto.dim
   }
   std::string tensor;
-  IntField(tensor, 1, kFloat);  // TypeProto.Tensor.elem_type
+  IntField(tensor, 1, elem_type);  // TypeProto.Tensor.elem_type
   BytesField(tensor, 2, shape);
   std::string type;
   BytesField(type, 1, tensor);  // TypeProto.tensor_type
@@ -55,17 +53,13 @@ std::string ValueInfo(const std::string& name, const std::string& type) {
   return info;
 }
 
-}  // namespace
-
-std::string SingleNodeModel(const std::string& domain, const std::string& op_type, const std::vector<OnnxDim>& a_dims,
-                            int64_t K, int64_t N, const std::vector<float>& b, const std::vector<OnnxAttribute>& attributes) {
+std::string NodeProto(const OnnxNode& n, int index) {
   std::string node;
-  BytesField(node, 1, "A");
-  BytesField(node, 1, "B");
-  BytesField(node, 2, "Y");
-  BytesField(node, 3, "op");
-  BytesField(node, 4, op_type);
-  for (const auto& a : attributes) {
+  for (const auto& input : n.inputs) BytesField(node, 1, input);
+  for (const auto& output : n.outputs) BytesField(node, 2, output);
+  BytesField(node, 3, "node" + std::to_string(index));
+  BytesField(node, 4, n.op_type);
+  for (const auto& a : n.attributes) {
     std::string attribute;
     BytesField(attribute, 1, a.name);
     if (a.is_int) IntField(attribute, 3, a.i);
@@ -73,21 +67,27 @@ std::string SingleNodeModel(const std::string& domain, const std::string& op_typ
     IntField(attribute, 20, a.is_int ? 2 : 1);  // AttributeProto.type: INT = 2, FLOAT = 1
     BytesField(node, 5, attribute);
   }
-  if (!domain.empty()) BytesField(node, 7, domain);
+  if (!n.domain.empty()) BytesField(node, 7, n.domain);
+  return node;
+}
 
-  std::string initializer;
-  IntField(initializer, 1, K);
-  IntField(initializer, 1, N);
-  IntField(initializer, 2, kFloat);
-  BytesField(initializer, 8, "B");
-  BytesField(initializer, 9, std::string(reinterpret_cast<const char*>(b.data()), b.size() * sizeof(float)));
+}  // namespace
 
+std::string GraphModel(const std::vector<OnnxNode>& nodes, const std::vector<OnnxInitializer>& initializers,
+                       const std::vector<OnnxValue>& inputs, const std::vector<OnnxValue>& outputs) {
   std::string graph;
-  BytesField(graph, 1, node);
-  BytesField(graph, 2, "host_test");
-  BytesField(graph, 5, initializer);
-  BytesField(graph, 11, ValueInfo("A", TensorType(a_dims)));
-  BytesField(graph, 12, ValueInfo("Y", ""));
+  for (size_t i = 0; i < nodes.size(); ++i) BytesField(graph, 1, NodeProto(nodes[i], static_cast<int>(i)));
+  BytesField(graph, 2, "sparseonnx_test_graph");
+  for (const auto& init : initializers) {
+    std::string tensor;
+    for (int64_t d : init.dims) IntField(tensor, 1, d);
+    IntField(tensor, 2, init.elem_type);
+    BytesField(tensor, 8, init.name);
+    BytesField(tensor, 9, init.raw);
+    BytesField(graph, 5, tensor);
+  }
+  for (const auto& v : inputs) BytesField(graph, 11, ValueInfo(v.name, v.typed ? TensorType(v.elem_type, v.dims) : ""));
+  for (const auto& v : outputs) BytesField(graph, 12, ValueInfo(v.name, v.typed ? TensorType(v.elem_type, v.dims) : ""));
 
   std::string model;
   IntField(model, 1, 8);  // ir_version
@@ -100,6 +100,13 @@ std::string SingleNodeModel(const std::string& domain, const std::string& op_typ
   BytesField(model, 8, custom);
   BytesField(model, 7, graph);
   return model;
+}
+
+std::string SingleNodeModel(const std::string& domain, const std::string& op_type, const std::vector<OnnxDim>& a_dims,
+                            int64_t K, int64_t N, const std::vector<float>& b, const std::vector<OnnxAttribute>& attributes) {
+  OnnxNode node{op_type, domain, {"A", "B"}, {"Y"}, attributes};
+  OnnxInitializer weight{"B", kOnnxFloat, {K, N}, std::string(reinterpret_cast<const char*>(b.data()), b.size() * sizeof(float))};
+  return GraphModel({node}, {weight}, {OnnxValue{"A", kOnnxFloat, a_dims}}, {OnnxValue{"Y", kOnnxFloat, {}, false}});
 }
 
 }  // namespace sparseonnx::test

@@ -13,14 +13,10 @@
 
 #include "onnx_writer.h"
 #include "onnxruntime_cxx_api.h"
+#include "ort_host.h"
 
 namespace sparseonnx::test {
 namespace {
-
-Ort::Env& Environment() {
-  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "sparseonnx-host-test");
-  return env;
-}
 
 Ort::Session Open(const std::string& model, int threads = 2) {
   Ort::SessionOptions options;
