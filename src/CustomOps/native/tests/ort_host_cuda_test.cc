@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -84,10 +85,20 @@ std::string CudaUnavailableReason() {
   }
 }
 
-#define SKIP_WITHOUT_CUDA_PROVIDER()                               \
-  do {                                                             \
-    static const std::string reason = CudaUnavailableReason();     \
-    if (!reason.empty()) GTEST_SKIP() << reason;                   \
+bool RequireGpu() {
+  const char* value = std::getenv("SPARSEONNX_REQUIRE_GPU");
+  return value != nullptr && *value != '\0';
+}
+
+// Skips without the CUDA provider, unless SPARSEONNX_REQUIRE_GPU is set (native/cuda_ops/gpu/check.sh sets it
+// when it has the provider), where its absence must fail rather than pass as skipped.
+#define SKIP_WITHOUT_CUDA_PROVIDER()                                              \
+  do {                                                                            \
+    static const std::string reason = CudaUnavailableReason();                    \
+    if (!reason.empty()) {                                                        \
+      if (RequireGpu()) FAIL() << reason;              \
+      GTEST_SKIP() << reason;                                                     \
+    }                                                                             \
   } while (0)
 
 TEST(OrtHostCuda, TopKSparseMatMulMatchesCudaMatMulOnTheMaskedInput) {
