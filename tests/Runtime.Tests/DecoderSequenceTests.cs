@@ -101,6 +101,20 @@ public class DecoderSequenceTests(ReferenceModel reference) : IClassFixture<Refe
         Assert.Equal(4096, sequence.Append([1, 337]).Length);
     }
 
+    /// <summary>Without a built-in CUDA provider, a provider library to register as a plugin is tried; a missing
+    /// one is named in the error (and Auto still falls back to the CPU).</summary>
+    [Fact]
+    public void CudaThroughAMissingProviderLibraryNamesTheLibrary()
+    {
+        const string library = "/nonexistent/libonnxruntime_providers_cuda.so";
+        var error = Assert.Throws<ExecutionProviderUnavailableException>(() => CausalLm.Open(ReferenceModel.ModelPath,
+            new CausalLmOptions { Device = ExecutionDevice.Cuda, CudaProviderLibrary = library }));
+        Assert.Contains(library, error.Message);
+        Assert.Contains("does not exist", error.Message);
+        using var model = CausalLm.Open(ReferenceModel.ModelPath, new CausalLmOptions { Device = ExecutionDevice.Auto, CudaProviderLibrary = library });
+        Assert.Equal(ExecutionDevice.Cpu, model.Device);
+    }
+
     [Fact]
     public void AMissingModelIsNamed()
     {

@@ -15,7 +15,8 @@ internal sealed class RuntimeOptions
 
     public Option<ExecutionDevice> Device { get; } = new("--device")
     {
-        Description = "cpu, cuda (fails without ONNX Runtime's CUDA provider), or auto (CUDA when available).",
+        Description = "cpu, cuda (fails without ONNX Runtime's CUDA provider: a GPU build of ONNX Runtime, or ORT's " +
+                      "libonnxruntime_providers_cuda.so named in $SPARSEONNX_ORT_CUDA_PROVIDER), or auto (CUDA when available).",
         DefaultValueFactory = _ => ExecutionDevice.Cpu,
     };
 

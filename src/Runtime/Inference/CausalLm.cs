@@ -38,6 +38,12 @@ public sealed record CausalLmOptions
 
     /// <summary>Registers the SparseOnnx op library (needed by sparsified models; harmless for dense ones).</summary>
     public bool RegisterSparseOnnxOps { get; init; } = true;
+
+    /// <summary>
+    /// ONNX Runtime's CUDA provider library (<c>libonnxruntime_providers_cuda.so</c>) to register as a plugin when
+    /// the ONNX Runtime in use has no built-in CUDA provider; by default <c>$SPARSEONNX_ORT_CUDA_PROVIDER</c>.
+    /// </summary>
+    public string? CudaProviderLibrary { get; init; }
 }
 
 /// <summary>
@@ -102,17 +108,10 @@ public sealed class CausalLm : IDisposable
         var device = ExecutionDevice.Cpu;
         if (options.Device != ExecutionDevice.Cpu)
         {
-            try
-            {
-                sessionOptions.AppendExecutionProvider_CUDA(0);
+            if (CudaProvider.TryAppend(sessionOptions, options.CudaProviderLibrary, out var failure))
                 device = ExecutionDevice.Cuda;
-            }
-            catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
-            {
-                // The CPU-only package lacks the entry point; a GPU package without CUDA libraries fails to load them.
-                if (options.Device == ExecutionDevice.Cuda) throw new ExecutionProviderUnavailableException("CUDA", e);
-                device = ExecutionDevice.Cpu;
-            }
+            else if (options.Device == ExecutionDevice.Cuda)
+                throw new ExecutionProviderUnavailableException("CUDA", failure!);
         }
         var session = new InferenceSession(modelPath, sessionOptions);
         try
@@ -154,7 +153,8 @@ public sealed class CausalLm : IDisposable
 /// <summary>The execution provider asked for is not available in the ONNX Runtime this process loaded.</summary>
 public sealed class ExecutionProviderUnavailableException(string provider, Exception inner)
     : Exception($"The {provider} execution provider is not available in this ONNX Runtime ({inner.Message}). " +
-                $"Use the GPU build of ONNX Runtime with its {provider} libraries on the library path, or run on the CPU (device cpu or auto).", inner)
+                $"Use the GPU build of ONNX Runtime with its {provider} libraries on the library path, or name ORT's {provider} provider library " +
+                $"in ${CudaProvider.LibraryVariable}, or run on the CPU (device cpu or auto).", inner)
 {
     /// <summary>The provider that was asked for.</summary>
     public string Provider { get; } = provider;
