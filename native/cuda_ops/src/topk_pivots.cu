@@ -43,7 +43,11 @@ __global__ void __launch_bounds__(kPivotThreads)
       const uint32_t prefix = shared_prefix;
       for (int64_t i = threadIdx.x; i < k_dim; i += blockDim.x) {
         const uint32_t key = MagnitudeKey(a_row[i]);
-        if ((key & mask) == prefix) atomicAdd(&histogram[(key >> shift) & 255u], 1u);
+        // Activations crowd into a few bins (the high digits are mostly the exponent), so the lanes of a warp
+        // that hit the same bin add once, together: one shared atomic per distinct bin, not per entry.
+        const uint32_t bin = (key & mask) == prefix ? (key >> shift) & 255u : 256u;  // 256: not counted
+        const unsigned peers = __match_any_sync(__activemask(), bin);
+        if (bin < 256u && lane == __ffs(peers) - 1) atomicAdd(&histogram[bin], static_cast<uint32_t>(__popc(peers)));
       }
       __syncthreads();
       // The first warp finds the digit d where the count of matching keys with digit ≥ d first reaches the

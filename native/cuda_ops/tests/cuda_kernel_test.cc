@@ -6,7 +6,6 @@
 #include <array>
 #include <cmath>
 #include <limits>
-#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -14,6 +13,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "gpu_skip.h"
 #include "reference.h"
 #include "sparseonnx/cuda_topk_sparse_matmul.h"
 #include "sparseonnx/kernels.h"
@@ -33,21 +33,6 @@ std::string NoDeviceReason() {
   return count > 0 ? "" : "no CUDA device";
 }
 
-bool RequireGpu() {
-  const char* value = std::getenv("SPARSEONNX_REQUIRE_GPU");
-  return value != nullptr && *value != '\0';
-}
-
-// Skips without a GPU, unless SPARSEONNX_REQUIRE_GPU is set (native/cuda_ops/gpu/check.sh sets it on the GPU
-// machine), where a missing device must fail rather than pass as skipped.
-#define SKIP_WITHOUT_GPU()                                                          \
-  do {                                                                              \
-    static const std::string reason = NoDeviceReason();                             \
-    if (!reason.empty()) {                                                          \
-      if (RequireGpu()) FAIL() << reason;                \
-      GTEST_SKIP() << reason;                                                       \
-    }                                                                               \
-  } while (0)
 
 #define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call
 
@@ -168,7 +153,7 @@ std::vector<float> Normal(size_t count, std::mt19937& random) {
 }
 
 TEST(CudaTopKSparseMatMul, MatchesTheReferenceAcrossShapesTypesAndPaths) {
-  SKIP_WITHOUT_GPU();
+  SPARSEONNX_SKIP_IF_UNAVAILABLE(NoDeviceReason());
   std::string cublas_missing;
   const bool dense_path = gpu::CublasAvailable(&cublas_missing);
   if (!dense_path) std::printf("masked dense path not tested: %s\n", cublas_missing.c_str());
@@ -189,7 +174,7 @@ TEST(CudaTopKSparseMatMul, MatchesTheReferenceAcrossShapesTypesAndPaths) {
 }
 
 TEST(CudaTopKSparseMatMul, TiesGoToTheLowerIndexAndSignedZerosAreEqual) {
-  SKIP_WITHOUT_GPU();
+  SPARSEONNX_SKIP_IF_UNAVAILABLE(NoDeviceReason());
   std::mt19937 random(11);
   // Magnitudes from a tiny set, so most entries tie; the top-k cut falls inside a run of ties.
   const float levels[] = {0.f, -0.f, 1.f, -1.f, 2.f, -2.f};
@@ -207,7 +192,7 @@ TEST(CudaTopKSparseMatMul, TiesGoToTheLowerIndexAndSignedZerosAreEqual) {
 }
 
 TEST(CudaTopKSparseMatMul, NaNRanksFirstAndPropagatesAndInfinityIsKept) {
-  SKIP_WITHOUT_GPU();
+  SPARSEONNX_SKIP_IF_UNAVAILABLE(NoDeviceReason());
   std::mt19937 random(12);
   const int64_t M = 2, K = 100, N = 40;
   std::vector<float> a = Normal(static_cast<size_t>(M * K), random);
@@ -219,7 +204,7 @@ TEST(CudaTopKSparseMatMul, NaNRanksFirstAndPropagatesAndInfinityIsKept) {
 }
 
 TEST(CudaTopKSparseMatMul, GatherResultsAreBitwiseRepeatable) {
-  SKIP_WITHOUT_GPU();
+  SPARSEONNX_SKIP_IF_UNAVAILABLE(NoDeviceReason());
   std::mt19937 random(13);
   const Case c{ElementType::kFloat16, 4, 4096, 4096, SelectionRule::TopK(2048)};
   const Typed a = Quantize(Normal(static_cast<size_t>(c.M * c.K), random), c.type);

@@ -93,4 +93,18 @@ TypedOp MakeOp(ONNXTensorElementDataType onnx_type, ElementType element_type, co
   return op;
 }
 
+// The variants of `Kernel` for `provider`, one per element type (float32, float16, bfloat16). ORT merges ops
+// of the same name into one schema and picks the kernel by input type (and provider).
+template <typename Kernel>
+const OrtCustomOp* const* TypedOps(const char* provider, size_t* count) {
+  static const TypedOp ops[] = {
+      MakeOp<Kernel>(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ElementType::kFloat32, provider),
+      MakeOp<Kernel>(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, ElementType::kFloat16, provider),
+      MakeOp<Kernel>(ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, ElementType::kBFloat16, provider),
+  };
+  static const OrtCustomOp* const pointers[] = {&ops[0], &ops[1], &ops[2]};
+  *count = 3;
+  return pointers;
+}
+
 }  // namespace sparseonnx::op

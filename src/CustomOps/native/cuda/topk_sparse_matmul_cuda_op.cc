@@ -137,16 +137,6 @@ class Kernel {
 
 }  // namespace
 
-const OrtCustomOp* const* TopKSparseMatMulOps(size_t* count) {
-  constexpr const char* kProvider = "CUDAExecutionProvider";
-  static const TypedOp ops[] = {
-      op::MakeOp<Kernel>(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ElementType::kFloat32, kProvider),
-      op::MakeOp<Kernel>(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, ElementType::kFloat16, kProvider),
-      op::MakeOp<Kernel>(ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, ElementType::kBFloat16, kProvider),
-  };
-  static const OrtCustomOp* const pointers[] = {&ops[0], &ops[1], &ops[2]};
-  *count = 3;
-  return pointers;
-}
+const OrtCustomOp* const* TopKSparseMatMulOps(size_t* count) { return op::TypedOps<Kernel>("CUDAExecutionProvider", count); }
 
 }  // namespace sparseonnx::cuda_op

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,6 +13,7 @@
 #include "onnx_writer.h"
 #include "onnxruntime_cxx_api.h"
 #include "ort_host.h"
+#include "gpu_skip.h"
 #include "reference.h"
 #include "sparseonnx/kernels.h"
 
@@ -85,24 +85,9 @@ std::string CudaUnavailableReason() {
   }
 }
 
-bool RequireGpu() {
-  const char* value = std::getenv("SPARSEONNX_REQUIRE_GPU");
-  return value != nullptr && *value != '\0';
-}
-
-// Skips without the CUDA provider, unless SPARSEONNX_REQUIRE_GPU is set (native/cuda_ops/gpu/check.sh sets it
-// when it has the provider), where its absence must fail rather than pass as skipped.
-#define SKIP_WITHOUT_CUDA_PROVIDER()                                              \
-  do {                                                                            \
-    static const std::string reason = CudaUnavailableReason();                    \
-    if (!reason.empty()) {                                                        \
-      if (RequireGpu()) FAIL() << reason;              \
-      GTEST_SKIP() << reason;                                                     \
-    }                                                                             \
-  } while (0)
 
 TEST(OrtHostCuda, TopKSparseMatMulMatchesCudaMatMulOnTheMaskedInput) {
-  SKIP_WITHOUT_CUDA_PROVIDER();
+  SPARSEONNX_SKIP_IF_UNAVAILABLE(CudaUnavailableReason());
   std::mt19937 random(31);
   std::normal_distribution<float> normal;
   for (ElementType type : {ElementType::kFloat32, ElementType::kFloat16, ElementType::kBFloat16}) {
@@ -150,7 +135,7 @@ TEST(OrtHostCuda, TopKSparseMatMulMatchesCudaMatMulOnTheMaskedInput) {
 }
 
 TEST(OrtHostCuda, ShapeErrorsFailTheRunWithTheSameMessageAsOnCpu) {
-  SKIP_WITHOUT_CUDA_PROVIDER();
+  SPARSEONNX_SKIP_IF_UNAVAILABLE(CudaUnavailableReason());
   const std::string b_raw = Raw(std::vector<float>(8 * 4, 1.f), ElementType::kFloat32);
   const std::string model = GraphModel({OnnxNode{"TopKSparseMatMul", "ai.sparseonnx", {"A", "B"}, {"Y"}, {{"k", true, 2, 0.f}}}},
                                        {OnnxInitializer{"B", kOnnxFloat, {8, 4}, b_raw}},
