@@ -70,8 +70,11 @@ run() {
     echo "==> Building with $(nvcc --version | tail -1)"
     local build="$STAGE/build"
     cmake -S "$ROOT/src/CustomOps" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$STAGE/gtest" \
-        -DORT_INCLUDE_DIR="$ort/include" -DORT_LIBRARY="$ort/lib/libonnxruntime.so" >"$out/cmake.txt" 2>&1
-    cmake --build "$build" -j"$(nproc)" 2>&1 | tail -20 | tee "$out/build.txt"
+        -DSPARSEONNX_CUDA_WARNINGS_AS_ERRORS=OFF \
+        -DORT_INCLUDE_DIR="$ort/include" -DORT_LIBRARY="$ort/lib/libonnxruntime.so" >"$out/cmake.txt" 2>&1 \
+        || { tail -30 "$out/cmake.txt"; exit 1; }
+    cmake --build "$build" -j"$(nproc)" > "$out/build.txt" 2>&1 || { tail -40 "$out/build.txt"; exit 1; }
+    grep -i "warning" "$out/build.txt" | head -20 || true
     cp "$build/libsparseonnx_ops.so" "$out/" || true
 
     { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv || true; } > "$out/gpu.txt"
