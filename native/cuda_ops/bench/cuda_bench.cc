@@ -2,12 +2,13 @@
 // the dense baseline measured in the same run, on one GPU.
 //
 //   sparseonnx_cuda_bench [--shapes 4096x14336,...] [--sparsities 0,0.25,0.5,0.75,0.9] [--type fp16|bf16|fp32]
-//                         [--iterations N] [--json FILE]
+//                         [--iterations N] [--blocks-per-sm 4,8,16] [--json FILE]
 //
 // Three measurements, each printed with the ratio to its dense baseline:
 //   copy    device-to-device cudaMemcpy of 1 GiB: the bandwidth the GPU actually delivers (read + write bytes)
 //   kernel  the kernel core on a stream, timed with CUDA events: LaunchTopKSparseMatMul (threshold and top-k)
-//           vs cuBLAS's GEMM for the same product (what ORT's CUDA MatMul calls)
+//           vs cuBLAS's GEMM for the same product (what ORT's CUDA MatMul calls); --blocks-per-sm sweeps the
+//           gather's grid size (GatherTuning) to tune it
 //   ort     ONNX Runtime 1.29 with the CUDA provider and IO binding on device memory: a graph of nodes that
 //           each multiply A by their own weight, TopKSparseMatMul vs ORT's own MatMul
 // Weights rotate over enough copies to fill 4× a 64 MiB L2, so every product streams its weight from HBM.
@@ -53,6 +54,7 @@ struct Options {
   std::vector<double> sparsities = {0, 0.25, 0.5, 0.75, 0.9};
   ElementType type = ElementType::kFloat16;
   int iterations = 200;
+  std::vector<int64_t> blocks_per_sm = {gpu::GatherTuning{}.blocks_per_multiprocessor};
   std::string json;
 };
 
@@ -85,10 +87,14 @@ Options Parse(int argc, char** argv) {
       o.type = t == "fp32" ? ElementType::kFloat32 : t == "bf16" ? ElementType::kBFloat16 : ElementType::kFloat16;
     } else if (arg == "--iterations") {
       o.iterations = std::max(1, std::stoi(value()));
+    } else if (arg == "--blocks-per-sm") {
+      o.blocks_per_sm.clear();
+      std::stringstream list(value());
+      for (std::string item; std::getline(list, item, ',');) o.blocks_per_sm.push_back(std::stoll(item));
     } else if (arg == "--json") {
       o.json = value();
     } else {
-      std::fprintf(stderr, "usage: %s [--shapes KxN,...] [--sparsities s,...] [--type fp16|bf16|fp32] [--iterations N] [--json FILE]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--shapes KxN,...] [--sparsities s,...] [--type fp16|bf16|fp32] [--iterations N] [--blocks-per-sm b,...] [--json FILE]\n", argv[0]);
       std::exit(2);
     }
   }
@@ -220,21 +226,28 @@ void KernelLevel(const Options& o, const Layer& layer, const gpu::DeviceFacts& f
     int64_t kept = 0;
     const float threshold = layer.Threshold(s, &kept);
     const int64_t k = std::max<int64_t>(1, std::llround((1 - s) * static_cast<double>(layer.K)));
+    // Each selection mode at each grid size (one size unless --blocks-per-sm sweeps them).
     for (const bool by_k : {false, true}) {
-      const gpu::Problem problem{GpuType(o.type), 1, layer.K, layer.N, gpu::Selection{by_k, k, threshold}};
-      const gpu::Plan plan = gpu::PlanTopKSparseMatMul(problem, facts, true, gpu::PathChoice::kGatherGemv);
-      DeviceBuffer workspace(plan.workspace_bytes);
-      const double sparse_us = 1e3 * TimeOnStream(stream, o.iterations, [&](int i) {
-        const gpu::Status st = gpu::LaunchTopKSparseMatMul(problem, plan, a.get(), weights[i % layer.copies]->get(), y.get(), workspace.get(),
-                                                           plan.workspace_bytes, stream);
-        if (!st.ok()) {
-          std::fprintf(stderr, "gather: %s\n", st.message.c_str());
-          std::exit(1);
-        }
-      });
-      const double rows_read = static_cast<double>(by_k ? k : kept);
-      Report({"kernel", layer.shape(), by_k ? "top-k" : "threshold", s, dense_us, sparse_us,
-              rows_read * static_cast<double>(layer.N * element) + static_cast<double>((layer.K + layer.N) * element)});
+      for (const int64_t blocks_per_sm : o.blocks_per_sm) {
+        const gpu::Problem problem{GpuType(o.type), 1, layer.K, layer.N, gpu::Selection{by_k, k, threshold}};
+        gpu::GatherTuning tuning;
+        tuning.blocks_per_multiprocessor = blocks_per_sm;
+        const gpu::Plan plan = gpu::PlanTopKSparseMatMul(problem, facts, true, gpu::PathChoice::kGatherGemv, tuning);
+        DeviceBuffer workspace(plan.workspace_bytes);
+        const double sparse_us = 1e3 * TimeOnStream(stream, o.iterations, [&](int i) {
+          const gpu::Status st = gpu::LaunchTopKSparseMatMul(problem, plan, a.get(), weights[i % layer.copies]->get(), y.get(), workspace.get(),
+                                                             plan.workspace_bytes, stream);
+          if (!st.ok()) {
+            std::fprintf(stderr, "gather: %s\n", st.message.c_str());
+            std::exit(1);
+          }
+        });
+        const double rows_read = static_cast<double>(by_k ? k : kept);
+        std::string mode = by_k ? "top-k" : "threshold";
+        if (o.blocks_per_sm.size() > 1) mode += "/b" + std::to_string(blocks_per_sm);
+        Report({"kernel", layer.shape(), mode, s, dense_us, sparse_us,
+                rows_read * static_cast<double>(layer.N * element) + static_cast<double>((layer.K + layer.N) * element)});
+      }
     }
   }
 }

@@ -4,6 +4,10 @@
 #
 #   native/cuda_ops/gpu/check.sh receive build/gpu-carry/part-I   # keep one carried part (outside the tree)
 #   native/cuda_ops/gpu/check.sh run OUT [bench arguments...]     # assemble, build, test, bench; results in OUT
+#
+# Part 1 alone is enough for a first run (kernel tests and the kernel-level benchmark against cuBLAS, with a
+# sweep of the gather's grid size); with every part, the ORT host tests on CUDA and the ORT-level benchmark
+# run too.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 ROOT="$(pwd)"
@@ -86,7 +90,7 @@ run() {
     [ -f "$ort/lib/libonnxruntime_providers_cuda.so" ] && require=1  # with the provider here, a skip is a failure
     SPARSEONNX_REQUIRE_GPU="$require" "$build/sparseonnx_ort_host_tests" 2>&1 | tee "$out/ort_host_tests.txt" | tail -15 || status=1
     echo "==> Benchmark"
-    "$build/sparseonnx_cuda_bench" --json "$out/bench.json" "$@" 2>&1 | tee "$out/bench.txt" || status=1
+    "$build/sparseonnx_cuda_bench" --json "$out/bench.json" --blocks-per-sm 4,8,16 "$@" 2>&1 | tee "$out/bench.txt" || status=1
     return $status
 }
 

@@ -1,6 +1,11 @@
 #include "cublas_gemm.h"
 
+#if defined(_WIN32)
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#else
 #include <dlfcn.h>
+#endif
 
 #include <climits>
 #include <mutex>
@@ -39,26 +44,39 @@ struct Cublas {
   std::string failure;  // why it could not be loaded, or empty
 };
 
-// The cuBLAS already in the process (the one ORT's CUDA provider loaded) if any, else the newest installed.
+// The platform's shared-library calls: the cuBLAS already in the process (the one ORT's CUDA provider loaded) if
+// any, else the newest installed; never unloaded, since handles made from it live until the process ends.
+#if defined(_WIN32)
+constexpr const char* kCublasNames[] = {"cublas64_13.dll", "cublas64_12.dll", "cublas64_11.dll"};
+void* FindLoaded(const char* name) { return reinterpret_cast<void*>(GetModuleHandleA(name)); }
+void* LoadLibraryNamed(const char* name) { return reinterpret_cast<void*>(LoadLibraryA(name)); }
+void* Symbol(void* library, const char* name) { return reinterpret_cast<void*>(GetProcAddress(static_cast<HMODULE>(library), name)); }
+#else
+constexpr const char* kCublasNames[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"};
+void* FindLoaded(const char* name) { return dlopen(name, RTLD_NOW | RTLD_NOLOAD); }
+void* LoadLibraryNamed(const char* name) { return dlopen(name, RTLD_NOW | RTLD_LOCAL); }
+void* Symbol(void* library, const char* name) { return dlsym(library, name); }
+#endif
+
 const Cublas& LoadCublas() {
   static const Cublas cublas = [] {
     Cublas loaded;
-    const char* names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"};
     void* library = nullptr;
-    for (const char* name : names)
-      if ((library = dlopen(name, RTLD_NOW | RTLD_NOLOAD)) != nullptr) break;
+    for (const char* name : kCublasNames)
+      if ((library = FindLoaded(name)) != nullptr) break;
     if (library == nullptr)
-      for (const char* name : names)
-        if ((library = dlopen(name, RTLD_NOW | RTLD_LOCAL)) != nullptr) break;
+      for (const char* name : kCublasNames)
+        if ((library = LoadLibraryNamed(name)) != nullptr) break;
     if (library == nullptr) {
-      loaded.failure = "cuBLAS (libcublas.so.13, .12 or .11) could not be loaded";
+      loaded.failure = std::string("cuBLAS could not be loaded (tried ") + kCublasNames[0] + ", " + kCublasNames[1] + ", " +
+                       kCublasNames[2] + ")";
       return loaded;
     }
-    loaded.create = reinterpret_cast<CreateFunction>(dlsym(library, "cublasCreate_v2"));
-    loaded.set_stream = reinterpret_cast<SetStreamFunction>(dlsym(library, "cublasSetStream_v2"));
-    loaded.gemm_ex = reinterpret_cast<GemmExFunction>(dlsym(library, "cublasGemmEx"));
+    loaded.create = reinterpret_cast<CreateFunction>(Symbol(library, "cublasCreate_v2"));
+    loaded.set_stream = reinterpret_cast<SetStreamFunction>(Symbol(library, "cublasSetStream_v2"));
+    loaded.gemm_ex = reinterpret_cast<GemmExFunction>(Symbol(library, "cublasGemmEx"));
     if (!loaded.create || !loaded.set_stream || !loaded.gemm_ex) loaded.failure = "the loaded cuBLAS lacks cublasGemmEx";
-    return loaded;  // never dlclosed: handles made from it live until the process ends
+    return loaded;
   }();
   return cublas;
 }

@@ -11,12 +11,6 @@
 namespace sparseonnx::cuda {
 namespace {
 
-// Gather blocks wanted per multiprocessor: 8 blocks of 4 warps keep 32 warps × 8 loads of 16 bytes per lane
-// in flight per SM, more than HBM's latency-bandwidth product needs (~16 KB per SM on an H100).
-constexpr int64_t kGatherBlocksPerMultiprocessor = 8;
-// The fewest entries of K a warp walks: below this a split's fixed costs (testing its slice of A, the
-// partial sums) outweigh the rows it reads.
-constexpr int64_t kMinEntriesPerWarp = 32;
 constexpr int64_t kMaxGridDim = 65535;
 
 size_t AlignUp(size_t bytes) { return (bytes + 255) / 256 * 256; }
@@ -78,7 +72,10 @@ std::string ValidateProblem(const Problem& p) {
   return "";
 }
 
-Plan PlanTopKSparseMatMul(const Problem& p, const DeviceFacts& device, bool aligned, PathChoice choice) {
+// GatherTuning's defaults: 8 blocks of 4 warps per SM keep 32 warps × 8 loads of 16 bytes per lane in flight,
+// more than HBM's latency-bandwidth product needs (~16 KB per SM on an H100); below 32 entries of K per warp a
+// split's fixed costs (testing its slice of A, the partial sums) outweigh the rows it reads.
+Plan PlanTopKSparseMatMul(const Problem& p, const DeviceFacts& device, bool aligned, PathChoice choice, const GatherTuning& tuning) {
   Plan plan;
   const bool dense = choice == PathChoice::kMaskedDense ||
                      (choice == PathChoice::kAuto && p.m > kMaxGatherRows && CublasAvailable());
@@ -90,9 +87,9 @@ Plan PlanTopKSparseMatMul(const Problem& p, const DeviceFacts& device, bool alig
     plan.vector_width = aligned && p.n % wide == 0 ? wide : 1;
     plan.column_tiles = std::max<int64_t>(1, DivideUp(p.n, 32 * plan.vector_width));
     plan.row_groups = std::max<int64_t>(1, DivideUp(p.m, GatherRowsPerGroup(p.m)));
-    const int64_t blocks_wanted = std::max(1, device.multiprocessors) * kGatherBlocksPerMultiprocessor;
+    const int64_t blocks_wanted = std::max(1, device.multiprocessors) * std::max<int64_t>(1, tuning.blocks_per_multiprocessor);
     const int64_t blocks_without_split = plan.column_tiles * std::min(plan.row_groups, kMaxGridDim);
-    const int64_t most_splits = std::min(kMaxGridDim, std::max<int64_t>(1, p.k_dim / (kGatherWarps * kMinEntriesPerWarp)));
+    const int64_t most_splits = std::min(kMaxGridDim, std::max<int64_t>(1, p.k_dim / (kGatherWarps * std::max<int64_t>(32, tuning.min_entries_per_warp))));
     const int64_t splits = std::clamp<int64_t>(DivideUp(blocks_wanted, blocks_without_split), 1, most_splits);
     plan.k_per_warp = DivideUp(DivideUp(p.k_dim, splits * kGatherWarps), 32) * 32;
     plan.k_splits = DivideUp(p.k_dim, plan.k_per_warp * kGatherWarps);

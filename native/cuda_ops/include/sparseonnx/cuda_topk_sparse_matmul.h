@@ -59,6 +59,13 @@ struct DeviceFacts {
 
 enum class PathChoice { kAuto, kGatherGemv, kMaskedDense };
 
+/// How the gather's grid is sized: the defaults are estimates from HBM's latency-bandwidth product, to be tuned
+/// on a GPU (sparseonnx_cuda_bench --blocks-per-sm sweeps the first).
+struct GatherTuning {
+  int64_t blocks_per_multiprocessor = 8;  // blocks of 4 warps wanted per SM
+  int64_t min_entries_per_warp = 32;      // the fewest entries of K a warp walks (a split's fixed cost)
+};
+
 struct Plan {
   Path path = Path::kGatherGemv;
   // Gather: blocks along N (each 32 lanes × one 16-byte vector of columns), along K (each block's slice of
@@ -76,7 +83,8 @@ std::string ValidateProblem(const Problem& problem);
 
 /// Plans one call. `aligned` says whether B and Y start on 16-byte boundaries (ORT's allocations do); with
 /// kAuto the masked dense path is taken for m > kMaxGatherRows when cuBLAS is available.
-Plan PlanTopKSparseMatMul(const Problem& problem, const DeviceFacts& device, bool aligned, PathChoice choice = PathChoice::kAuto);
+Plan PlanTopKSparseMatMul(const Problem& problem, const DeviceFacts& device, bool aligned, PathChoice choice = PathChoice::kAuto,
+                          const GatherTuning& tuning = GatherTuning{});
 
 struct Status {
   cudaError_t cuda = cudaSuccess;
