@@ -234,9 +234,13 @@ void KernelLevel(const Options& o, const Layer& layer, const gpu::DeviceFacts& f
         tuning.blocks_per_multiprocessor = blocks_per_sm;
         const gpu::Plan plan = gpu::PlanTopKSparseMatMul(problem, facts, true, gpu::PathChoice::kGatherGemv, tuning);
         DeviceBuffer workspace(plan.workspace_bytes);
+        // Kept-zero tickets, as the ORT op keeps them per stream: no zeroing launch per call.
+        DeviceBuffer tickets(static_cast<size_t>(plan.ticket_count) * sizeof(uint32_t));
+        CHECK_CUDA(cudaMemset(tickets.get(), 0, static_cast<size_t>(plan.ticket_count) * sizeof(uint32_t)));
+        const gpu::TicketBuffer kept_tickets{static_cast<uint32_t*>(tickets.get()), plan.ticket_count};
         const double sparse_us = 1e3 * TimeOnStream(stream, o.iterations, [&](int i) {
           const gpu::Status st = gpu::LaunchTopKSparseMatMul(problem, plan, a.get(), weights[i % layer.copies]->get(), y.get(), workspace.get(),
-                                                             plan.workspace_bytes, stream);
+                                                             plan.workspace_bytes, stream, kept_tickets);
           if (!st.ok()) {
             std::fprintf(stderr, "gather: %s\n", st.message.c_str());
             std::exit(1);

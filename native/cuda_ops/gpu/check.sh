@@ -54,6 +54,9 @@ run() {
     fi
     [ -f "$ort/lib/libonnxruntime_providers_cuda.so" ] \
         || echo "note: ORT's CUDA provider was not received: the ORT-level tests and benchmark will be skipped"
+    if [ ! -f "$STAGE/deps/model/model.onnx" ] && [ -f "$STAGE/parts/model.tar.xz" ]; then
+        unpack "$STAGE/parts/model.tar.xz" "$STAGE/parts/model.sha256"
+    fi
     if [ ! -f "$STAGE/gtest/lib/libgtest.a" ] && [ ! -f "$STAGE/gtest/lib64/libgtest.a" ]; then
         echo "==> Building GoogleTest"
         cmake -S "$STAGE/deps/googletest" -B "$STAGE/gtest-build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$STAGE/gtest" >/dev/null
@@ -89,6 +92,11 @@ run() {
     local require=""
     [ -f "$ort/lib/libonnxruntime_providers_cuda.so" ] && require=1  # with the provider here, a skip is a failure
     SPARSEONNX_REQUIRE_GPU="$require" "$build/sparseonnx_ort_host_tests" 2>&1 | tee "$out/ort_host_tests.txt" | tail -15 || status=1
+    if [ -f "$ort/lib/libonnxruntime_providers_cuda.so" ] && [ -f "$STAGE/deps/model/model.onnx" ]; then
+        echo "==> The reference model, dense and rewritten, on CUDA against the CPU"
+        (cd "$out" && "$build/sparseonnx_cuda_model_check" "$ROOT/models/llama-brown/model.onnx" "$STAGE/deps/model/model.onnx") 2>&1 \
+            | tee "$out/model_check.txt" || status=1
+    fi
     echo "==> Benchmark"
     "$build/sparseonnx_cuda_bench" --json "$out/bench.json" --blocks-per-sm 4,8,16 "$@" 2>&1 | tee "$out/bench.txt" || status=1
     return $status

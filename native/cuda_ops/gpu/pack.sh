@@ -4,8 +4,10 @@
 # transfer next to the working tree (a call carries 64 MB in all; the tree itself is ~32 MB):
 #   build/gpu-carry/part-1        ORT 1.29's headers and CPU runtime, and GoogleTest's sources (~10 MB): enough
 #                                 for the kernel tests and the kernel-level benchmark (against cuBLAS)
-#   build/gpu-carry/part-2 ...    ORT's CUDA 13 provider (230 MB, ~165 MB compressed), for the ORT host tests on
-#                                 CUDA and the benchmark against ORT's own CUDA MatMul
+#   build/gpu-carry/part-2        the reference model rewritten by `sparseonnx sparsify` (calibrated thresholds at
+#                                 50%), for the model check (the dense model is in the tree)
+#   build/gpu-carry/part-3 ...    ORT's CUDA 13 provider (230 MB, ~165 MB compressed), for the ORT host tests on
+#                                 CUDA, the model check and the benchmark against ORT's own CUDA MatMul
 #
 #   native/cuda_ops/gpu/pack.sh            # here, after ./build.sh (which fetched the ORT 1.29 headers and runtime)
 #
@@ -26,7 +28,8 @@ TREE_BYTES="$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)"
 PART_BYTES=$(( (60 << 20) - TREE_BYTES ))
 CARRY="$ROOT/build/gpu-carry"
 
-[ -f "$ORT_SDK/lib/libonnxruntime.so" ] || { echo "error: run ./build.sh first (it fetches ONNX Runtime 1.29)" >&2; exit 1; }
+[ -f "$ORT_SDK/lib/libonnxruntime.so" ] && [ -x bin/sparseonnx ] \
+    || { echo "error: run ./build.sh first (it fetches ONNX Runtime 1.29 and builds bin/sparseonnx)" >&2; exit 1; }
 [ -d /usr/src/googletest ] || { echo "error: GoogleTest's sources are needed (Debian: libgtest-dev, which build.sh installs)" >&2; exit 1; }
 
 if [ ! -f "$ORT_CUDA/libonnxruntime_providers_cuda.so" ]; then
@@ -48,11 +51,18 @@ xz -6 -T"$(nproc)" -c "$CARRY/staging/base.tar" > "$CARRY/part-1/base.tar.xz"
 sha256sum "$CARRY/part-1/base.tar.xz" | cut -d' ' -f1 > "$CARRY/part-1/base.sha256"
 [ "$(stat -c %s "$CARRY/part-1/base.tar.xz")" -le "$PART_BYTES" ] || { echo "error: part 1 is larger than a transfer" >&2; exit 1; }
 
+echo "==> The reference model, rewritten at 50% with calibrated thresholds"
+mkdir -p "$CARRY/part-2" "$CARRY/staging/model"
+bin/sparseonnx sparsify models/llama-brown/model.onnx -o "$CARRY/staging/model/model.onnx" --mode threshold --sparsity 0.5 \
+    --calibration models/llama-brown/data/valid.txt --spontaneous closed-form --samples 16 --validation-samples 8 >/dev/null
+tar -C "$CARRY/staging" -cJf "$CARRY/part-2/model.tar.xz" model/model.onnx
+sha256sum "$CARRY/part-2/model.tar.xz" | cut -d' ' -f1 > "$CARRY/part-2/model.sha256"
+
 tar -C "$ORT_CUDA" -cf "$CARRY/staging/provider.tar" libonnxruntime_providers_cuda.so libonnxruntime_providers_shared.so
 xz -6 -T"$(nproc)" -c "$CARRY/staging/provider.tar" > "$CARRY/staging/provider.tar.xz"
 (cd "$CARRY/staging" && split -b "$PART_BYTES" -d -a 2 provider.tar.xz provider.tar.xz.)
 sha256sum "$CARRY/staging/provider.tar.xz" | cut -d' ' -f1 > "$CARRY/provider.sha256"
-index=2
+index=3
 for chunk in "$CARRY"/staging/provider.tar.xz.*; do
     mkdir -p "$CARRY/part-$index"
     mv "$chunk" "$CARRY/part-$index/"

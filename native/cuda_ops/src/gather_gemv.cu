@@ -9,7 +9,8 @@
 //      keeps kUnroll 16-byte loads per lane in flight: that, not the thread count, is what fills HBM), and
 //      each lane multiplies its kVec columns by the coefficients, broadcast from the owning lane by shuffle.
 // Partial sums are added in a fixed order (warps in the block through shared memory, then K splits by the
-// last block of each column tile to finish, found by a ticket counter), so results do not depend on timing.
+// last block of each column tile to finish, found by a ticket counter, which that block resets to zero), so
+// results do not depend on timing.
 #include "elements.cuh"
 
 namespace sparseonnx::cuda {
@@ -119,7 +120,13 @@ __global__ void __launch_bounds__(kThreads)
       // The last block of this column tile and row group to finish adds the splits' partials in split order.
       __threadfence();  // this block's partials are visible device-wide before its ticket is
       __syncthreads();
-      if (threadIdx.x == 0) finishes_tile = atomicAdd(&counters[group * gridDim.x + tile], 1u) == k_splits - 1;
+      if (threadIdx.x == 0) {
+        uint32_t* ticket = &counters[group * gridDim.x + tile];
+        finishes_tile = atomicAdd(ticket, 1u) == k_splits - 1;
+        // Every other block of this call has taken its ticket: reset it, so a caller may keep the counters
+        // between calls on one stream instead of zeroing them each time.
+        if (finishes_tile) *ticket = 0u;
+      }
       __syncthreads();
       if (finishes_tile) {
         __threadfence();

@@ -51,7 +51,7 @@ struct GatherArguments {
   const RowSelection* selections;  // [m], or null: every row uses `uniform`
   RowSelection uniform;
   float* partials;                 // [k_splits, m, n] when k_splits > 1
-  uint32_t* counters;              // [row_groups, column_tiles], zero on entry when k_splits > 1
+  uint32_t* counters;              // [row_groups, column_tiles], zero on entry when k_splits > 1; left zero
 };
 
 // Rows of A per gather group for an m-row call: 1, 2, 4, or kGatherRowGroup (the plan's row_groups follow).

@@ -30,7 +30,7 @@ Layout LayoutFor(const Problem& p, const Plan& plan) {
   if (plan.path == Path::kGatherGemv) {
     layout.counters = at;
     if (plan.k_splits > 1) {
-      at += AlignUp(static_cast<size_t>(plan.row_groups * plan.column_tiles) * sizeof(uint32_t));
+      at += AlignUp(static_cast<size_t>(plan.ticket_count) * sizeof(uint32_t));
       layout.partials = at;
       at += AlignUp(static_cast<size_t>(plan.k_splits * p.m * p.n) * sizeof(float));
     }
@@ -93,13 +93,14 @@ Plan PlanTopKSparseMatMul(const Problem& p, const DeviceFacts& device, bool alig
     const int64_t splits = std::clamp<int64_t>(DivideUp(blocks_wanted, blocks_without_split), 1, most_splits);
     plan.k_per_warp = DivideUp(DivideUp(p.k_dim, splits * kGatherWarps), 32) * 32;
     plan.k_splits = DivideUp(p.k_dim, plan.k_per_warp * kGatherWarps);
+    plan.ticket_count = plan.k_splits > 1 ? plan.row_groups * plan.column_tiles : 0;
   }
   plan.workspace_bytes = LayoutFor(p, plan).total;
   return plan;
 }
 
 Status LaunchTopKSparseMatMul(const Problem& p, const Plan& plan, const void* a, const void* b, void* y, void* workspace,
-                              size_t workspace_bytes, cudaStream_t stream) {
+                              size_t workspace_bytes, cudaStream_t stream, TicketBuffer tickets) {
   if (const std::string problem = ValidateProblem(p); !problem.empty()) return {cudaErrorInvalidValue, problem};
   const Layout layout = LayoutFor(p, plan);
   if (workspace_bytes < layout.total)
@@ -112,14 +113,17 @@ Status LaunchTopKSparseMatMul(const Problem& p, const Plan& plan, const void* a,
 
   if (plan.path == Path::kGatherGemv) {
     const bool split = plan.k_splits > 1;
-    auto* counters = split ? At<uint32_t>(workspace, layout.counters) : nullptr;
-    const int64_t counter_count = split ? plan.row_groups * plan.column_tiles : 0;
+    // The caller's kept-zero tickets when it has enough, else counters in the workspace that this call zeroes
+    // (in the top-k selection kernel when there is one, else with a memset).
+    const bool kept_tickets = split && tickets.data != nullptr && tickets.count >= plan.ticket_count;
+    auto* counters = !split ? nullptr : kept_tickets ? tickets.data : At<uint32_t>(workspace, layout.counters);
+    const int64_t counter_count = split && !kept_tickets ? plan.ticket_count : 0;
     if (p.selection.by_k) {
       if (Status s = CudaFailure(LaunchTopKPivots(p.type, a, p.m, p.k_dim, p.selection.k, selections, counters, counter_count, stream),
                                  "the top-k selection kernel");
           !s.ok())
         return s;
-    } else if (split) {
+    } else if (counter_count > 0) {
       if (Status s = CudaFailure(cudaMemsetAsync(counters, 0, static_cast<size_t>(counter_count) * sizeof(uint32_t), stream),
                                  "zeroing the gather's counters");
           !s.ok())

@@ -3,6 +3,7 @@
 // none (CI compiles them and runs the plan tests); docs/topk-sparse-matmul.md says where they were last run.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -99,8 +100,10 @@ std::string Describe(const Case& c) {
          (c.path == gpu::PathChoice::kMaskedDense ? " masked-dense" : " gather") + (c.aligned ? "" : " unvectorized");
 }
 
-// Runs the case on the device; returns Y as float.
-std::vector<float> RunOnDevice(const Case& c, const Typed& a, const Typed& b, gpu::Plan* plan_out = nullptr) {
+// Runs the case on the device; returns Y as float. The workspace starts as garbage (nothing may rely on it being
+// zero); `tickets`, when given, are the caller's kept-zero counters.
+std::vector<float> RunOnDevice(const Case& c, const Typed& a, const Typed& b, gpu::Plan* plan_out = nullptr,
+                               gpu::TicketBuffer tickets = {}) {
   const gpu::Problem problem{GpuType(c.type), c.M, c.K, c.N, GpuSelection(c.rule)};
   int device = 0, multiprocessors = 1;
   cudaGetDevice(&device);
@@ -112,10 +115,11 @@ std::vector<float> RunOnDevice(const Case& c, const Typed& a, const Typed& b, gp
   cudaMemcpy(da.get(), a.raw.data(), a.raw.size(), cudaMemcpyHostToDevice);
   cudaMemcpy(db.get(), b.raw.data(), b.raw.size(), cudaMemcpyHostToDevice);
   cudaMemset(dy.get(), 0xff, y_bytes);  // NaN everywhere: an output the kernels never write shows up
+  cudaMemset(workspace.get(), 0xab, plan.workspace_bytes);
   cudaStream_t stream = nullptr;
   cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
   const gpu::Status status =
-      gpu::LaunchTopKSparseMatMul(problem, plan, da.get(), db.get(), dy.get(), workspace.get(), plan.workspace_bytes, stream);
+      gpu::LaunchTopKSparseMatMul(problem, plan, da.get(), db.get(), dy.get(), workspace.get(), plan.workspace_bytes, stream, tickets);
   EXPECT_TRUE(status.ok()) << status.message;
   EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess) << Describe(c);
   cudaStreamDestroy(stream);
@@ -203,18 +207,28 @@ TEST(CudaTopKSparseMatMul, NaNRanksFirstAndPropagatesAndInfinityIsKept) {
     ExpectMatchesReference({ElementType::kFloat32, M, K, N, rule}, a, b);
 }
 
-TEST(CudaTopKSparseMatMul, GatherResultsAreBitwiseRepeatable) {
+TEST(CudaTopKSparseMatMul, GatherResultsAreBitwiseRepeatableAndKeptTicketsStayZero) {
   SPARSEONNX_SKIP_IF_UNAVAILABLE(NoDeviceReason());
   std::mt19937 random(13);
-  const Case c{ElementType::kFloat16, 4, 4096, 4096, SelectionRule::TopK(2048)};
-  const Typed a = Quantize(Normal(static_cast<size_t>(c.M * c.K), random), c.type);
-  const Typed b = Quantize(Normal(static_cast<size_t>(c.K * c.N), random), c.type);
-  gpu::Plan plan;
-  const std::vector<float> first = RunOnDevice(c, a, b, &plan);
-  ASSERT_GT(plan.k_splits, 1) << "the case should exercise the split-K reduction";
-  for (int run = 0; run < 3; ++run) {
-    const std::vector<float> again = RunOnDevice(c, a, b);
-    ASSERT_EQ(0, std::memcmp(first.data(), again.data(), first.size() * sizeof(float))) << "run " << run;
+  for (SelectionRule rule : {SelectionRule::TopK(2048), SelectionRule::Threshold(0.7f)}) {
+    const Case c{ElementType::kFloat16, 4, 4096, 4096, rule};
+    const Typed a = Quantize(Normal(static_cast<size_t>(c.M * c.K), random), c.type);
+    const Typed b = Quantize(Normal(static_cast<size_t>(c.K * c.N), random), c.type);
+    gpu::Plan plan;
+    const std::vector<float> first = RunOnDevice(c, a, b, &plan);  // counters in the workspace, zeroed by the call
+    ASSERT_GT(plan.k_splits, 1) << "the case should exercise the split-K reduction";
+    ASSERT_GT(plan.ticket_count, 0);
+    // Tickets kept across calls (as the ORT op keeps them per stream): zeroed once, left zero by every call.
+    DeviceBuffer tickets(static_cast<size_t>(plan.ticket_count) * sizeof(uint32_t));
+    CUDA_OK(cudaMemset(tickets.get(), 0, tickets.size()));
+    for (int run = 0; run < 3; ++run) {
+      const std::vector<float> again =
+          RunOnDevice(c, a, b, nullptr, gpu::TicketBuffer{static_cast<uint32_t*>(tickets.get()), plan.ticket_count});
+      ASSERT_EQ(0, std::memcmp(first.data(), again.data(), first.size() * sizeof(float))) << Describe(c) << " run " << run;
+    }
+    std::vector<uint32_t> left(static_cast<size_t>(plan.ticket_count));
+    CUDA_OK(cudaMemcpy(left.data(), tickets.get(), tickets.size(), cudaMemcpyDeviceToHost));
+    EXPECT_EQ(std::count(left.begin(), left.end(), 0u), plan.ticket_count) << "a call left a ticket counter non-zero";
   }
 }
 

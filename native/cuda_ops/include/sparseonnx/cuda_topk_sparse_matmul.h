@@ -75,7 +75,16 @@ struct Plan {
   int64_t row_groups = 0;
   int64_t k_per_warp = 0;  // entries of K each warp walks (a multiple of 32)
   int vector_width = 1;    // elements per lane per load: 16 bytes' worth when n and the pointers allow
+  int64_t ticket_count = 0;  // the gather's counters, one per column tile and row group, when K is split
   size_t workspace_bytes = 0;
+};
+
+/// Counters the gather may keep across calls on one stream: zero when first handed over (cudaMemset once),
+/// and every call leaves them zero again, so a call needs no zeroing launch. Calls on different streams need
+/// different ticket buffers. Optional: without one, a call zeroes counters in its workspace.
+struct TicketBuffer {
+  uint32_t* data = nullptr;
+  int64_t count = 0;
 };
 
 /// Why a problem cannot be launched, or "" when it can.
@@ -97,7 +106,7 @@ struct Status {
 /// Returns the launch status (a kernel's own faults surface at the next synchronization, as for any CUDA
 /// work). Never synchronizes and never allocates.
 Status LaunchTopKSparseMatMul(const Problem& problem, const Plan& plan, const void* a, const void* b, void* y,
-                              void* workspace, size_t workspace_bytes, cudaStream_t stream);
+                              void* workspace, size_t workspace_bytes, cudaStream_t stream, TicketBuffer tickets = {});
 
 /// Whether cuBLAS could be loaded into this process (the masked dense path needs it), and if not, why.
 bool CublasAvailable(std::string* why = nullptr);

@@ -4,10 +4,14 @@
 // synchronizes the device or calls cudaMalloc; a failed launch becomes an ORT error naming the node.
 #include "topk_sparse_matmul_cuda_op.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include <cuda_runtime_api.h>
 
@@ -78,6 +82,52 @@ class StreamScratch {
   void* data_ = nullptr;
 };
 
+// The gather's tickets, kept per compute stream (cuda::TicketBuffer): allocated and zeroed the first time a
+// stream is seen (or a call needs more), then left zero by every call, so decoding launches one kernel per
+// call in threshold mode rather than a memset and a kernel. If an allocation fails, calls fall back to
+// counters in their scratch.
+class StreamTickets {
+ public:
+  StreamTickets() = default;
+  StreamTickets(const StreamTickets&) = delete;
+  StreamTickets& operator=(const StreamTickets&) = delete;
+  ~StreamTickets() {
+    for (auto& entry : by_stream_) cudaFree(entry.second.data);
+    for (uint32_t* data : retired_) cudaFree(data);
+  }
+
+  cuda::TicketBuffer For(cudaStream_t stream, int64_t count) {
+    if (count == 0) return {};
+    std::lock_guard<std::mutex> lock(mutex_);
+    cuda::TicketBuffer& tickets = by_stream_[stream];
+    if (tickets.count >= count) return tickets;
+    // Kernels in flight on this stream may still use the smaller buffer: it is freed with the kernel.
+    if (tickets.data != nullptr) retired_.push_back(tickets.data);
+    tickets = {};
+    const int64_t size = std::max<int64_t>(count, kMinimumTickets);
+    void* memory = nullptr;
+    if (cudaMalloc(&memory, static_cast<size_t>(size) * sizeof(uint32_t)) != cudaSuccess) {
+      cudaGetLastError();  // clear it: this call zeroes counters in its scratch instead
+      return {};
+    }
+    auto* data = static_cast<uint32_t*>(memory);
+    if (cudaMemsetAsync(data, 0, static_cast<size_t>(size) * sizeof(uint32_t), stream) != cudaSuccess) {
+      cudaGetLastError();
+      retired_.push_back(data);
+      return {};
+    }
+    tickets = {data, size};
+    return tickets;
+  }
+
+ private:
+  // Enough for any decode shape (one per 256 columns of N), so a stream allocates once.
+  static constexpr int64_t kMinimumTickets = 4096;
+  std::mutex mutex_;
+  std::unordered_map<cudaStream_t, cuda::TicketBuffer> by_stream_;
+  std::vector<uint32_t*> retired_;
+};
+
 class Kernel {
  public:
   Kernel(const OrtKernelInfo* info, const TypedOp& op) : node_(info, op) {
@@ -119,7 +169,8 @@ class Kernel {
     const bool aligned = (reinterpret_cast<uintptr_t>(b_data) | reinterpret_cast<uintptr_t>(y_data)) % 16 == 0;
     const cuda::Plan plan = cuda::PlanTopKSparseMatMul(problem, FactsFor(device), aligned);
     StreamScratch scratch(context, memory, plan.workspace_bytes);
-    Raise(cuda::LaunchTopKSparseMatMul(problem, plan, a_data, b_data, y_data, scratch.data(), plan.workspace_bytes, stream),
+    Raise(cuda::LaunchTopKSparseMatMul(problem, plan, a_data, b_data, y_data, scratch.data(), plan.workspace_bytes, stream,
+                                       tickets_.For(stream, plan.ticket_count)),
           "the launch");
   }
 
@@ -133,6 +184,7 @@ class Kernel {
 
   op::NodeContract node_;
   cuda::Selection selection_;
+  mutable StreamTickets tickets_;  // Compute is const and may run concurrently: StreamTickets locks
 };
 
 }  // namespace

@@ -25,11 +25,19 @@ inline std::string CudaProviderLibrary() {
 // Appends the CUDA provider (device 0) to `options`: the classic way when the runtime was built with CUDA, else
 // by registering the provider library as a plugin (ORT ≥ 1.22; how the npm 1.29 runtime ships it: a CPU
 // libonnxruntime.so plus libonnxruntime_providers_cuda.so). Throws Ort::Exception saying why it cannot.
-inline void AppendCudaProvider(Ort::Env& env, Ort::SessionOptions& options) {
+// `provider_options` are the CUDA provider's (e.g. {"use_tf32", "0"}).
+inline void AppendCudaProvider(Ort::Env& env, Ort::SessionOptions& options,
+                               const std::unordered_map<std::string, std::string>& provider_options = {}) {
   const OrtApi& api = Ort::GetApi();
   OrtCUDAProviderOptionsV2* cuda = nullptr;
   if (OrtStatus* status = api.CreateCUDAProviderOptions(&cuda); status == nullptr) {
-    OrtStatus* appended = api.SessionOptionsAppendExecutionProvider_CUDA_V2(options, cuda);
+    std::vector<const char*> keys, values;
+    for (const auto& [key, value] : provider_options) {
+      keys.push_back(key.c_str());
+      values.push_back(value.c_str());
+    }
+    OrtStatus* appended = api.UpdateCUDAProviderOptions(cuda, keys.data(), values.data(), keys.size());
+    if (appended == nullptr) appended = api.SessionOptionsAppendExecutionProvider_CUDA_V2(options, cuda);
     api.ReleaseCUDAProviderOptions(cuda);
     Ort::ThrowOnError(appended);
     return;
@@ -53,7 +61,7 @@ inline void AppendCudaProvider(Ort::Env& env, Ort::SessionOptions& options) {
     if (std::string(device.EpName()) == "CUDAExecutionProvider" && devices.empty()) devices.push_back(device);
   }
   if (devices.empty()) throw Ort::Exception("the CUDA provider offers no device (execution providers: " + offered + ")", ORT_FAIL);
-  options.AppendExecutionProvider_V2(env, devices, std::unordered_map<std::string, std::string>{});
+  options.AppendExecutionProvider_V2(env, devices, provider_options);
 }
 
 }  // namespace sparseonnx::test
