@@ -11,7 +11,6 @@
 #include "topk_sparse_matmul_op.h"
 
 #include <algorithm>
-#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -33,7 +32,6 @@ namespace {
 
 using op::Api;
 using op::Check;
-using op::OrtError;
 using op::TypedOp;
 
 // Up to this many rows, the product reads only the selected rows of B (SelectedRowsProduct), even when the
