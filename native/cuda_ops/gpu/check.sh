@@ -66,6 +66,10 @@ run() {
     cuda_libs="$(cuda_library_path)"
     export LD_LIBRARY_PATH="$ort/lib${cuda_libs:+:$cuda_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     export SPARSEONNX_ORT_CUDA_PROVIDER="$ort/lib/libonnxruntime_providers_cuda.so"
+    if [ -f "$SPARSEONNX_ORT_CUDA_PROVIDER" ]; then  # what the provider cannot find, to fix in one round
+        { echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; ldd "$SPARSEONNX_ORT_CUDA_PROVIDER"; } > "$out/provider_ldd.txt" 2>&1 || true
+        grep "not found" "$out/provider_ldd.txt" && echo "warning: the CUDA provider misses the libraries above" || true
+    fi
 
     # nvcc: on the PATH, in the usual toolkit folder, or from the Python environment's nvidia-cuda-nvcc wheel.
     if ! command -v nvcc >/dev/null; then
