@@ -2,13 +2,13 @@
 // the dense baseline measured in the same run, on one GPU.
 //
 //   sparseonnx_cuda_bench [--shapes 4096x14336,...] [--sparsities 0,0.25,0.5,0.75,0.9] [--type fp16|bf16|fp32]
-//                         [--iterations N] [--blocks-per-sm 4,8,16] [--json FILE]
+//                         [--iterations N] [--blocks-per-sm 2,4,8] [--json FILE]
 //
 // Three measurements, each printed with the ratio to its dense baseline:
 //   copy    device-to-device cudaMemcpy of 1 GiB: the bandwidth the GPU actually delivers (read + write bytes)
 //   kernel  the kernel core on a stream, timed with CUDA events: LaunchTopKSparseMatMul (threshold and top-k)
 //           vs cuBLAS's GEMM for the same product (what ORT's CUDA MatMul calls); --blocks-per-sm sweeps the
-//           gather's grid size (GatherTuning) to tune it
+//           gather's grid size (GatherTuning; values above the blocks resident per SM act as that number)
 //   ort     ONNX Runtime 1.29 with the CUDA provider and IO binding on device memory: a graph of nodes that
 //           each multiply A by their own weight, TopKSparseMatMul vs ORT's own MatMul
 // Weights rotate over enough copies to fill 4× a 64 MiB L2, so every product streams its weight from HBM.
@@ -350,7 +350,8 @@ int main(int argc, char** argv) {
   g_copy_gbps = MeasureCopyBandwidth(stream);
   std::printf("GPU %s, %d SMs, L2 %d MiB; copy bandwidth %.1f GB/s (read + write); %s, one row of A\n", properties.name,
               properties.multiProcessorCount, properties.l2CacheSize >> 20, g_copy_gbps, sparseonnx::ElementTypeName(o.type));
-  const gpu::DeviceFacts facts{properties.multiProcessorCount};
+  const gpu::DeviceFacts facts = gpu::QueryDeviceFacts(device);
+  std::printf("gather blocks resident per SM (fp16, 1 row, 16-byte loads): %d\n", facts.gather_resident_blocks[1][0][0]);
   std::mt19937 random(3);
   std::normal_distribution<float> normal;
   for (auto [K, N] : o.shapes) {

@@ -102,7 +102,7 @@ run() {
             | tee "$out/model_check.txt" || status=1
     fi
     echo "==> Benchmark"
-    "$build/sparseonnx_cuda_bench" --json "$out/bench.json" --blocks-per-sm 4,8,16 "$@" 2>&1 | tee "$out/bench.txt" || status=1
+    "$build/sparseonnx_cuda_bench" --json "$out/bench.json" --blocks-per-sm 2,4,8 "$@" 2>&1 | tee "$out/bench.txt" || status=1
     return $status
 }
 

@@ -171,7 +171,39 @@ cudaError_t LaunchTyped(const Plan& plan, const GatherArguments& g, cudaStream_t
   return LaunchForRows<T, kGatherRowGroup>(plan, g, stream);
 }
 
+template <typename T, int kRows>
+int ResidentForRows(bool wide) {
+  constexpr int kWide = static_cast<int>(16 / sizeof(T));
+  int blocks = 0;
+  const cudaError_t error = wide ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, GatherGemvKernel<T, kRows, kWide>, kThreads, 0)
+                                 : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, GatherGemvKernel<T, kRows, 1>, kThreads, 0);
+  if (error != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return blocks;
+}
+
+template <typename T>
+int ResidentTyped(int64_t rows_per_group, bool wide) {
+  switch (RowGroupIndex(rows_per_group)) {
+    case 0: return ResidentForRows<T, 1>(wide);
+    case 1: return ResidentForRows<T, 2>(wide);
+    case 2: return ResidentForRows<T, 4>(wide);
+    default: return ResidentForRows<T, kGatherRowGroup>(wide);
+  }
+}
+
 }  // namespace
+
+int GatherResidentBlocks(ElementType type, int64_t rows_per_group, bool wide) {
+  switch (type) {
+    case ElementType::kFloat32: return ResidentTyped<float>(rows_per_group, wide);
+    case ElementType::kFloat16: return ResidentTyped<__half>(rows_per_group, wide);
+    case ElementType::kBFloat16: return ResidentTyped<__nv_bfloat16>(rows_per_group, wide);
+  }
+  return 0;
+}
 
 int64_t GatherRowsPerGroup(int64_t m) { return m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : kGatherRowGroup; }
 

@@ -57,6 +57,12 @@ struct GatherArguments {
 // Rows of A per gather group for an m-row call: 1, 2, 4, or kGatherRowGroup (the plan's row_groups follow).
 int64_t GatherRowsPerGroup(int64_t m);
 
+// Index of a rows-per-group value (1, 2, 4, 8) in DeviceFacts::gather_resident_blocks.
+inline int RowGroupIndex(int64_t rows_per_group) { return rows_per_group <= 1 ? 0 : rows_per_group <= 2 ? 1 : rows_per_group <= 4 ? 2 : 3; }
+
+// Blocks of the gather variant that fit on one SM of the current device, or 0 when it cannot be asked.
+int GatherResidentBlocks(ElementType type, int64_t rows_per_group, bool wide);
+
 // The gather GEMV over the plan's grid.
 cudaError_t LaunchGatherGemv(ElementType type, const Plan& plan, const GatherArguments& arguments, cudaStream_t stream);
 

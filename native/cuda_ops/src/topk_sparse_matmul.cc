@@ -62,6 +62,27 @@ RowSelection ThresholdSelection(float threshold) {
 
 size_t ElementBytes(ElementType type) { return type == ElementType::kFloat32 ? 4 : 2; }
 
+DeviceFacts QueryDeviceFacts(int device) {
+  DeviceFacts facts;
+  int multiprocessors = 0;
+  if (cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || multiprocessors <= 0) {
+    cudaGetLastError();  // clear it: a one-SM plan is small but correct
+    return facts;
+  }
+  facts.multiprocessors = multiprocessors;
+  int current = -1;
+  if (cudaGetDevice(&current) != cudaSuccess || current != device) {
+    cudaGetLastError();
+    return facts;
+  }
+  for (int type = 0; type < 3; ++type)
+    for (int rows = 0; rows < 4; ++rows)
+      for (int vector = 0; vector < 2; ++vector)
+        facts.gather_resident_blocks[type][rows][vector] =
+            GatherResidentBlocks(static_cast<ElementType>(type), int64_t{1} << rows, vector == 0);
+  return facts;
+}
+
 std::string ValidateProblem(const Problem& p) {
   if (p.m < 0 || p.n < 0) return "negative dimensions";
   if (p.k_dim < 1) return "K must be at least 1";
@@ -87,7 +108,11 @@ Plan PlanTopKSparseMatMul(const Problem& p, const DeviceFacts& device, bool alig
     plan.vector_width = aligned && p.n % wide == 0 ? wide : 1;
     plan.column_tiles = std::max<int64_t>(1, DivideUp(p.n, 32 * plan.vector_width));
     plan.row_groups = std::max<int64_t>(1, DivideUp(p.m, GatherRowsPerGroup(p.m)));
-    const int64_t blocks_wanted = std::max(1, device.multiprocessors) * std::max<int64_t>(1, tuning.blocks_per_multiprocessor);
+    int64_t per_multiprocessor = std::max<int64_t>(1, tuning.blocks_per_multiprocessor);
+    const int resident = device.gather_resident_blocks[static_cast<int>(p.type)][RowGroupIndex(GatherRowsPerGroup(p.m))]
+                                                      [plan.vector_width > 1 ? 0 : 1];
+    if (resident > 0) per_multiprocessor = std::min<int64_t>(per_multiprocessor, resident);  // one wave
+    const int64_t blocks_wanted = std::max(1, device.multiprocessors) * per_multiprocessor;
     const int64_t blocks_without_split = plan.column_tiles * std::min(plan.row_groups, kMaxGridDim);
     const int64_t most_splits = std::min(kMaxGridDim, std::max<int64_t>(1, p.k_dim / (kGatherWarps * std::max<int64_t>(32, tuning.min_entries_per_warp))));
     const int64_t splits = std::clamp<int64_t>(DivideUp(blocks_wanted, blocks_without_split), 1, most_splits);

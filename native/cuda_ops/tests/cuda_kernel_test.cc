@@ -105,10 +105,9 @@ std::string Describe(const Case& c) {
 std::vector<float> RunOnDevice(const Case& c, const Typed& a, const Typed& b, gpu::Plan* plan_out = nullptr,
                                gpu::TicketBuffer tickets = {}) {
   const gpu::Problem problem{GpuType(c.type), c.M, c.K, c.N, GpuSelection(c.rule)};
-  int device = 0, multiprocessors = 1;
+  int device = 0;
   cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device);
-  const gpu::Plan plan = gpu::PlanTopKSparseMatMul(problem, gpu::DeviceFacts{multiprocessors}, c.aligned, c.path);
+  const gpu::Plan plan = gpu::PlanTopKSparseMatMul(problem, gpu::QueryDeviceFacts(device), c.aligned, c.path);
   if (plan_out) *plan_out = plan;
   const size_t y_bytes = static_cast<size_t>(c.M * c.N) * ElementSize(c.type);
   DeviceBuffer da(a.raw.size()), db(b.raw.size()), dy(y_bytes), workspace(plan.workspace_bytes);
@@ -232,6 +231,21 @@ TEST(CudaTopKSparseMatMul, GatherResultsAreBitwiseRepeatableAndKeptTicketsStayZe
   }
 }
 
+TEST(CudaTopKSparseMatMul, DeviceFactsKnowEveryGatherVariantsOccupancy) {
+  SPARSEONNX_SKIP_IF_UNAVAILABLE(NoDeviceReason());
+  int device = 0;
+  CUDA_OK(cudaGetDevice(&device));
+  const gpu::DeviceFacts facts = gpu::QueryDeviceFacts(device);
+  EXPECT_GT(facts.multiprocessors, 1);
+  for (int type = 0; type < 3; ++type)
+    for (int rows = 0; rows < 4; ++rows)
+      for (int vector = 0; vector < 2; ++vector) {
+        std::printf("gather variant type %d, %d rows, %s: %d resident blocks per SM\n", type, 1 << rows, vector == 0 ? "16-byte" : "scalar",
+                    facts.gather_resident_blocks[type][rows][vector]);
+        EXPECT_GT(facts.gather_resident_blocks[type][rows][vector], 0);
+      }
+}
+
 // ---- plans: host-only, run everywhere ----------------------------------------------------------------
 
 TEST(CudaPlan, GatherSplitsCoverKWithoutEmptySplitsAndFillTheDevice) {
@@ -256,6 +270,20 @@ TEST(CudaPlan, GatherSplitsCoverKWithoutEmptySplitsAndFillTheDevice) {
       EXPECT_GE(plan.workspace_bytes, partials + static_cast<size_t>(M) * 8);
     }
   }
+}
+
+TEST(CudaPlan, TheGatherGridStaysWithinOneWaveOfResidentBlocks) {
+  gpu::DeviceFacts facts;
+  facts.multiprocessors = 132;
+  for (auto& type : facts.gather_resident_blocks)
+    for (auto& rows : type)
+      for (auto& blocks : rows) blocks = 3;
+  const gpu::Problem problem{gpu::ElementType::kFloat16, 1, 4096, 14336, gpu::Selection{false, 0, 0.5f}};
+  const gpu::Plan capped = gpu::PlanTopKSparseMatMul(problem, facts, true, gpu::PathChoice::kGatherGemv);
+  const gpu::Plan uncapped = gpu::PlanTopKSparseMatMul(problem, gpu::DeviceFacts{132}, true, gpu::PathChoice::kGatherGemv);
+  const int64_t capped_blocks = capped.column_tiles * capped.k_splits, uncapped_blocks = uncapped.column_tiles * uncapped.k_splits;
+  EXPECT_LE(capped_blocks, 3 * 132 + capped.column_tiles) << "more blocks than one wave (rounding to whole splits aside)";
+  EXPECT_GT(uncapped_blocks, capped_blocks) << "with unknown occupancy the tuning's 8 blocks per SM apply";
 }
 
 TEST(CudaPlan, UnalignedOrOddWidthsUseOneElementPerLane) {

@@ -52,17 +52,25 @@ constexpr int64_t kGatherRowGroup = 8;
 /// once. Measured crossover on a GPU: pending (docs/topk-sparse-matmul.md).
 constexpr int64_t kMaxGatherRows = kGatherRowGroup;
 
-/// What the GPU offers the plan (query once per device: cudaDevAttrMultiProcessorCount).
+/// What the GPU offers the plan: QueryDeviceFacts asks the device once; tests may fill it by hand.
 struct DeviceFacts {
   int multiprocessors = 1;
+  // Gather blocks that fit on one SM at once (registers and shared memory), per kernel variant: element type
+  // (ElementType order) × rows per group (1, 2, 4, 8) × vector (16-byte, one element). 0: unknown. The plan
+  // keeps the grid within one wave of resident blocks: a second, partial wave would only add a tail.
+  int gather_resident_blocks[3][4][2] = {};
 };
+
+/// The facts of `device`. Occupancy is asked only when `device` is the calling thread's current device (else
+/// left unknown); on failure the facts say one multiprocessor and unknown occupancy, and plans stay correct.
+DeviceFacts QueryDeviceFacts(int device);
 
 enum class PathChoice { kAuto, kGatherGemv, kMaskedDense };
 
 /// How the gather's grid is sized: the defaults are estimates from HBM's latency-bandwidth product, to be tuned
 /// on a GPU (sparseonnx_cuda_bench --blocks-per-sm sweeps the first).
 struct GatherTuning {
-  int64_t blocks_per_multiprocessor = 8;  // blocks of 4 warps wanted per SM
+  int64_t blocks_per_multiprocessor = 8;  // blocks of 4 warps wanted per SM, at most the resident ones
   int64_t min_entries_per_warp = 32;      // the fewest entries of K a warp walks (a split's fixed cost)
 };
 

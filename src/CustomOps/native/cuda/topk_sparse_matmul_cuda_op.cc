@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -35,21 +34,16 @@ cuda::ElementType CudaType(ElementType type) {
   return cuda::ElementType::kFloat32;
 }
 
-// The multiprocessor count of each device, asked once (the plan sizes the gather's grid from it).
-cuda::DeviceFacts FactsFor(int device) {
-  static std::array<std::atomic<int>, 64> multiprocessors{};
-  cuda::DeviceFacts facts;
-  if (device < 0 || device >= static_cast<int>(multiprocessors.size())) return facts;
-  int count = multiprocessors[device].load(std::memory_order_relaxed);
-  if (count == 0) {
-    if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || count <= 0) {
-      cudaGetLastError();  // clear it: the plan falls back to a small grid, still correct
-      count = 1;
-    }
-    multiprocessors[device].store(count, std::memory_order_relaxed);
-  }
-  facts.multiprocessors = count;
-  return facts;
+// Each device's facts (multiprocessors, how many gather blocks fit on one), asked once per device: the plan
+// sizes the gather's grid from them.
+const cuda::DeviceFacts& FactsFor(int device) {
+  constexpr int kDevices = 64;
+  static std::array<std::once_flag, kDevices> asked;
+  static std::array<cuda::DeviceFacts, kDevices> facts;
+  static const cuda::DeviceFacts unknown;  // one multiprocessor: a small grid, still correct
+  if (device < 0 || device >= kDevices) return unknown;
+  std::call_once(asked[device], [device] { facts[device] = cuda::QueryDeviceFacts(device); });
+  return facts[device];
 }
 
 // Device scratch for one call: allocated on the kernel's compute stream from the provider's arena, so a
