@@ -31,7 +31,9 @@
 #include "cuda_provider.h"
 #include "onnx_writer.h"
 #include "onnxruntime_cxx_api.h"
+#include "cuda/cuda_conversions.h"
 #include "reference.h"
+#include "typed_tensors.h"
 #include "sparseonnx/cuda_topk_sparse_matmul.h"
 #include "sparseonnx/kernels.h"
 
@@ -39,6 +41,10 @@ namespace {
 
 namespace gpu = sparseonnx::cuda;
 using sparseonnx::ElementType;
+using sparseonnx::ToCudaElementType;
+using sparseonnx::test::OnnxElementType;
+using sparseonnx::test::OrtElementType;
+using sparseonnx::test::RawElements;
 
 #define CHECK_CUDA(call)                                                                                   \
   do {                                                                                                     \
@@ -99,23 +105,6 @@ Options Parse(int argc, char** argv) {
     }
   }
   return o;
-}
-
-gpu::ElementType GpuType(ElementType t) {
-  return t == ElementType::kFloat32 ? gpu::ElementType::kFloat32 : t == ElementType::kFloat16 ? gpu::ElementType::kFloat16 : gpu::ElementType::kBFloat16;
-}
-int OnnxType(ElementType t) {
-  return t == ElementType::kFloat32 ? sparseonnx::test::kOnnxFloat : t == ElementType::kFloat16 ? sparseonnx::test::kOnnxFloat16 : sparseonnx::test::kOnnxBFloat16;
-}
-ONNXTensorElementDataType OrtType(ElementType t) {
-  return t == ElementType::kFloat32 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT
-         : t == ElementType::kFloat16 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 : ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
-}
-
-std::string Raw(const std::vector<float>& values, ElementType type) {
-  std::string raw(values.size() * sparseonnx::ElementSize(type), '\0');
-  sparseonnx::StoreFloats(values.data(), static_cast<int64_t>(values.size()), type, raw.data());
-  return raw;
 }
 
 class DeviceBuffer {
@@ -203,16 +192,16 @@ void KernelLevel(const Options& o, const Layer& layer, const gpu::DeviceFacts& f
   std::normal_distribution<float> normal(0.f, 0.02f);
   std::vector<float> w(static_cast<size_t>(layer.K * layer.N));
   for (auto& v : w) v = normal(random);
-  const std::string w_raw = Raw(w, o.type);
+  const std::string w_raw = RawElements(w, o.type);
   for (int c = 0; c < layer.copies; ++c) {
     weights.push_back(std::make_unique<DeviceBuffer>(weight_bytes));
     CHECK_CUDA(cudaMemcpy(weights.back()->get(), w_raw.data(), weight_bytes, cudaMemcpyHostToDevice));
   }
-  const std::string a_raw = Raw(layer.a, o.type);
+  const std::string a_raw = RawElements(layer.a, o.type);
   DeviceBuffer a(a_raw.size()), y(static_cast<size_t>(layer.N) * element);
   CHECK_CUDA(cudaMemcpy(a.get(), a_raw.data(), a_raw.size(), cudaMemcpyHostToDevice));
 
-  gpu::Problem dense_problem{GpuType(o.type), 1, layer.K, layer.N, gpu::Selection{true, layer.K, 0.f}};
+  gpu::Problem dense_problem{ToCudaElementType(o.type), 1, layer.K, layer.N, gpu::Selection{true, layer.K, 0.f}};
   const gpu::Plan dense_plan = gpu::PlanTopKSparseMatMul(dense_problem, facts, true, gpu::PathChoice::kMaskedDense);
   // k = K on the masked dense path is exactly cuBLAS's GEMM on A (no masking kernel).
   const double dense_us = 1e3 * TimeOnStream(stream, o.iterations, [&](int i) {
@@ -229,7 +218,7 @@ void KernelLevel(const Options& o, const Layer& layer, const gpu::DeviceFacts& f
     // Each selection mode at each grid size (one size unless --blocks-per-sm sweeps them).
     for (const bool by_k : {false, true}) {
       for (const int64_t blocks_per_sm : o.blocks_per_sm) {
-        const gpu::Problem problem{GpuType(o.type), 1, layer.K, layer.N, gpu::Selection{by_k, k, threshold}};
+        const gpu::Problem problem{ToCudaElementType(o.type), 1, layer.K, layer.N, gpu::Selection{by_k, k, threshold}};
         gpu::GatherTuning tuning;
         tuning.blocks_per_multiprocessor = blocks_per_sm;
         const gpu::Plan plan = gpu::PlanTopKSparseMatMul(problem, facts, true, gpu::PathChoice::kGatherGemv, tuning);
@@ -267,10 +256,10 @@ std::string OrtModel(const Options& o, const Layer& layer, const std::string& w_
   for (int c = 0; c < layer.copies; ++c) {
     const std::string b = "B" + std::to_string(c), y = "Y" + std::to_string(c);
     nodes.push_back(OnnxNode{op, domain, {"A", b}, {y}, attributes});
-    weights.push_back(OnnxInitializer{b, OnnxType(o.type), {layer.K, layer.N}, w_raw});
-    outputs.push_back(OnnxValue{y, OnnxType(o.type), {}, false});
+    weights.push_back(OnnxInitializer{b, OnnxElementType(o.type), {layer.K, layer.N}, w_raw});
+    outputs.push_back(OnnxValue{y, OnnxElementType(o.type), {}, false});
   }
-  return GraphModel(nodes, weights, {OnnxValue{"A", OnnxType(o.type), {{1, ""}, {layer.K, ""}}}}, outputs);
+  return GraphModel(nodes, weights, {OnnxValue{"A", OnnxElementType(o.type), {{1, ""}, {layer.K, ""}}}}, outputs);
 }
 
 // Microseconds per node of one Run with A and every Y bound to device memory.
@@ -284,7 +273,7 @@ double TimeOrt(Ort::Env& env, const std::string& model, const Layer& layer, cons
   Ort::MemoryInfo cuda_memory("Cuda", OrtDeviceAllocator, 0, OrtMemTypeDefault);
   const int64_t a_shape[] = {1, layer.K};
   Ort::Value a = Ort::Value::CreateTensor(cuda_memory, a_device, static_cast<size_t>(layer.K) * sparseonnx::ElementSize(o.type), a_shape, 2,
-                                          OrtType(o.type));
+                                          OrtElementType(o.type));
   Ort::IoBinding binding(session);
   binding.BindInput("A", a);
   for (int c = 0; c < layer.copies; ++c) binding.BindOutput(("Y" + std::to_string(c)).c_str(), cuda_memory);
@@ -304,8 +293,8 @@ void OrtLevel(const Options& o, const Layer& layer) {
   std::normal_distribution<float> normal(0.f, 0.02f);
   std::vector<float> w(static_cast<size_t>(layer.K * layer.N));
   for (auto& v : w) v = normal(random);
-  const std::string w_raw = Raw(w, o.type);
-  const std::string a_raw = Raw(layer.a, o.type);
+  const std::string w_raw = RawElements(w, o.type);
+  const std::string a_raw = RawElements(layer.a, o.type);
   DeviceBuffer a(a_raw.size());
   CHECK_CUDA(cudaMemcpy(a.get(), a_raw.data(), a_raw.size(), cudaMemcpyHostToDevice));
   const size_t element = sparseonnx::ElementSize(o.type);
@@ -360,7 +349,7 @@ int main(int argc, char** argv) {
     layer.copies = static_cast<int>(std::max<size_t>(2, (size_t{256} << 20) / weight_bytes + 1));
     layer.a.resize(static_cast<size_t>(K));
     for (auto& v : layer.a) v = normal(random);
-    const std::string a_raw = Raw(layer.a, o.type);
+    const std::string a_raw = RawElements(layer.a, o.type);
     for (float v : sparseonnx::test::ToFloats(a_raw.data(), o.type, layer.a.size()))  // the values the GPU sees
       layer.sorted_magnitudes.push_back(std::fabs(v));
     std::sort(layer.sorted_magnitudes.begin(), layer.sorted_magnitudes.end());

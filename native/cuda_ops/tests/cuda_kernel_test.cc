@@ -15,6 +15,7 @@
 #include <cuda_runtime_api.h>
 
 #include "gpu_skip.h"
+#include "cuda/cuda_conversions.h"
 #include "reference.h"
 #include "sparseonnx/cuda_topk_sparse_matmul.h"
 #include "sparseonnx/kernels.h"
@@ -54,23 +55,6 @@ class DeviceBuffer {
   size_t bytes_;
 };
 
-gpu::ElementType GpuType(ElementType type) {
-  switch (type) {
-    case ElementType::kFloat32: return gpu::ElementType::kFloat32;
-    case ElementType::kFloat16: return gpu::ElementType::kFloat16;
-    case ElementType::kBFloat16: return gpu::ElementType::kBFloat16;
-  }
-  return gpu::ElementType::kFloat32;
-}
-
-gpu::Selection GpuSelection(const SelectionRule& rule) {
-  gpu::Selection s;
-  s.by_k = rule.mode == SelectionRule::Mode::kTopK;
-  s.k = rule.k;
-  s.threshold = rule.threshold;
-  return s;
-}
-
 // Values of `type` as raw bytes, and the same values as float (exactly what the device sees).
 struct Typed {
   std::vector<unsigned char> raw;
@@ -104,7 +88,7 @@ std::string Describe(const Case& c) {
 // zero); `tickets`, when given, are the caller's kept-zero counters.
 std::vector<float> RunOnDevice(const Case& c, const Typed& a, const Typed& b, gpu::Plan* plan_out = nullptr,
                                gpu::TicketBuffer tickets = {}) {
-  const gpu::Problem problem{GpuType(c.type), c.M, c.K, c.N, GpuSelection(c.rule)};
+  const gpu::Problem problem{ToCudaElementType(c.type), c.M, c.K, c.N, ToCudaSelection(c.rule)};
   int device = 0;
   cudaGetDevice(&device);
   const gpu::Plan plan = gpu::PlanTopKSparseMatMul(problem, gpu::QueryDeviceFacts(device), c.aligned, c.path);

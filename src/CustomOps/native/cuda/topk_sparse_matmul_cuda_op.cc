@@ -15,6 +15,7 @@
 #include <cuda_runtime_api.h>
 
 #include "common/op_common.h"
+#include "cuda/cuda_conversions.h"
 #include "sparseonnx/cuda_topk_sparse_matmul.h"
 
 namespace sparseonnx::cuda_op {
@@ -24,15 +25,6 @@ using op::Api;
 using op::Check;
 using op::OrtError;
 using op::TypedOp;
-
-cuda::ElementType CudaType(ElementType type) {
-  switch (type) {
-    case ElementType::kFloat32: return cuda::ElementType::kFloat32;
-    case ElementType::kFloat16: return cuda::ElementType::kFloat16;
-    case ElementType::kBFloat16: return cuda::ElementType::kBFloat16;
-  }
-  return cuda::ElementType::kFloat32;
-}
 
 // Each device's facts (multiprocessors, how many gather blocks fit on one), asked once per device: the plan
 // sizes the gather's grid from them.
@@ -124,12 +116,8 @@ class StreamTickets {
 
 class Kernel {
  public:
-  Kernel(const OrtKernelInfo* info, const TypedOp& op) : node_(info, op) {
+  Kernel(const OrtKernelInfo* info, const TypedOp& op) : node_(info, op), selection_(ToCudaSelection(node_.rule())) {
     if (const OrtValue* b = op::NodeContract::ConstantB(info)) node_.CheckConstantB(b);
-    const SelectionRule& rule = node_.rule();
-    selection_.by_k = rule.mode == SelectionRule::Mode::kTopK;
-    selection_.k = rule.k;
-    selection_.threshold = rule.threshold;
   }
 
   void Compute(OrtKernelContext* context) const {
@@ -146,7 +134,7 @@ class Kernel {
     void* stream_handle = nullptr;
     Check(Api(), Api().KernelContext_GetGPUComputeStream(context, &stream_handle));
     const auto stream = static_cast<cudaStream_t>(stream_handle);
-    const cuda::ElementType type = CudaType(node_.op().element_type);
+    const cuda::ElementType type = ToCudaElementType(node_.op().element_type);
 
     if (in.K == 0) {  // an empty sum (threshold mode; top-k already rejected k > K)
       const size_t bytes = static_cast<size_t>(in.M * in.N) * cuda::ElementBytes(type);
@@ -177,7 +165,7 @@ class Kernel {
   }
 
   op::NodeContract node_;
-  cuda::Selection selection_;
+  const cuda::Selection selection_;
   mutable StreamTickets tickets_;  // Compute is const and may run concurrently: StreamTickets locks
 };
 

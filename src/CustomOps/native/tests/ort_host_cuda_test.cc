@@ -15,6 +15,7 @@
 #include "ort_host.h"
 #include "gpu_skip.h"
 #include "reference.h"
+#include "typed_tensors.h"
 #include "sparseonnx/kernels.h"
 
 namespace sparseonnx::test {
@@ -31,41 +32,17 @@ Ort::SessionOptions CudaOptions() {
   return options;
 }
 
-int OnnxType(ElementType type) {
-  switch (type) {
-    case ElementType::kFloat32: return kOnnxFloat;
-    case ElementType::kFloat16: return kOnnxFloat16;
-    case ElementType::kBFloat16: return kOnnxBFloat16;
-  }
-  return kOnnxFloat;
-}
-
-ONNXTensorElementDataType OrtType(ElementType type) {
-  switch (type) {
-    case ElementType::kFloat32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-    case ElementType::kFloat16: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
-    case ElementType::kBFloat16: return ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
-  }
-  return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-}
-
-std::string Raw(const std::vector<float>& values, ElementType type) {
-  std::string raw(values.size() * ElementSize(type), '\0');
-  StoreFloats(values.data(), static_cast<int64_t>(values.size()), type, raw.data());
-  return raw;
-}
-
 // Y = op(A, B) for A [M, K] (M symbolic) and B [K, N] of `type`.
 std::string Model(const std::string& domain, const std::string& op, ElementType type, int64_t K, int64_t N, const std::string& b_raw,
                   const std::vector<OnnxAttribute>& attributes) {
-  return GraphModel({OnnxNode{op, domain, {"A", "B"}, {"Y"}, attributes}}, {OnnxInitializer{"B", OnnxType(type), {K, N}, b_raw}},
-                    {OnnxValue{"A", OnnxType(type), {{-1, "m"}, {K, ""}}}}, {OnnxValue{"Y", OnnxType(type), {}, false}});
+  return GraphModel({OnnxNode{op, domain, {"A", "B"}, {"Y"}, attributes}}, {OnnxInitializer{"B", OnnxElementType(type), {K, N}, b_raw}},
+                    {OnnxValue{"A", OnnxElementType(type), {{-1, "m"}, {K, ""}}}}, {OnnxValue{"Y", OnnxElementType(type), {}, false}});
 }
 
 std::vector<float> RunOnce(Ort::Session& session, ElementType type, const std::string& a_raw, int64_t M, int64_t K) {
   auto memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   const int64_t shape[] = {M, K};
-  auto input = Ort::Value::CreateTensor(memory, const_cast<char*>(a_raw.data()), a_raw.size(), shape, 2, OrtType(type));
+  auto input = Ort::Value::CreateTensor(memory, const_cast<char*>(a_raw.data()), a_raw.size(), shape, 2, OrtElementType(type));
   const char* input_names[] = {"A"};
   const char* output_names[] = {"Y"};
   auto outputs = session.Run(Ort::RunOptions{nullptr}, input_names, &input, 1, output_names, 1);
@@ -76,7 +53,7 @@ std::vector<float> RunOnce(Ort::Session& session, ElementType type, const std::s
 // Why CUDA sessions cannot be made here, or "" when they can (a plain MatMul is the probe).
 std::string CudaUnavailableReason() {
   try {
-    const std::string b_raw = Raw(std::vector<float>(4, 1.f), ElementType::kFloat32);
+    const std::string b_raw = RawElements(std::vector<float>(4, 1.f), ElementType::kFloat32);
     const std::string model = Model("", "MatMul", ElementType::kFloat32, 2, 2, b_raw, {});
     Ort::Session session(Environment(), model.data(), model.size(), CudaOptions());
     return "";
@@ -94,7 +71,7 @@ TEST(OrtHostCuda, TopKSparseMatMulMatchesCudaMatMulOnTheMaskedInput) {
     for (auto [K, N] : std::vector<std::pair<int64_t, int64_t>>{{300, 130}, {1024, 1000}, {77, 4096}}) {
       std::vector<float> b(static_cast<size_t>(K * N));
       for (auto& v : b) v = normal(random);
-      const std::string b_raw = Raw(b, type);
+      const std::string b_raw = RawElements(b, type);
       const std::vector<float> b_values = ToFloats(b_raw.data(), type, b.size());
       for (SelectionRule rule : {SelectionRule::TopK(K / 2), SelectionRule::TopK(K), SelectionRule::Threshold(0.7f)}) {
         const std::vector<OnnxAttribute> attributes =
@@ -107,7 +84,7 @@ TEST(OrtHostCuda, TopKSparseMatMulMatchesCudaMatMulOnTheMaskedInput) {
         for (int64_t M : {1, 2, 5, 8, 9, 40}) {  // up to 8 rows gather, more take the masked dense product
           std::vector<float> a(static_cast<size_t>(M * K));
           for (auto& v : a) v = normal(random);
-          const std::string a_raw = Raw(a, type);
+          const std::string a_raw = RawElements(a, type);
           const std::vector<float> a_values = ToFloats(a_raw.data(), type, a.size());
           std::vector<float> masked(a_values.size());
           for (int64_t m = 0; m < M; ++m) {
@@ -116,7 +93,7 @@ TEST(OrtHostCuda, TopKSparseMatMulMatchesCudaMatMulOnTheMaskedInput) {
             for (int64_t i = 0; i < K; ++i) masked[m * K + i] = keep[i] ? row[i] : 0.f;
           }
           const std::vector<float> y = RunOnce(sparse, type, a_raw, M, K);
-          const std::vector<float> expected = RunOnce(dense, type, Raw(masked, type), M, K);
+          const std::vector<float> expected = RunOnce(dense, type, RawElements(masked, type), M, K);
           const std::vector<double> bound = ErrorBound(a_values, b_values, M, K, N, rule);
           // Both accumulate in float32 (in different orders) and round once to the type.
           const double rounding = type == ElementType::kFloat32 ? 0.0 : type == ElementType::kFloat16 ? std::ldexp(1.0, -10) : std::ldexp(1.0, -7);
@@ -136,13 +113,13 @@ TEST(OrtHostCuda, TopKSparseMatMulMatchesCudaMatMulOnTheMaskedInput) {
 
 TEST(OrtHostCuda, ShapeErrorsFailTheRunWithTheSameMessageAsOnCpu) {
   SPARSEONNX_SKIP_IF_UNAVAILABLE(CudaUnavailableReason());
-  const std::string b_raw = Raw(std::vector<float>(8 * 4, 1.f), ElementType::kFloat32);
+  const std::string b_raw = RawElements(std::vector<float>(8 * 4, 1.f), ElementType::kFloat32);
   const std::string model = GraphModel({OnnxNode{"TopKSparseMatMul", "ai.sparseonnx", {"A", "B"}, {"Y"}, {{"k", true, 2, 0.f}}}},
                                        {OnnxInitializer{"B", kOnnxFloat, {8, 4}, b_raw}},
                                        {OnnxValue{"A", kOnnxFloat, {{-1, "m"}, {-1, "k"}}}}, {OnnxValue{"Y", kOnnxFloat, {}, false}});
   Ort::Session session(Environment(), model.data(), model.size(), CudaOptions());
   try {
-    RunOnce(session, ElementType::kFloat32, Raw(std::vector<float>(6, 1.f), ElementType::kFloat32), 1, 6);
+    RunOnce(session, ElementType::kFloat32, RawElements(std::vector<float>(6, 1.f), ElementType::kFloat32), 1, 6);
     FAIL() << "expected an error";
   } catch (const Ort::Exception& e) {
     EXPECT_NE(std::string(e.what()).find("last dimension is 6 but B has 8 rows"), std::string::npos) << e.what();
