@@ -22,9 +22,13 @@ struct Layout {
   size_t selections = 0, counters = 0, partials = 0, masked = 0, total = 0;
 };
 
+// Top-k with k = K drops nothing: the masked dense path then multiplies A itself, with no selection or mask.
+bool KeepsEverything(const Problem& p) { return p.selection.by_k && p.selection.k == p.k_dim; }
+
 Layout LayoutFor(const Problem& p, const Plan& plan) {
   Layout layout;
   size_t at = 0;
+  if (plan.path == Path::kMaskedDense && KeepsEverything(p)) return layout;
   layout.selections = at;
   if (p.selection.by_k) at += AlignUp(static_cast<size_t>(p.m) * sizeof(RowSelection));
   if (plan.path == Path::kGatherGemv) {
@@ -159,9 +163,9 @@ Status LaunchTopKSparseMatMul(const Problem& p, const Plan& plan, const void* a,
     return CudaFailure(LaunchGatherGemv(p.type, plan, arguments, stream), "the gather GEMV kernel");
   }
 
-  // Masked dense: A itself when nothing is dropped (k = K), else A ⊙ mask; then one GEMM.
+  // Masked dense: A itself when nothing is dropped, else A ⊙ mask; then one GEMM.
   const void* product_input = a;
-  if (!(p.selection.by_k && p.selection.k == p.k_dim)) {
+  if (!KeepsEverything(p)) {
     if (p.selection.by_k)
       if (Status s = CudaFailure(LaunchTopKPivots(p.type, a, p.m, p.k_dim, p.selection.k, selections, nullptr, 0, stream),
                                  "the top-k selection kernel");

@@ -288,6 +288,9 @@ TEST(CudaPlan, LargeBatchesTakeTheMaskedDenseProductWhenCublasLoads) {
   EXPECT_EQ(plan.path, gpu::CublasAvailable() ? gpu::Path::kMaskedDense : gpu::Path::kGatherGemv);
   if (plan.path == gpu::Path::kMaskedDense) {  // the masked copy of A [m, K] and the top-k selections
     EXPECT_GE(plan.workspace_bytes, static_cast<size_t>(prefill.m * prefill.k_dim * 2 + prefill.m * 8));
+    gpu::Problem keep_all = prefill;  // k = K drops nothing: A goes to the GEMM as it is, no scratch
+    keep_all.selection.k = keep_all.k_dim;
+    EXPECT_EQ(gpu::PlanTopKSparseMatMul(keep_all, gpu::DeviceFacts{132}, true).workspace_bytes, 0u);
   }
 }
 
