@@ -8,7 +8,6 @@
 #endif
 
 #include <climits>
-#include <mutex>
 #include <unordered_map>
 
 #include <library_types.h>

@@ -152,16 +152,18 @@ class Kernel {
     const cuda::Plan plan = cuda::PlanTopKSparseMatMul(problem, FactsFor(device), aligned);
     StreamScratch scratch(context, memory, plan.workspace_bytes);
     Raise(cuda::LaunchTopKSparseMatMul(problem, plan, a_data, b_data, y_data, scratch.data(), plan.workspace_bytes, stream,
-                                       tickets_.For(stream, plan.ticket_count)),
-          "the launch");
+                                       tickets_.For(stream, plan.ticket_count)));
   }
 
  private:
-  void Raise(const cuda::Status& status, const char* what) const {
+  // A failed launch as an ORT error naming the node: the core's message says which step failed; a bare CUDA
+  // error gets `what` as that step.
+  void Raise(const cuda::Status& status, const char* what = "") const {
     if (status.ok()) return;
-    std::string message = status.message;
-    if (message.empty()) message = std::string(cudaGetErrorName(status.cuda)) + " (" + cudaGetErrorString(status.cuda) + ")";
-    throw OrtError(ORT_FAIL, node_.Where() + ": CUDA " + what + " failed: " + message);
+    const std::string message = !status.message.empty() ? status.message
+                                                        : std::string(what) + " failed: " + cudaGetErrorName(status.cuda) + " (" +
+                                                              cudaGetErrorString(status.cuda) + ")";
+    throw OrtError(ORT_FAIL, node_.Where() + ": CUDA " + message);
   }
 
   op::NodeContract node_;
