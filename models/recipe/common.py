@@ -9,7 +9,13 @@ WINDOW = 128
 
 
 def load_stream(sp, path):
-    """[BOS] + sp.encode(line) for every line (document) of the file, concatenated in file order."""
+    """The token stream of a text file under the model's convention (specs.py): "lines" is
+    [BOS] + sp.encode(line) for every non-empty line (document), concatenated in file order; "whole" is
+    sp.encode(the whole file as one string), no BOS."""
+    import specs
+    if specs.spec()["convention"] == "whole":
+        with open(path, encoding="utf-8", newline="") as f:
+            return np.asarray(sp.encode(f.read()), dtype=np.int64)
     ids = []
     with open(path, encoding="ascii") as f:
         for line in f:

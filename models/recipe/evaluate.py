@@ -14,15 +14,16 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import WINDOW, load_stream, perplexity, unigram_perplexity  # noqa: E402
-from llama import LlamaConfig, LlamaForCausalLM  # noqa: E402
+from llama import LlamaForCausalLM  # noqa: E402
+import specs  # noqa: E402
 
-PROMPT = "The jury said"
+PROMPT = specs.spec()["prompt"]
 SAMPLE_TOKENS = 48
 
 
 def load_model(tok_model, ckpt):
     sp = spm.SentencePieceProcessor(model_file=tok_model)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=sp.get_piece_size()))
+    model = LlamaForCausalLM(specs.config(sp.get_piece_size()))
     model.load_state_dict(torch.load(ckpt, map_location="cpu"))
     model.eval()
     return sp, model
@@ -31,7 +32,8 @@ def load_model(tok_model, ckpt):
 @torch.no_grad()
 def greedy(model, sp, prompt, n_new):
     """Greedy decoding with the KV cache, checked against full recomputation."""
-    ids = [sp.bos_id()] + sp.encode(prompt)
+    bos = [sp.bos_id()] if specs.spec()["convention"] == "lines" else []
+    ids = bos + sp.encode(prompt)
     cfg = model.cfg
     past = [torch.zeros(1, cfg.num_key_value_heads, 0, cfg.head_dim) for _ in range(2 * cfg.num_hidden_layers)]
     x, out_ids = ids, list(ids)
@@ -48,7 +50,7 @@ def greedy(model, sp, prompt, n_new):
     full = model(torch.tensor([out_ids[:-1]]), torch.ones(1, len(out_ids) - 1, dtype=torch.long),
                  torch.arange(len(out_ids) - 1).unsqueeze(0))[0][0].argmax(-1).tolist()
     assert full[len(ids) - 1:] == out_ids[len(ids):], "KV-cache decoding disagrees with full recomputation"
-    return out_ids, sp.decode(out_ids[1:])
+    return out_ids, sp.decode(out_ids[len(bos):])
 
 
 def main():
@@ -63,10 +65,10 @@ def main():
         uni, n2 = unigram_perplexity(streams["train"], streams[k], sp.get_piece_size())
         assert n == n2
         res[k] = {"ppl": ppl, "scored_tokens": n, "mean_nll": nll / n, "unigram_ppl": uni,
-                  "documents": sum(1 for _ in open(os.path.join(data_dir, k + ".txt")))}
+                  "documents": sum(1 for _ in open(os.path.join(data_dir, k + ".txt"), encoding="utf-8"))}
         print(f"{k}: ppl {ppl:.3f} over {n} scored tokens; unigram ppl {uni:.3f}", flush=True)
     ids, text = greedy(model, sp, PROMPT, SAMPLE_TOKENS)
-    res["sample"] = {"prompt": PROMPT, "new_tokens": len(ids) - len(sp.encode(PROMPT)) - 1, "ids": ids, "text": text}
+    res["sample"] = {"prompt": PROMPT, "new_tokens": len(ids) - len(sp.encode(PROMPT)) - (specs.spec()["convention"] == "lines"), "ids": ids, "text": text}
     res["parameters"] = sum(p.numel() for p in model.parameters())
     res["eval_seconds"] = round(time.time() - t0, 1)
     print("sample:", text)

@@ -20,9 +20,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import load_stream, perplexity, WINDOW  # noqa: E402
-from llama import LlamaConfig, LlamaForCausalLM  # noqa: E402
+from llama import LlamaForCausalLM  # noqa: E402
+import specs  # noqa: E402
 
-SEED = 1234
+SEED = specs.spec()["seed"]
 BATCH = 32          # sequences per step
 SEQ = WINDOW        # 128 tokens per sequence (plus one for the shifted target)
 STEPS = int(os.environ.get("TRAIN_STEPS", "640"))
@@ -67,7 +68,7 @@ def main():
     valid = load_stream(sp, os.path.join(data_dir, "valid.txt"))
     print(f"train tokens {len(train)}, valid tokens {len(valid)}", flush=True)
 
-    cfg = LlamaConfig(vocab_size=sp.get_piece_size())
+    cfg = specs.config(sp.get_piece_size())
     model = LlamaForCausalLM(cfg)
     model.init_weights()
     n_params = sum(p.numel() for p in model.parameters())
@@ -79,7 +80,7 @@ def main():
                             lr=PEAK_LR, betas=(0.9, 0.95), eps=1e-8)
     gen = torch.Generator().manual_seed(SEED)
     it = batches(train, gen)
-    log = {"config": cfg.to_dict(), "parameters": n_params, "seed": SEED, "batch": BATCH, "seq": SEQ,
+    log = {"model": specs.name(), "convention": specs.spec()["convention"], "config": cfg.to_dict(), "parameters": n_params, "seed": SEED, "batch": BATCH, "seq": SEQ,
            "steps": STEPS, "peak_lr": PEAK_LR, "min_lr": MIN_LR, "warmup": WARMUP,
            "weight_decay": WEIGHT_DECAY, "clip": CLIP, "train_tokens_in_split": int(len(train)),
            "history": [], "evals": []}

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Train the SentencePiece BPE tokenizer on the training split.
+"""Train the SentencePiece BPE tokenizer on the training split (settings of llama-brown; llama-mix: specs.py).
 
 Usage: train_tokenizer.py TRAIN_TXT OUT_PREFIX   (writes OUT_PREFIX.model/.vocab)
 
@@ -9,8 +9,12 @@ add_dummy_prefix (default), unk=0, bos=1, eos=2, no pad. Every training line
 (one document, up to ~15k characters) is used whole: max_sentence_length is
 raised and no sampling/shuffling happens (input_sentence_size=0).
 """
+import os
 import sys
 import sentencepiece as spm
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import specs  # noqa: E402
 from sentencepiece import sentencepiece_model_pb2 as sp_model
 
 train_txt, prefix = sys.argv[1], sys.argv[2]
@@ -18,10 +22,10 @@ spm.SentencePieceTrainer.train(
     input=train_txt,
     model_prefix=prefix,
     model_type="bpe",
-    vocab_size=4096,
+    vocab_size=specs.spec()["tokenizer"]["vocab_size"],
     byte_fallback=True,
-    character_coverage=1.0,
-    normalization_rule_name="identity",
+    character_coverage=specs.spec()["tokenizer"].get("character_coverage", 1.0),
+    normalization_rule_name=specs.spec()["tokenizer"]["normalization_rule_name"],
     add_dummy_prefix=True,
     remove_extra_whitespaces=True,
     split_digits=False,
