@@ -1,6 +1,11 @@
 using System.CommandLine;
+using System.Globalization;
 using SparseOnnx.Cli;
 using SparseOnnx.Cli.Commands;
+
+// Numbers and dates print the same in every locale (the process loads ICU for Unicode normalization only).
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.DefaultThreadCurrentUICulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.CurrentUICulture = CultureInfo.InvariantCulture;
 
 var root = new RootCommand("SparseOnnx: rewrites exported LLMs in ONNX so they run cheaper in any ONNX Runtime host.")
 {

@@ -8,7 +8,7 @@ namespace SparseOnnx.Runtime.Tests;
 public class TokenizerTests
 {
     /// <summary>
-    /// Microsoft.ML.Tokenizers must reproduce the Python sentencepiece library's ids exactly on the reference
+    /// Our SentencePiece implementation must reproduce the Python sentencepiece library's ids exactly on the reference
     /// model's tokenizer (golden/tokenizer_cases.json, written by the recipe with sentencepiece 0.1.97):
     /// whole documents, document prefixes, punctuation, digits, quotes and non-ASCII text through byte fallback.
     /// </summary>
@@ -61,7 +61,7 @@ public class TokenizerTests
         return map;
     }
 
-    private static string WriteByteLevelTokenizerJson(string folder, JsonObject? preTokenizer = null)
+    private static string WriteByteLevelTokenizerJson(string folder, JsonObject? preTokenizer = null, JsonNode? normalizer = null)
     {
         var bytes = BytesToUnicode();
         var vocab = new JsonObject();
@@ -72,6 +72,7 @@ public class TokenizerTests
         {
             ["version"] = "1.0",
             ["added_tokens"] = new JsonArray(new JsonObject { ["id"] = 261, ["content"] = "<|endoftext|>", ["special"] = true }),
+            ["normalizer"] = normalizer,
             ["pre_tokenizer"] = preTokenizer ?? new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["use_regex"] = true },
             ["model"] = new JsonObject
             {
@@ -133,6 +134,68 @@ public class TokenizerTests
         string asModel = Path.Combine(dir.Path, "tokenizer.model");
         File.Copy(path, asModel);
         Assert.Equal(TokenizerFormat.Tiktoken, TextTokenizer.Load(asModel).Format);
+    }
+
+    [Fact]
+    public void TheNormalizerChainIsAppliedInFrontOfTheModel()
+    {
+        using var dir = new TempFolder();
+        // NFKC turns the "ﬁ" ligature into "fi"... and Lowercase "THE" into "the" (id 260), as the tokenizers library does.
+        var normalizer = new JsonObject
+        {
+            ["type"] = "Sequence",
+            ["normalizers"] = new JsonArray(new JsonObject { ["type"] = "NFKC" }, new JsonObject { ["type"] = "Lowercase" },
+                new JsonObject { ["type"] = "Replace", ["pattern"] = new JsonObject { ["String"] = " " }, ["content"] = " " }),
+        };
+        var tokenizer = TextTokenizer.Load(WriteByteLevelTokenizerJson(dir.Path, normalizer: normalizer));
+        Assert.Equal([260, 258], tokenizer.Encode("THE cat"));
+        Assert.Equal(tokenizer.Encode("fi"), tokenizer.Encode("ﬁ"));
+        Assert.Equal([260, 258], tokenizer.EncodeToPieces("the cat").Select(p => p.Id));
+        Assert.Equal(["the", "Ġcat"], tokenizer.EncodeToPieces("the cat").Select(p => p.Piece));
+    }
+
+    [Fact]
+    public void ByteLevelAddPrefixSpacePutsASpaceInFront()
+    {
+        using var dir = new TempFolder();
+        var pre = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["use_regex"] = true };
+        var tokenizer = TextTokenizer.Load(WriteByteLevelTokenizerJson(dir.Path, pre));
+        Assert.Equal([258], tokenizer.Encode("cat"));
+        Assert.Equal([258], tokenizer.Encode(" cat"));
+    }
+
+    [Fact]
+    public void BosByDefaultFollowsTheConfigOrThePostProcessor()
+    {
+        using var dir = new TempFolder();
+        string path = WriteByteLevelTokenizerJson(dir.Path);
+        Assert.False(TextTokenizer.Load(path).AddsBosByDefault);
+        var json = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        json["post_processor"] = JsonNode.Parse("""
+            {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+             "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [261], "tokens": ["<|endoftext|>"]}}}
+            """);
+        File.WriteAllText(path, json.ToJsonString());
+        File.WriteAllText(Path.Combine(dir.Path, "tokenizer_config.json"), """{"bos_token": "<|endoftext|>"}""");
+        Assert.True(TextTokenizer.Load(path).AddsBosByDefault);
+        File.WriteAllText(Path.Combine(dir.Path, "tokenizer_config.json"), """{"bos_token": "<|endoftext|>", "add_bos_token": false}""");
+        Assert.False(TextTokenizer.Load(path).AddsBosByDefault);
+        // A bare SentencePiece model adds none, as the sentencepiece library's encode does not.
+        Assert.False(TextTokenizer.Load(ReferenceModel.TokenizerPath).AddsBosByDefault);
+    }
+
+    [Theory]
+    [InlineData("""{"type": "BertNormalizer", "lowercase": true}""", null, "normalizer 'BertNormalizer' is not supported")]
+    [InlineData("""{"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Precompiled", "precompiled_charsmap": ""}]}""", null, "normalizer 'Precompiled' is not supported")]
+    [InlineData(null, """{"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, {"type": "ByteLevel"}]}""", "pre-tokenizer step 'Digits' is not supported")]
+    [InlineData(null, """{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\s+"}}, {"type": "ByteLevel", "add_prefix_space": true, "use_regex": false}]}""", "add_prefix_space after a Split is not supported")]
+    public void WhatTheReaderCannotReproduceIsRefusedByName(string? normalizer, string? preTokenizer, string expected)
+    {
+        using var dir = new TempFolder();
+        string path = WriteByteLevelTokenizerJson(dir.Path, preTokenizer is null ? null : JsonNode.Parse(preTokenizer)!.AsObject(),
+            normalizer is null ? null : JsonNode.Parse(normalizer));
+        var error = Assert.Throws<TokenizerLoadException>(() => TextTokenizer.Load(path));
+        Assert.Contains(expected, error.Message);
     }
 
     [Theory]

@@ -8,7 +8,9 @@ namespace SparseOnnx.Runtime.Tokenization;
 /// Reads a Hugging Face <c>tokenizer.json</c> whose model is byte-level BPE (GPT-2, Llama 3, Qwen2, Phi-3.5,
 /// SmolLM…): vocabulary, merges, added (special) tokens and the pre-tokenizer's split pattern. BOS and EOS
 /// come from a <c>tokenizer_config.json</c> beside it when there is one, otherwise from the usual names.
-/// Other models (WordPiece, Unigram, SentencePiece-style BPE with byte fallback) are refused with a reason.
+/// The normalizer chain is applied in front of the model (<see cref="HuggingFaceNormalizer"/>). Other models
+/// (WordPiece, Unigram, SentencePiece-style BPE with byte fallback), and normalizers or pre-tokenizer steps the
+/// Rust library would apply but this reader cannot, are refused with a reason rather than tokenized differently.
 /// </summary>
 internal static class HuggingFaceTokenizerJson
 {
@@ -30,7 +32,10 @@ internal static class HuggingFaceTokenizerJson
         if (model.TryGetProperty("byte_fallback", out var fallback) && fallback.ValueKind == JsonValueKind.True)
             throw new TokenizerLoadException(path, "a BPE model with byte_fallback is SentencePiece-style; pass its tokenizer.model instead");
 
-        string? splitPattern = FindByteLevelSplitPattern(root.TryGetProperty("pre_tokenizer", out var pre) ? pre : default, path);
+        if (model.TryGetProperty("dropout", out var dropout) && dropout.ValueKind == JsonValueKind.Number && dropout.GetDouble() > 0)
+            throw new TokenizerLoadException(path, "BPE dropout makes encoding random; it is not supported");
+        var normalizer = HuggingFaceNormalizer.Read(root.TryGetProperty("normalizer", out var norm) ? norm : default, path);
+        var (splitPattern, addPrefixSpace) = FindByteLevelSplitPattern(root.TryGetProperty("pre_tokenizer", out var pre) ? pre : default, path);
 
         var vocabulary = new Dictionary<string, int>();
         foreach (var entry in model.GetProperty("vocab").EnumerateObject()) vocabulary[entry.Name] = entry.Value.GetInt32();
@@ -55,28 +60,53 @@ internal static class HuggingFaceTokenizerJson
         };
         var tokenizer = BpeTokenizer.Create(options);
 
-        var (bosName, eosName) = ReadConfigTokens(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "tokenizer_config.json"));
+        var (bosName, eosName) = HuggingFaceTokenizerConfig.SpecialTokens(path);
         int? Id(string? name) => name is not null && (special.TryGetValue(name, out int id) || vocabulary.TryGetValue(name, out id)) ? id : null;
         int? bos = bosName is not null ? Id(bosName) : BosNames.Select(Id).FirstOrDefault(id => id is not null);
         int? eos = eosName is not null ? Id(eosName) : EosNames.Select(Id).FirstOrDefault(id => id is not null);
         int size = Math.Max(vocabulary.Values.DefaultIfEmpty(-1).Max(), special.Values.DefaultIfEmpty(-1).Max()) + 1;
-        return new TextTokenizer(tokenizer, TokenizerFormat.HuggingFaceJson, path, bos, eos, size);
+        bool addsBos = HuggingFaceTokenizerConfig.AddBosToken(path)
+                       ?? (bos is int bosId && PostProcessorStartsWith(root, bosId));
+        return new TextTokenizer(new NormalizingCodec(normalizer, addPrefixSpace, new MicrosoftTokenizerCodec(tokenizer)),
+            TokenizerFormat.HuggingFaceJson, path, bos, eos, size) { AddsBosByDefault = addsBos };
+    }
+
+    /// <summary>True when the post-processor's single-sequence template starts with the special token <paramref name="bosId"/>
+    /// (Llama 3's TemplateProcessing puts <c>&lt;|begin_of_text|&gt;</c> there).</summary>
+    private static bool PostProcessorStartsWith(JsonElement root, int bosId)
+    {
+        if (!root.TryGetProperty("post_processor", out var post) || post.ValueKind != JsonValueKind.Object) return false;
+        var processors = post.TryGetProperty("processors", out var list) && list.ValueKind == JsonValueKind.Array
+            ? list.EnumerateArray().ToArray() : [post];
+        foreach (var processor in processors)
+        {
+            if (!processor.TryGetProperty("single", out var single) || single.ValueKind != JsonValueKind.Array || single.GetArrayLength() == 0) continue;
+            var first = single[0];
+            if (first.TryGetProperty("SpecialToken", out var special) && special.TryGetProperty("id", out var name)
+                && processor.TryGetProperty("special_tokens", out var tokens) && tokens.TryGetProperty(name.GetString() ?? "", out var entry)
+                && entry.TryGetProperty("ids", out var ids) && ids.GetArrayLength() > 0 && ids[0].GetInt32() == bosId)
+                return true;
+        }
+        return false;
     }
 
     /// <summary>The split regex of a byte-level pre-tokenizer: ByteLevel alone (GPT-2's pattern when use_regex),
     /// or a Sequence of Split(Regex) then ByteLevel(use_regex = false) as Llama 3 and Qwen2 write it.</summary>
-    private static string FindByteLevelSplitPattern(JsonElement preTokenizer, string path)
+    private static (string Pattern, bool AddPrefixSpace) FindByteLevelSplitPattern(JsonElement preTokenizer, string path)
     {
+        static bool PrefixSpace(JsonElement step) => step.TryGetProperty("add_prefix_space", out var a) && a.ValueKind == JsonValueKind.True;
         if (preTokenizer.ValueKind != JsonValueKind.Object)
             throw new TokenizerLoadException(path, "no pre_tokenizer; only byte-level BPE tokenizers are supported");
         string type = preTokenizer.GetProperty("type").GetString() ?? "";
         switch (type)
         {
             case "ByteLevel":
-                return Gpt2Pattern;
+                if (preTokenizer.TryGetProperty("use_regex", out var ownRegex) && ownRegex.ValueKind == JsonValueKind.False)
+                    throw new TokenizerLoadException(path, "a ByteLevel pre-tokenizer without its regex (use_regex false) and no Split is not supported");
+                return (Gpt2Pattern, PrefixSpace(preTokenizer));
             case "Sequence":
                 string? pattern = null;
-                bool byteLevel = false;
+                bool byteLevel = false, prefixSpace = false;
                 foreach (var step in preTokenizer.GetProperty("pretokenizers").EnumerateArray())
                 {
                     string stepType = step.GetProperty("type").GetString() ?? "";
@@ -87,13 +117,17 @@ internal static class HuggingFaceTokenizerJson
                         byteLevel = true;
                         if (pattern is null && (!step.TryGetProperty("use_regex", out var useRegex) || useRegex.ValueKind == JsonValueKind.True))
                             pattern = Gpt2Pattern;
+                        // After a Split the library adds the prefix space to every split piece, not once.
+                        if (PrefixSpace(step) && pattern is not null && pattern != Gpt2Pattern)
+                            throw new TokenizerLoadException(path, "ByteLevel with add_prefix_space after a Split is not supported");
+                        prefixSpace = PrefixSpace(step);
                     }
-                    else if (stepType != "Digits")
-                        throw new TokenizerLoadException(path, $"pre-tokenizer step '{stepType}' is not supported");
+                    else
+                        throw new TokenizerLoadException(path, $"pre-tokenizer step '{stepType}' is not supported (supported: Split with a Regex, then ByteLevel)");
                 }
                 if (!byteLevel || pattern is null)
                     throw new TokenizerLoadException(path, "the pre-tokenizer is not byte-level BPE (no ByteLevel step with a split pattern)");
-                return DotNetCompatible(pattern);
+                return (DotNetCompatible(pattern), prefixSpace);
             default:
                 throw new TokenizerLoadException(path, $"pre-tokenizer '{type}' is not supported (only ByteLevel, or Split + ByteLevel)");
         }
@@ -102,16 +136,20 @@ internal static class HuggingFaceTokenizerJson
     /// <summary>Hugging Face patterns use possessive quantifiers (<c>?+</c>, <c>++</c>) that .NET regexes lack; for
     /// these patterns the greedy form splits identically because each alternative is tried left to right.</summary>
     private static string DotNetCompatible(string pattern) => pattern.Replace("?+", "?").Replace("++", "+").Replace("*+", "*");
+}
 
-    private static (string? Bos, string? Eos) ReadConfigTokens(string configPath)
+/// <summary>A codec with the tokenizer.json normalizer (and ByteLevel's add_prefix_space) applied in front of it.</summary>
+internal sealed class NormalizingCodec(HuggingFaceNormalizer normalizer, bool addPrefixSpace, ITokenCodec inner) : ITokenCodec
+{
+    private string Prepare(string text)
     {
-        if (!File.Exists(configPath)) return (null, null);
-        using var config = JsonDocument.Parse(File.ReadAllBytes(configPath));
-        static string? Token(JsonElement root, string name) =>
-            !root.TryGetProperty(name, out var value) ? null
-            : value.ValueKind == JsonValueKind.String ? value.GetString()
-            : value.ValueKind == JsonValueKind.Object && value.TryGetProperty("content", out var content) ? content.GetString()
-            : null;
-        return (Token(config.RootElement, "bos_token"), Token(config.RootElement, "eos_token"));
+        text = normalizer.Apply(text);
+        return addPrefixSpace && text.Length > 0 && text[0] != ' ' ? " " + text : text;
     }
+
+    public IReadOnlyList<(int Id, string Piece)> EncodeToPieces(string text) => inner.EncodeToPieces(Prepare(text));
+
+    public IReadOnlyList<int> Encode(string text) => inner.Encode(Prepare(text));
+
+    public string Decode(IEnumerable<int> ids) => inner.Decode(ids);
 }

@@ -1,19 +1,30 @@
-using Microsoft.ML.Tokenizers;
+using SparseOnnx.Runtime.Tokenization.SentencePiece;
 
 namespace SparseOnnx.Runtime.Tokenization;
 
-/// <summary>Reads SentencePiece <c>tokenizer.model</c> files (BPE or unigram) with Microsoft.ML.Tokenizers.</summary>
+/// <summary>Reads SentencePiece <c>tokenizer.model</c> files (BPE or unigram) into our implementation of the library.</summary>
 internal static class SentencePieceLoader
 {
     public static TextTokenizer Load(string path)
     {
-        using var stream = File.OpenRead(path);
+        var model = SentencePieceModelFile.Parse(File.ReadAllBytes(path));
+        var encoder = new SentencePieceEncoder(model);
+        int? Special(int id, PieceType type) => id >= 0 && id < model.Pieces.Count && model.Pieces[id].Type == type ? id : null;
         // BOS/EOS are added by the callers that want them (TextTokenizer.Encode), never implicitly.
-        var tokenizer = SentencePieceTokenizer.Create(stream, false, false);
-        int vocabulary = tokenizer.Vocabulary.Count == 0 ? 0 : tokenizer.Vocabulary.Values.Max() + 1;
-        return new TextTokenizer(tokenizer, TokenizerFormat.SentencePiece, path,
-            tokenizer.BeginningOfSentenceId >= 0 ? tokenizer.BeginningOfSentenceId : null,
-            tokenizer.EndOfSentenceId >= 0 ? tokenizer.EndOfSentenceId : null,
-            vocabulary);
+        return new TextTokenizer(new SentencePieceCodec(encoder), TokenizerFormat.SentencePiece, path,
+            Special(model.BosId, PieceType.Control), Special(model.EosId, PieceType.Control), model.Pieces.Count)
+        {
+            AddsBosByDefault = HuggingFaceTokenizerConfig.AddBosToken(path) ?? false,
+        };
     }
+}
+
+/// <summary>Our SentencePiece implementation as a codec.</summary>
+internal sealed class SentencePieceCodec(SentencePieceEncoder encoder) : ITokenCodec
+{
+    public IReadOnlyList<(int Id, string Piece)> EncodeToPieces(string text) => encoder.EncodePieces(text).Select(p => (p.Id, p.Piece)).ToArray();
+
+    public IReadOnlyList<int> Encode(string text) => encoder.Encode(text);
+
+    public string Decode(IEnumerable<int> ids) => encoder.Decode(ids);
 }

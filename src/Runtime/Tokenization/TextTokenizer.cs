@@ -13,15 +13,42 @@ public enum TokenizerFormat
     Tiktoken,
 }
 
+/// <summary>What a tokenizer format implements: ids and their pieces for a text, and text for ids.</summary>
+internal interface ITokenCodec
+{
+    /// <summary>The ids of <paramref name="text"/> with the piece (token string) each stands for.</summary>
+    IReadOnlyList<(int Id, string Piece)> EncodeToPieces(string text);
+
+    /// <summary>The ids of <paramref name="text"/>.</summary>
+    IReadOnlyList<int> Encode(string text);
+
+    /// <summary>The text of <paramref name="ids"/>, special tokens left out.</summary>
+    string Decode(IEnumerable<int> ids);
+}
+
+/// <summary>A Microsoft.ML.Tokenizers tokenizer (byte-level BPE, tiktoken) as a codec.</summary>
+internal sealed class MicrosoftTokenizerCodec(Tokenizer tokenizer) : ITokenCodec
+{
+    public IReadOnlyList<(int Id, string Piece)> EncodeToPieces(string text) =>
+        tokenizer.EncodeToTokens(text, out _).Select(t => (t.Id, t.Value)).ToArray();
+
+    public IReadOnlyList<int> Encode(string text) => tokenizer.EncodeToIds(text);
+
+    public string Decode(IEnumerable<int> ids) => tokenizer.Decode(ids);
+}
+
 /// <summary>
 /// A tokenizer with what generation and evaluation need besides encode/decode: the begin- and
-/// end-of-sequence ids. Wraps Microsoft.ML.Tokenizers; immutable and safe to share between threads.
+/// end-of-sequence ids. SentencePiece models are run by our own implementation of the library's algorithms
+/// (<see cref="SentencePiece.SentencePieceEncoder"/>: its normalizer, BPE and unigram, byte fallback), so ids
+/// equal the Python package's; byte-level BPE and tiktoken files by Microsoft.ML.Tokenizers.
+/// Immutable and safe to share between threads.
 /// </summary>
 public sealed class TextTokenizer
 {
-    internal TextTokenizer(Tokenizer inner, TokenizerFormat format, string source, int? bosId, int? eosId, int vocabularySize)
+    internal TextTokenizer(ITokenCodec codec, TokenizerFormat format, string source, int? bosId, int? eosId, int vocabularySize)
     {
-        Inner = inner;
+        Codec = codec;
         Format = format;
         Source = source;
         BosId = bosId;
@@ -29,8 +56,17 @@ public sealed class TextTokenizer
         VocabularySize = vocabularySize;
     }
 
-    /// <summary>The Microsoft.ML.Tokenizers tokenizer underneath.</summary>
-    public Tokenizer Inner { get; }
+    internal ITokenCodec Codec { get; }
+
+    /// <summary>
+    /// True when a beginning-of-sequence token goes in front of a whole text by default, as the reference library
+    /// of the format does it: a Hugging Face folder's <c>tokenizer_config.json</c> (<c>add_bos_token</c>) or
+    /// <c>tokenizer.json</c> post-processor when present; plain SentencePiece and tiktoken add none.
+    /// </summary>
+    public bool AddsBosByDefault { get; init; }
+
+    /// <summary>Normalization notes: what the tokenizer reproduces only approximately, or an empty list.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
 
     /// <summary>The format the tokenizer was read from.</summary>
     public TokenizerFormat Format { get; }
@@ -51,9 +87,7 @@ public sealed class TextTokenizer
     public int[] Encode(string text, bool addBos = false)
     {
         ArgumentNullException.ThrowIfNull(text);
-        IReadOnlyList<int> ids = Inner is SentencePieceTokenizer sentencePiece
-            ? sentencePiece.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false)
-            : Inner.EncodeToIds(text);
+        IReadOnlyList<int> ids = Codec.Encode(text);
         if (!addBos || BosId is not int bos) return ids.ToArray();
         var withBos = new int[ids.Count + 1];
         withBos[0] = bos;
@@ -65,7 +99,14 @@ public sealed class TextTokenizer
     public string Decode(IEnumerable<int> ids)
     {
         ArgumentNullException.ThrowIfNull(ids);
-        return Inner is SentencePieceTokenizer sentencePiece ? sentencePiece.Decode(ids, considerSpecialTokens: false) : Inner.Decode(ids);
+        return Codec.Decode(ids);
+    }
+
+    /// <summary>The ids of <paramref name="text"/> with the piece each stands for (no BOS).</summary>
+    public IReadOnlyList<(int Id, string Piece)> EncodeToPieces(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return Codec.EncodeToPieces(text);
     }
 
     /// <summary>

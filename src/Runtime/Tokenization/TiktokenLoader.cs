@@ -47,7 +47,7 @@ internal static class TiktokenLoader
         var specialTokens = special.Count > 0 ? special : null;
         var tokenizer = TiktokenTokenizer.Create(path, new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), specialTokens), null, specialTokens);
         int size = Math.Max(ranks, special.Values.DefaultIfEmpty(-1).Max() + 1);
-        return new TextTokenizer(tokenizer, TokenizerFormat.Tiktoken, path,
+        return new TextTokenizer(new MicrosoftTokenizerCodec(tokenizer), TokenizerFormat.Tiktoken, path,
             bos is null ? null : special[bos], eos is null ? null : special[eos], size);
     }
 
