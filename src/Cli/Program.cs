@@ -19,5 +19,6 @@ var root = new RootCommand("SparseOnnx: rewrites exported LLMs in ONNX so they r
     ReportCommand.Create(),
     PruneCommand.Create(),
     BenchOpCommand.Create(),
+    TokenizeCommand.Create(),
 };
 return CommandRunner.Run(root, args);

@@ -1,3 +1,4 @@
+using SparseOnnx.Runtime.Evaluation;
 using SparseOnnx.Calibration.Statistics;
 using SparseOnnx.Calibration.Data;
 using SparseOnnx.GraphRewriter.IO;
@@ -16,7 +17,7 @@ public sealed class CalibratorTests : IDisposable
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
     private static readonly Lazy<CalibrationSet> Data = new(() => CalibrationSet.FromTextFile(Path.Combine(Folder, "data", "valid.txt"),
-        TextTokenizer.Load(Path.Combine(Folder, "tokenizer.model")), new CalibrationSetOptions { SequenceLength = 64, Samples = 12, ValidationSamples = 6 }));
+        TextTokenizer.Load(Path.Combine(Folder, "tokenizer.model")), new CalibrationSetOptions { SequenceLength = 64, Samples = 12, ValidationSamples = 6 }, TextReading.PerLine));
 
     private CalibrationResult Calibrate(CalibrationOptions options, string name) =>
         Calibrator.Run(ModelPath, Data.Value, options with { Threads = 1, GreedySamples = 3, GreedyStep = 0.1 }, Path.Combine(_folder, name));

@@ -1,3 +1,4 @@
+using SparseOnnx.Runtime.Evaluation;
 using SparseOnnx.Calibration.Data;
 using SparseOnnx.Calibration.Training;
 using SparseOnnx.GraphRewriter.Autodiff;
@@ -15,7 +16,7 @@ public sealed class SpontaneousTrainingTests : IDisposable
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
     private static readonly Lazy<CalibrationSet> Data = new(() => CalibrationSet.FromTextFile(Path.Combine(Folder, "data", "valid.txt"),
-        TextTokenizer.Load(Path.Combine(Folder, "tokenizer.model")), new CalibrationSetOptions { SequenceLength = 64, Samples = 32, ValidationSamples = 8 }));
+        TextTokenizer.Load(Path.Combine(Folder, "tokenizer.model")), new CalibrationSetOptions { SequenceLength = 64, Samples = 32, ValidationSamples = 8 }, TextReading.PerLine));
 
     [Fact]
     public void Adam_MinimisesAnIllConditionedQuadratic()

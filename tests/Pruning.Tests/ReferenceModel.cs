@@ -1,3 +1,4 @@
+using SparseOnnx.Runtime.Evaluation;
 using SparseOnnx.Calibration.Data;
 using SparseOnnx.Runtime.Tokenization;
 
@@ -12,5 +13,5 @@ internal static class ReferenceModel
 
     /// <summary><paramref name="samples"/> calibration windows of <paramref name="length"/> tokens (and one held out).</summary>
     public static CalibrationSet Windows(int length, int samples) => CalibrationSet.FromTextFile(Path.Combine(Folder, "data", "valid.txt"),
-        TextTokenizer.Load(Path.Combine(Folder, "tokenizer.model")), new CalibrationSetOptions { SequenceLength = length, Samples = samples, ValidationSamples = 1 });
+        TextTokenizer.Load(Path.Combine(Folder, "tokenizer.model")), new CalibrationSetOptions { SequenceLength = length, Samples = samples, ValidationSamples = 1 }, TextReading.PerLine);
 }

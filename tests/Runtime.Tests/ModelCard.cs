@@ -8,15 +8,11 @@ public static partial class ModelCard
 {
     private static string Text => File.ReadAllText(Path.Combine(ReferenceModel.Folder, "README.md"));
 
-    [GeneratedRegex(@"\| \*\*test\*\* \| ([\d,]+) \| \*\*([\d.]+)\*\* \|")]
-    private static partial Regex TestRow();
-
     /// <summary>Test-split perplexity and scored tokens (non-overlapping 128-token windows).</summary>
     public static (double Perplexity, long Tokens) TestPerplexity()
     {
-        var match = TestRow().Match(Text);
-        Assert.True(match.Success, "The model card has no test perplexity row.");
-        return (double.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture), long.Parse(match.Groups[1].Value.Replace(",", ""), CultureInfo.InvariantCulture));
+        var (perplexity, tokens, _) = ModelCards.TestPerplexity(ReferenceModel.Folder);
+        return (perplexity, tokens);
     }
 
     /// <summary>The greedy sample: prompt, number of new tokens, and the text shown (prompt + continuation).</summary>

@@ -59,7 +59,7 @@ public class ReferencePerplexityTests(ReferenceModel reference) : IClassFixture<
     public void TestSplitPerplexityAgreesWithPyTorchWithinHalfAPercent()
     {
         var (expectedPerplexity, expectedTokens) = ModelCard.TestPerplexity();
-        int[] stream = TokenStream.FromTextFile(ReferenceModel.TestText, reference.Tokenizer);
+        int[] stream = TokenStream.Read(ReferenceModel.TestText, reference.Tokenizer, TextReading.PerLine).Ids;
         var result = PerplexityEvaluator.Evaluate(reference.Model, stream);
         Assert.Equal(expectedTokens, result.Tokens);
         double relative = Math.Abs(result.Perplexity - expectedPerplexity) / expectedPerplexity;
@@ -69,7 +69,7 @@ public class ReferencePerplexityTests(ReferenceModel reference) : IClassFixture<
     [Fact]
     public void BatchingDoesNotChangeTheResult()
     {
-        int[] stream = TokenStream.FromTextFile(ReferenceModel.TestText, reference.Tokenizer);
+        int[] stream = TokenStream.Read(ReferenceModel.TestText, reference.Tokenizer, TextReading.PerLine).Ids;
         var one = PerplexityEvaluator.Evaluate(reference.Model, stream, new PerplexityOptions { BatchSize = 1, MaxTokens = 1000 });
         var many = PerplexityEvaluator.Evaluate(reference.Model, stream, new PerplexityOptions { BatchSize = 5, MaxTokens = 1000 });
         Assert.Equal(1000 - 8, one.Tokens);

@@ -85,9 +85,13 @@ public sealed class CalibrationSet
             $"{source}: {options.Samples} + {options.ValidationSamples} held-out windows × {length} tokens (seed {options.Seed}) of {stream.Count}", stream.Count);
     }
 
-    /// <summary>One document per non-empty line, encoded with <paramref name="tokenizer"/> as evaluation does (<see cref="TokenStream.FromTextFile"/>).</summary>
-    public static CalibrationSet FromTextFile(string path, TextTokenizer tokenizer, CalibrationSetOptions options) =>
-        FromTokens(TokenStream.FromTextFile(path, tokenizer), options, Path.GetFileName(path));
+    /// <summary>A text file read into one token stream as evaluation reads it (<see cref="TokenStream.Read"/>: the whole
+    /// file as one stream by default, or one document per line), then cut into windows; the source names the convention.</summary>
+    public static CalibrationSet FromTextFile(string path, TextTokenizer tokenizer, CalibrationSetOptions options, TextReading? reading = null)
+    {
+        var text = TokenStream.Read(path, tokenizer, reading);
+        return FromTokens(text.Ids, options, $"{Path.GetFileName(path)} ({text.Description})");
+    }
 
     /// <summary>Pre-tokenized ids, whitespace-separated, one sequence per line (<see cref="TokenStream.FromIdsFile"/>).</summary>
     public static CalibrationSet FromIdsFile(string path, CalibrationSetOptions options) =>

@@ -16,7 +16,8 @@ namespace SparseOnnx.Cli.Commands;
 /// </summary>
 internal sealed class CalibrationCliOptions
 {
-    public Option<FileInfo?> Text { get; } = new("--calibration") { Description = "Calibration text, one document per line: thresholds, allocation and compensation are measured on it." };
+    public Option<FileInfo?> Text { get; } = new("--calibration") { Description = "Calibration text (UTF-8; read as --documents says, as eval reads text): thresholds, allocation and compensation are measured on it." };
+    public TextReadingCliOptions Reading { get; } = new();
     public Option<FileInfo?> Ids { get; } = new("--calibration-ids") { Description = "Calibration data as pre-tokenized ids, whitespace-separated, one sequence per line." };
     public Option<FileSystemInfo?> Tokenizer { get; } = RuntimeOptions.TokenizerOption();
     public Option<int> SequenceLength { get; } = new("--seq-len") { Description = "Tokens per calibration window.", DefaultValueFactory = _ => 128 };
@@ -39,11 +40,11 @@ internal sealed class CalibrationCliOptions
     public Option<int> Threads { get; } = new("--threads") { Description = "ONNX Runtime threads for calibration (0: all cores).", DefaultValueFactory = _ => 0 };
     public Option<FileInfo?> PlanOutput { get; } = new("--plan-out") { Description = "Where to save the calibrated plan (default: beside the output, <name>.plan.json)." };
 
-    public IEnumerable<Option> All => [Text, Ids, Tokenizer, SequenceLength, Samples, ValidationSamples, Seed, Allocation, Compensation, Spontaneous,
+    public IEnumerable<Option> All => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Allocation, Compensation, Spontaneous,
         TrainSpace, TrainInit, TrainSteps, TrainBatch, TrainLearningRate, TrainPatience, TrainKeep, GreedyObjective, GreedyStep, GreedySamples, Threads, PlanOutput];
 
     /// <summary>The options that say which text to read and how to cut it (what pruning needs).</summary>
-    public IEnumerable<Option> DataOptions => [Text, Ids, Tokenizer, SequenceLength, Samples, ValidationSamples, Seed, Threads];
+    public IEnumerable<Option> DataOptions => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Threads];
 
     public CalibrationCliOptions()
     {
@@ -75,7 +76,7 @@ internal sealed class CalibrationCliOptions
             Seed = parse.GetValue(Seed),
         };
         if (ids is not null) return CalibrationSet.FromIdsFile(ids.FullName, options);
-        return CalibrationSet.FromTextFile(text!.FullName, RuntimeOptions.LoadTokenizer(parse, Tokenizer, modelPath), options);
+        return CalibrationSet.FromTextFile(text!.FullName, RuntimeOptions.LoadTokenizer(parse, Tokenizer, modelPath), options, Reading.Read(parse));
     }
 
     public CalibrationOptions Options(ParseResult parse, double sparsity, SparsityMode mode, IReadOnlySet<ProjectionKind> kinds)

@@ -17,7 +17,8 @@ public static class ReportCommand
     public static Command Create()
     {
         var model = new Argument<FileInfo>("model") { Description = "The dense ONNX causal LM." };
-        var text = new Option<FileInfo?>("--text") { Description = "Evaluation text, one document per line." };
+        var text = new Option<FileInfo?>("--text") { Description = "Evaluation text (UTF-8), read as --documents says." };
+        var reading = new TextReadingCliOptions();
         var ids = new Option<FileInfo?>("--ids") { Description = "Pre-tokenized evaluation ids instead of --text." };
         var tokenizer = RuntimeOptions.TokenizerOption();
         var sparsities = new Option<string>("--sparsities") { Description = "Comma-separated sparsity levels in [0, 1).", DefaultValueFactory = _ => "0,0.3,0.5,0.7" };
@@ -36,6 +37,7 @@ public static class ReportCommand
         {
             model, text, ids, tokenizer, sparsities, output, kinds, noSpontaneous, seqLen, stride, maxEvalTokens, promptTokens, tokens, repetitions, keepModels,
         };
+        foreach (var option in reading.All) command.Options.Add(option);
         runtime.AddTo(command);
         command.SetAction(parse =>
         {
@@ -53,7 +55,7 @@ public static class ReportCommand
             };
             options.Perplexity.Validate();
             options.Benchmark.Validate();
-            int[] stream = EvalCommand.ReadStream(parse, text, ids, tokenizer, modelPath);
+            int[] stream = EvalCommand.ReadStream(parse, text, ids, tokenizer, reading, modelPath).Ids;
             string folder = parse.GetValue(output)!.FullName;
             var result = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Report", bar => SparsitySweep.Run(modelPath, stream, folder, options, bar));
             string textDescription = parse.GetValue(text) is { } t ? $"`{Path.GetFileName(t.FullName)}`" : $"`{Path.GetFileName(parse.GetValue(ids)!.FullName)}` (ids)";

@@ -41,19 +41,22 @@ internal sealed class RuntimeOptions
     public static CausalLmOptions WithSharedPool(CausalLmOptions options) =>
         SharedThreadPool.TryUse(options.Threads) ? options with { SharedThreadPool = true } : options;
 
-    /// <summary>Loads the tokenizer named by <paramref name="option"/>, or the one beside the model when none is named.</summary>
-    public static TextTokenizer LoadTokenizer(ParseResult parse, Option<FileSystemInfo?> option, string modelPath)
+    /// <summary>Loads the tokenizer named by <paramref name="option"/>, or the one beside the model when none is named.
+    /// Its warnings (what it reproduces only in part) go to stderr.</summary>
+    public static TextTokenizer LoadTokenizer(ParseResult parse, Option<FileSystemInfo?> option, string? modelPath)
     {
-        if (parse.GetValue(option) is { } given) return TextTokenizer.Load(given.FullName);
-        string folder = Path.GetDirectoryName(Path.GetFullPath(modelPath))!;
-        try
+        TextTokenizer tokenizer;
+        if (parse.GetValue(option) is { } given) tokenizer = TextTokenizer.Load(given.FullName);
+        else
         {
-            return TextTokenizer.Load(folder);
+            if (modelPath is null) throw new ArgumentException("Give the tokenizer with --tokenizer.");
+            string folder = Path.GetDirectoryName(Path.GetFullPath(modelPath))!;
+            if (!File.Exists(Path.Combine(folder, "tokenizer.model")) && !File.Exists(Path.Combine(folder, "tokenizer.json")))
+                throw new ArgumentException($"No --tokenizer given and none beside the model in '{folder}' (tokenizer.model or tokenizer.json).");
+            tokenizer = TextTokenizer.Load(folder);
         }
-        catch (TokenizerLoadException)
-        {
-            throw new ArgumentException($"No --tokenizer given and none beside the model in '{folder}' (tokenizer.model or tokenizer.json).");
-        }
+        foreach (string warning in tokenizer.Warnings) parse.InvocationConfiguration.Error.WriteLine($"warning: {warning}");
+        return tokenizer;
     }
 
     public static Option<FileSystemInfo?> TokenizerOption() => new("--tokenizer")

@@ -59,7 +59,9 @@ internal sealed class HuggingFaceNormalizer
             case "NFD": steps.Add(UnicodeForm(NormalizationForm.FormD, type, path)); break;
             case "NFKC": steps.Add(UnicodeForm(NormalizationForm.FormKC, type, path)); break;
             case "NFKD": steps.Add(UnicodeForm(NormalizationForm.FormKD, type, path)); break;
-            case "Lowercase": steps.Add(s => s.ToLowerInvariant()); break;
+            // The library lowercases char by char with Unicode's full mapping; .NET's is the simple one, which differs
+            // only for U+0130 (İ → "i̇", two code points).
+            case "Lowercase": steps.Add(s => s.Replace("\u0130", "i\u0307", StringComparison.Ordinal).ToLowerInvariant()); break;
             case "Strip":
                 bool left = !step.TryGetProperty("strip_left", out var l) || l.GetBoolean();
                 bool right = !step.TryGetProperty("strip_right", out var r) || r.GetBoolean();

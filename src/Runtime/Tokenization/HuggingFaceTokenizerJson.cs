@@ -68,7 +68,11 @@ internal static class HuggingFaceTokenizerJson
         bool addsBos = HuggingFaceTokenizerConfig.AddBosToken(path)
                        ?? (bos is int bosId && PostProcessorStartsWith(root, bosId));
         return new TextTokenizer(new NormalizingCodec(normalizer, addPrefixSpace, new MicrosoftTokenizerCodec(tokenizer)),
-            TokenizerFormat.HuggingFaceJson, path, bos, eos, size) { AddsBosByDefault = addsBos };
+            TokenizerFormat.HuggingFaceJson, path, bos, eos, size)
+        {
+            AddsBosByDefault = addsBos,
+            BosText = bos is int b ? special.Concat(vocabulary).FirstOrDefault(e => e.Value == b).Key : null,
+        };
     }
 
     /// <summary>True when the post-processor's single-sequence template starts with the special token <paramref name="bosId"/>

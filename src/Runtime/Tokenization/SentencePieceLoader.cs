@@ -15,6 +15,10 @@ internal static class SentencePieceLoader
             Special(model.BosId, PieceType.Control), Special(model.EosId, PieceType.Control), model.Pieces.Count)
         {
             AddsBosByDefault = HuggingFaceTokenizerConfig.AddBosToken(path) ?? false,
+            BosText = Special(model.BosId, PieceType.Control) is int bos ? model.Pieces[bos].Text : null,
+            Warnings = model.Denormalizer is { PrecompiledCharsMap.Length: > 0 }
+                ? [$"{Path.GetFileName(path)} has a denormalizer (rules for decoded text); ids are exact, but decoded text leaves it out"]
+                : [],
         };
     }
 }

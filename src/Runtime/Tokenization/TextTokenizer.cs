@@ -65,6 +65,9 @@ public sealed class TextTokenizer
     /// </summary>
     public bool AddsBosByDefault { get; init; }
 
+    /// <summary>The text of the BOS token (<c>&lt;s&gt;</c>, <c>&lt;|begin_of_text|&gt;</c>), when known.</summary>
+    public string? BosText { get; init; }
+
     /// <summary>Normalization notes: what the tokenizer reproduces only approximately, or an empty list.</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
 
