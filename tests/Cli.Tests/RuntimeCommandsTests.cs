@@ -167,7 +167,7 @@ public class RuntimeCommandsTests : IDisposable
     public void ReportWritesATablePlotsAndJsonAndRemovesItsModels()
     {
         string folder = Path.Combine(_dir, "report");
-        var (code, stdout, error) = Run("report", Llama, "--text", TestText, "--sparsities", "0,0.5", "-o", folder,
+        var (code, stdout, error) = Run("report", Llama, "--text", TestText, "--documents", "lines", "--quick", "--sparsities", "0,0.5", "-o", folder,
             "--max-eval-tokens", "1000", "--prompt-tokens", "8", "--tokens", "4", "--repetitions", "1", "--threads", "2");
         Assert.True(code == 0, error);
         string markdown = File.ReadAllText(Path.Combine(folder, "report.md"));
@@ -186,7 +186,43 @@ public class RuntimeCommandsTests : IDisposable
         Assert.Equal((double)rows[0]!["perplexity"]!, (double)rows[1]!["perplexity"]!, 2);
         Assert.True((double)rows[2]!["perplexity"]! > (double)rows[0]!["perplexity"]!);
         Assert.False(Directory.Exists(Path.Combine(folder, "models")));
+        Assert.False(File.Exists(Path.Combine(folder, "kernels.png"))); // --quick: no kernel table
         Assert.Contains("wrote", stdout);
+    }
+
+    /// <summary>The main job's report: calibrated rows next to top-k at the same level, with what calibration buys.</summary>
+    [Fact]
+    public void ReportWithCalibrationComparesCalibratedAndTopKAtEachLevel()
+    {
+        string folder = Path.Combine(_dir, "calibrated");
+        var (code, stdout, error) = Run("report", Llama, "--text", TestText, "--documents", "lines", "--calibration", Path.Combine(Folder, "data", "valid.txt"),
+            "--sparsities", "0.6", "--allocation", "uniform", "--train-steps", "10", "--no-kernels", "-o", folder,
+            "--max-eval-tokens", "2000", "--prompt-tokens", "8", "--tokens", "4", "--repetitions", "1", "--threads", "2");
+        Assert.True(code == 0, error);
+        string markdown = File.ReadAllText(Path.Combine(folder, "report.md"));
+        Assert.Contains("What calibration buys", markdown);
+        Assert.Contains("| calibrated | 0.6 | 42 |", markdown);
+        Assert.Contains("one document per line with its own BOS", markdown);
+        Assert.Contains("about the size of", markdown); // why this small model's decode does not speed up
+        var rows = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "report.json")))!["rows"]!.AsArray();
+        Assert.Equal(["dense", "topk", "calibrated"], rows.Select(r => (string)r!["variant"]!));
+        Assert.InRange((double)rows[2]!["measured_sparsity"]!, 0.55, 0.65);
+        // Thresholds with closed-form compensation where it helps are no worse than top-k at 60% on this model (docs/calibration.md).
+        Assert.True((double)rows[2]!["perplexity"]! < (double)rows[1]!["perplexity"]!, $"calibrated {rows[2]!["perplexity"]} vs top-k {rows[1]!["perplexity"]}");
+        Assert.False(Directory.Exists(Path.Combine(folder, "models")));
+        Assert.Empty(Directory.GetDirectories(folder, ".calibration-*"));
+    }
+
+    [Theory]
+    [InlineData("--quick", "--quick is the uncalibrated sweep")]
+    [InlineData("--sparsities", "--sparsities: calibrating at 0")]
+    public void ReportRefusesCalibrationItCannotDo(string option, string expected)
+    {
+        var args = new List<string> { "report", Llama, "--text", TestText, "--calibration", TestText, "-o", Path.Combine(_dir, "r"), option };
+        if (option == "--sparsities") args.Add("0,0.5");
+        var (code, _, error) = Run(args.ToArray());
+        Assert.Equal(ExitCodes.InputError, code);
+        Assert.Contains(expected, error);
     }
 
     [Theory]

@@ -8,12 +8,19 @@ using SparseOnnx.Runtime.Evaluation;
 namespace SparseOnnx.Cli.Commands;
 
 /// <summary>
-/// <c>sparseonnx report MODEL --text FILE [--tokenizer TOK] --sparsities 0,0.3,0.5,0.7 -o FOLDER</c>: sparsifies at
-/// each level, evaluates perplexity, benchmarks all models against the dense one in one run, and writes
-/// report.md, report.json and PNG plots.
+/// <c>sparseonnx report MODEL --text FILE [--calibration TEXT] [--sparsities 0.5,0.7] -o FOLDER [--quick]</c>: sparsifies
+/// at each level (top-k, and calibrated when calibration text is given), evaluates perplexity, benchmarks all models
+/// against the dense one in one run, times the kernel at Llama-size projection shapes, and writes report.md,
+/// report.json and PNG plots. <c>--quick</c> is the uncalibrated sweep alone (0, 30, 50, 70%), no kernel table.
 /// </summary>
 public static class ReportCommand
 {
+    /// <summary>Llama-3-8B's projection shapes (Llama-2-7B's but for GQA's k/v and the wider MLP).</summary>
+    internal static readonly KernelShape[] LlamaShapes =
+    [
+        new("q, o", 4096, 4096), new("k, v", 4096, 1024), new("gate, up", 4096, 14336), new("down", 14336, 4096),
+    ];
+
     public static Command Create()
     {
         var model = new Argument<FileInfo>("model") { Description = "The dense ONNX causal LM." };
@@ -21,7 +28,15 @@ public static class ReportCommand
         var reading = new TextReadingCliOptions();
         var ids = new Option<FileInfo?>("--ids") { Description = "Pre-tokenized evaluation ids instead of --text." };
         var tokenizer = RuntimeOptions.TokenizerOption();
-        var sparsities = new Option<string>("--sparsities") { Description = "Comma-separated sparsity levels in [0, 1).", DefaultValueFactory = _ => "0,0.3,0.5,0.7" };
+        var sparsities = new Option<string?>("--sparsities") { Description = "Comma-separated sparsity levels in [0, 1) (default 0.5,0.7; with --quick 0,0.3,0.5,0.7)." };
+        var quick = new Option<bool>("--quick") { Description = "The uncalibrated top-k sweep alone (default levels 0,0.3,0.5,0.7), no kernel table: about 2 minutes on the reference model." };
+        var calibrationText = new Option<FileInfo?>("--calibration") { Description = "Calibration text (read as --documents says): each level is also calibrated (thresholds, allocation, compensation, trained spontaneous neurons) and compared with top-k." };
+        var calibrationIds = new Option<FileInfo?>("--calibration-ids") { Description = "Calibration data as pre-tokenized ids instead of --calibration." };
+        var allocation = new Option<string>("--allocation") { Description = "Calibrated rows: greedy (TEAL's block-wise search) or uniform.", DefaultValueFactory = _ => "greedy" };
+        var greedyStep = new Option<double>("--greedy-step") { Description = "Calibrated rows, greedy: sparsity step of one group per iteration.", DefaultValueFactory = _ => 0.1 };
+        var trainSteps = new Option<int>("--train-steps") { Description = "Calibrated rows: most Adam steps training the spontaneous neurons (0: closed form only).", DefaultValueFactory = _ => 100 };
+        var noKernels = new Option<bool>("--no-kernels") { Description = "Leave out the kernel table at Llama-size projection shapes." };
+        allocation.AcceptOnlyFromAmong("greedy", "uniform");
         var output = new Option<DirectoryInfo>("--output", "-o") { Description = "Folder for report.md, report.json and the plots.", Required = true };
         var kinds = new Option<string[]>("--kinds") { Description = "Projection kinds to sparsify (as 'sparsify --kinds').", AllowMultipleArgumentsPerToken = true };
         var noSpontaneous = new Option<bool>("--no-spontaneous") { Description = "Leave the spontaneous-neuron Adds out." };
@@ -35,7 +50,8 @@ public static class ReportCommand
         var runtime = new RuntimeOptions();
         var command = new Command("report", "Sparsify at several levels, evaluate and benchmark each against the dense model, write a markdown report with plots.")
         {
-            model, text, ids, tokenizer, sparsities, output, kinds, noSpontaneous, seqLen, stride, maxEvalTokens, promptTokens, tokens, repetitions, keepModels,
+            model, text, ids, tokenizer, sparsities, quick, calibrationText, calibrationIds, allocation, greedyStep, trainSteps, noKernels,
+            output, kinds, noSpontaneous, seqLen, stride, maxEvalTokens, promptTokens, tokens, repetitions, keepModels,
         };
         foreach (var option in reading.All) command.Options.Add(option);
         runtime.AddTo(command);
@@ -43,15 +59,48 @@ public static class ReportCommand
         {
             string modelPath = parse.GetValue(model)!.FullName;
             if (!File.Exists(modelPath)) throw new FileNotFoundException($"The model '{modelPath}' does not exist.", modelPath);
+            bool isQuick = parse.GetValue(quick);
+            var calibrationFile = parse.GetValue(calibrationText);
+            var calibrationIdsFile = parse.GetValue(calibrationIds);
+            if (calibrationFile is not null && calibrationIdsFile is not null) throw new ArgumentException("Give one of --calibration and --calibration-ids, not both.");
+            bool calibrate = calibrationFile is not null || calibrationIdsFile is not null;
+            if (isQuick && calibrate) throw new ArgumentException("--quick is the uncalibrated sweep; drop --calibration, or drop --quick.");
+            if (calibrate && parse.GetValue(noSpontaneous)) throw new ArgumentException("Calibrated rows need the spontaneous-neuron Adds; drop --no-spontaneous.");
+            var levels = ParseSparsities(parse.GetValue(sparsities) ?? (isQuick ? "0,0.3,0.5,0.7" : "0.5,0.7"));
+            var textReading = reading.Read(parse);
+            SweepCalibration? calibration = null;
+            if (calibrate)
+            {
+                if (levels.Any(l => l == 0)) throw new ArgumentException("--sparsities: calibrating at 0 has nothing to calibrate; leave 0 out.");
+                if (parse.GetValue(trainSteps) < 0) throw new ArgumentException("--train-steps must be ≥ 0.");
+                var setOptions = new SparseOnnx.Calibration.Data.CalibrationSetOptions();
+                var data = calibrationIdsFile is not null
+                    ? SparseOnnx.Calibration.Data.CalibrationSet.FromIdsFile(calibrationIdsFile.FullName, setOptions)
+                    : SparseOnnx.Calibration.Data.CalibrationSet.FromTextFile(calibrationFile!.FullName, RuntimeOptions.LoadTokenizer(parse, tokenizer, modelPath), setOptions, textReading);
+                var template = new SparseOnnx.Calibration.CalibrationOptions
+                {
+                    Mode = SparseOnnx.GraphRewriter.Sparsify.SparsityMode.Threshold,
+                    Allocation = parse.GetValue(allocation) == "greedy" ? SparseOnnx.Calibration.AllocationMethod.Greedy : SparseOnnx.Calibration.AllocationMethod.Uniform,
+                    GreedyStep = parse.GetValue(greedyStep),
+                    Compensation = SparseOnnx.Calibration.CompensationMode.Auto,
+                    Training = parse.GetValue(trainSteps) > 0 ? new SparseOnnx.Calibration.Training.SpontaneousTrainingOptions { Steps = parse.GetValue(trainSteps) } : null,
+                    Threads = runtime.Read(parse).Threads,
+                };
+                template.Validate();
+                calibration = new SweepCalibration(data, template);
+            }
             var options = new SweepOptions
             {
-                Sparsities = ParseSparsities(parse.GetValue(sparsities)!),
+                Sparsities = levels,
+                Calibration = calibration,
+                KernelShapes = isQuick || parse.GetValue(noKernels) ? [] : LlamaShapes,
                 Perplexity = new PerplexityOptions { SequenceLength = parse.GetValue(seqLen), Stride = parse.GetValue(stride), MaxTokens = parse.GetValue(maxEvalTokens) },
                 Benchmark = new DecodeBenchmarkOptions { PromptTokens = parse.GetValue(promptTokens), DecodeTokens = parse.GetValue(tokens), Repetitions = parse.GetValue(repetitions) },
                 Runtime = RuntimeOptions.WithSharedPool(runtime.Read(parse)),
                 Kinds = parse.GetValue(kinds) is { Length: > 0 } k ? SparsifyCommand.ParseKinds(k) : null,
                 SpontaneousNeurons = !parse.GetValue(noSpontaneous),
                 KeepModels = parse.GetValue(keepModels),
+                TextReading = parse.GetValue(ids) is null ? TextReadingDescription(textReading) : "pre-tokenized ids",
             };
             options.Perplexity.Validate();
             options.Benchmark.Validate();
@@ -62,7 +111,7 @@ public static class ReportCommand
             var written = SweepReportWriter.Write(result, folder, textDescription, "sparseonnx report " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).SkipWhile(a => a != "report").Skip(1)));
 
             var console = InspectCommand.ConsoleFor(parse.InvocationConfiguration.Output);
-            var table = new Table().AddColumns("sparsity", "perplexity", "prefill tokens/s", "decode tokens/s", "decode speedup");
+            var table = new Table().AddColumns("model", "perplexity", "prefill tokens/s", "decode tokens/s", "decode speedup");
             foreach (var row in result.Rows)
                 table.AddRow(SweepReportWriter.Label(row), $"{row.Perplexity.Perplexity:F2}", $"{row.Throughput.PrefillTokensPerSecond:F1}",
                     $"{row.Throughput.DecodeTokensPerSecond:F2}", $"{row.Throughput.DecodeTokensPerSecond / result.Rows[0].Throughput.DecodeTokensPerSecond:F2}×");
@@ -72,6 +121,10 @@ public static class ReportCommand
         });
         return command;
     }
+
+    private static string TextReadingDescription(TextReading reading) => reading.Documents == DocumentConvention.Whole
+        ? $"one stream (`--documents whole`, BOS {reading.Bos.ToString().ToLowerInvariant()})"
+        : "one document per line with its own BOS (`--documents lines`)";
 
     internal static IReadOnlyList<double> ParseSparsities(string text)
     {
