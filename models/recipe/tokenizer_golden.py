@@ -6,8 +6,8 @@ The ids of a document in the LM token stream are [1 (BOS)] + ids. "whole_documen
 document in full; "prefix_k" the first ~300 characters (cut at a space) of test document k;
 "edge_*" cases cover digits, punctuation, quotes and non-ASCII text (byte fallback). All texts are
 already single-spaced without leading/trailing spaces, as the cleaned corpus is.
-No one-character texts: Microsoft.ML.Tokenizers 2.0.1 (LlamaTokenizer) returns no ids for a text
-that normalizes to a single character ("a", "I", ".", " x"), while SentencePiece returns e.g. [261].
+One-character texts, control characters and other normalizers are covered by sentencepiece_golden.py
+(models/tokenizers/).
 """
 import json
 import sys
