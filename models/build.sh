@@ -104,6 +104,10 @@ if [ "$MODEL" = llama-mix ]; then
   log "SentencePiece golden cases -> $HERE/tokenizers"
   "$PY" "$RECIPE/sentencepiece_golden.py" "$MWORK/data/train.txt" "$HERE/tokenizers" \
     "$MIX/tokenizer.model" llama-mix "$LLAMA/tokenizer.model" llama-brown
+  log "Hugging Face tokenizer.json golden cases (ids from the Rust library's Node binding) -> $HERE/tokenizers/hf"
+  command -v node >/dev/null || { echo "node is needed for the tokenizer.json golden cases (apt-get install nodejs npm)" >&2; exit 1; }
+  [ -d "$CACHE/node/node_modules/tokenizers" ] || npm install --silent --prefix "$CACHE/node" tokenizers@0.23.2 >/dev/null
+  "$PY" "$RECIPE/hf_tokenizer_golden.py" "$MWORK/data/train.txt" "$HERE/tokenizers/hf" "$CACHE/node/node_modules"
   log "done. Verify the golden cases in ONNX Runtime (C# tests) and update llama-mix/ort_check.json if weights changed."
   exit 0
 fi

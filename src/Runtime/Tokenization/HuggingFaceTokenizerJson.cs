@@ -67,7 +67,7 @@ internal static class HuggingFaceTokenizerJson
         int size = Math.Max(vocabulary.Values.DefaultIfEmpty(-1).Max(), special.Values.DefaultIfEmpty(-1).Max()) + 1;
         bool addsBos = HuggingFaceTokenizerConfig.AddBosToken(path)
                        ?? (bos is int bosId && PostProcessorStartsWith(root, bosId));
-        return new TextTokenizer(new NormalizingCodec(normalizer, addPrefixSpace, new MicrosoftTokenizerCodec(tokenizer)),
+        return new TextTokenizer(new NormalizingCodec(normalizer, addPrefixSpace, new MicrosoftTokenizerCodec(tokenizer), special),
             TokenizerFormat.HuggingFaceJson, path, bos, eos, size)
         {
             AddsBosByDefault = addsBos,
@@ -142,18 +142,61 @@ internal static class HuggingFaceTokenizerJson
     private static string DotNetCompatible(string pattern) => pattern.Replace("?+", "?").Replace("++", "+").Replace("*+", "*");
 }
 
-/// <summary>A codec with the tokenizer.json normalizer (and ByteLevel's add_prefix_space) applied in front of it.</summary>
-internal sealed class NormalizingCodec(HuggingFaceNormalizer normalizer, bool addPrefixSpace, ITokenCodec inner) : ITokenCodec
+/// <summary>
+/// A codec with the tokenizer.json normalizer (and ByteLevel's add_prefix_space) applied in front of it, as the
+/// Rust library orders it: added (special) tokens are split out of the raw text first, then each text segment
+/// between them is normalized and encoded on its own (so Strip and Prepend act on every segment).
+/// </summary>
+internal sealed class NormalizingCodec(HuggingFaceNormalizer normalizer, bool addPrefixSpace, ITokenCodec inner,
+    IReadOnlyDictionary<string, int> specialTokens) : ITokenCodec
 {
+    private readonly string[] _specials = specialTokens.Keys.Where(k => k.Length > 0).OrderByDescending(k => k.Length).ToArray();
+
     private string Prepare(string text)
     {
         text = normalizer.Apply(text);
         return addPrefixSpace && text.Length > 0 && text[0] != ' ' ? " " + text : text;
     }
 
-    public IReadOnlyList<(int Id, string Piece)> EncodeToPieces(string text) => inner.EncodeToPieces(Prepare(text));
+    /// <summary>The text cut at added tokens (the longest one at the leftmost position), in order.</summary>
+    private IEnumerable<(string Text, int? SpecialId)> Segments(string text)
+    {
+        int start = 0, position = 0;
+        while (position < text.Length && _specials.Length > 0)
+        {
+            string? match = null;
+            foreach (string special in _specials)
+                if (string.CompareOrdinal(text, position, special, 0, special.Length) == 0) { match = special; break; }
+            if (match is null) { position++; continue; }
+            if (position > start) yield return (text[start..position], null);
+            yield return (match, specialTokens[match]);
+            position += match.Length;
+            start = position;
+        }
+        if (start < text.Length) yield return (text[start..], null);
+    }
 
-    public IReadOnlyList<int> Encode(string text) => inner.Encode(Prepare(text));
+    public IReadOnlyList<(int Id, string Piece)> EncodeToPieces(string text)
+    {
+        var output = new List<(int, string)>();
+        foreach (var (segment, special) in Segments(text))
+        {
+            if (special is int id) output.Add((id, segment));
+            else if (Prepare(segment) is { Length: > 0 } prepared) output.AddRange(inner.EncodeToPieces(prepared));
+        }
+        return output;
+    }
+
+    public IReadOnlyList<int> Encode(string text)
+    {
+        var output = new List<int>();
+        foreach (var (segment, special) in Segments(text))
+        {
+            if (special is int id) output.Add(id);
+            else if (Prepare(segment) is { Length: > 0 } prepared) output.AddRange(inner.Encode(prepared));
+        }
+        return output;
+    }
 
     public string Decode(IEnumerable<int> ids) => inner.Decode(ids);
 }
