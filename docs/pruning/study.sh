@@ -22,8 +22,8 @@ prune_and_score() {
     [ "$comp" = off ] && flags+=(--no-compensation)
     /usr/bin/time -f '%e s %M KB' -o "$stem.time" \
         bin/sparseonnx prune "$model" -o "$stem.onnx" --ratio "$r" "${flags[@]}" \
-        --calibration "$valid" --tokenizer "$tok" --json "$@" > "$stem.prune.json"
-    bin/sparseonnx eval "$stem.onnx" --text "$test" --tokenizer "$tok" --json > "$stem.eval.json"
+        --calibration "$valid" --tokenizer "$tok" --documents "$documents" --json "$@" > "$stem.prune.json"
+    bin/sparseonnx eval "$stem.onnx" --text "$test" --tokenizer "$tok" --documents "$documents" --json > "$stem.eval.json"
     [ "$variant-$comp" = ica-on ] || rm -f "$stem.onnx"
 }
 

@@ -11,7 +11,7 @@ mkdir -p "$out"
 [ -f "$out/dense/model.onnx" ] || bin/sparseonnx synth -o "$out/dense/model.onnx" --preset llama-3.2-1b
 /usr/bin/time -f '%e s %M KB' -o "$out/prune.time" \
     bin/sparseonnx prune "$out/dense/model.onnx" -o "$out/ica-20/model.onnx" --ratio 0.2 \
-    --calibration models/llama-brown/data/valid.txt --tokenizer models/llama-brown/tokenizer.model \
+    --calibration models/llama-brown/data/valid.txt --tokenizer models/llama-brown/tokenizer.model --documents lines \
     --samples "${WINDOWS:-8}" --validation-samples 1 --json "$@" > "$out/prune.json"
 cat "$out/prune.time"
 # Decode speed depends on the sizes only, not on which neurons were kept: an existing bench is reused.
