@@ -74,5 +74,32 @@ public class SentencePieceGoldenTests
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
+    [Theory]
+    [InlineData(3, "model type WORD is not supported")]
+    [InlineData(4, "model type CHAR is not supported")]
+    public void AModelTypeWithoutAnImplementationIsRefusedByName(int modelType, string expected)
+    {
+        // A second trainer_spec message merges into the first, as protobuf defines: field 2, 2 bytes, model_type = modelType.
+        byte[] model = [.. File.ReadAllBytes(Path.Combine(RepositoryPaths.Models, "tokenizers", "identity-bpe.model")), 0x12, 0x02, 0x18, (byte)modelType];
+        using var dir = new TempFolder();
+        string path = Path.Combine(dir.Path, "tokenizer.model");
+        File.WriteAllBytes(path, model);
+        var error = Assert.Throws<TokenizerLoadException>(() => TextTokenizer.Load(path));
+        Assert.Contains(expected, error.Message);
+        Assert.Contains(path, error.Message);
+    }
+
+    [Fact]
+    public void ATruncatedNormalizerTableIsRefused()
+    {
+        // normalizer_spec (field 3) with a precompiled_charsmap (field 2) that declares a 4 GB trie in 5 bytes.
+        byte[] model = [.. File.ReadAllBytes(Path.Combine(RepositoryPaths.Models, "tokenizers", "identity-bpe.model")), 0x1A, 0x07, 0x12, 0x05, 0xFF, 0xFF, 0xFF, 0xFF, 0x00];
+        using var dir = new TempFolder();
+        string path = Path.Combine(dir.Path, "tokenizer.model");
+        File.WriteAllBytes(path, model);
+        var error = Assert.Throws<TokenizerLoadException>(() => TextTokenizer.Load(path));
+        Assert.Contains("precompiled_charsmap", error.Message);
+    }
+
     private static string Escape(string s) => System.Text.Json.JsonSerializer.Serialize(s.Length > 120 ? s[..120] : s);
 }

@@ -140,7 +140,7 @@ public sealed class TextTokenizer
         }
         catch (TokenizerLoadException) { throw; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentException
-                                      or InvalidOperationException or System.Text.Json.JsonException or Google.Protobuf.InvalidProtocolBufferException or KeyNotFoundException)
+                                      or NotSupportedException or InvalidOperationException or System.Text.Json.JsonException or Google.Protobuf.InvalidProtocolBufferException or KeyNotFoundException)
         {
             throw new TokenizerLoadException(path, e.Message, e);
         }
