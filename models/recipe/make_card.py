@@ -25,24 +25,35 @@ def deb_version(pkg):
         return "?"
 
 
-def main():
-    mdir, work = sys.argv[1:3]
+def read_inputs(mdir, work):
+    """What a card is written from: the training log, the metrics, the split, the golden cases, the ORT check
+    (None when absent), the tokenizer, the ONNX file's size and graph, and the torch version string."""
     log = json.load(open(os.path.join(work, "train_log.json")))
     met = json.load(open(os.path.join(work, "metrics.json")))
     split = json.load(open(os.path.join(work, "data", "split.json")))
     cases = json.load(open(os.path.join(mdir, "golden", "cases.json")))
     ort_path = os.path.join(mdir, "ort_check.json")
     ort = json.load(open(ort_path)) if os.path.exists(ort_path) else None
-    cfg = log["config"]
-    best = log["best"]
     sp = spm.SentencePieceProcessor(model_file=os.path.join(mdir, "tokenizer.model"))
     onnx_size = os.path.getsize(os.path.join(mdir, "model.onnx"))
     m = onnx.load(os.path.join(mdir, "model.onnx"), load_external_data=False)
     torch_v = f"{log['torch']} (Debian python3-torch {deb_version('python3-torch')})"
+    return log, met, split, cases, ort, sp, onnx_size, m, torch_v
+
+
+def eval_rows(log):
+    return "\n".join(f"| {e['steps']} | {e['tokens_seen']:,} | {e['valid_ppl']:.2f} | {e['elapsed_s'] / 60:.1f} |"
+                     for e in log["evals"])
+
+
+def main():
+    mdir, work = sys.argv[1:3]
+    log, met, split, cases, ort, sp, onnx_size, m, torch_v = read_inputs(mdir, work)
+    cfg = log["config"]
+    best = log["best"]
     hd = cfg["hidden_size"] // cfg["num_attention_heads"]
     tr, te, va = met["stream_tokens"]["train"], met["test"], met["valid"]
-    evals = "\n".join(f"| {e['steps']} | {e['tokens_seen']:,} | {e['valid_ppl']:.2f} | {e['elapsed_s'] / 60:.1f} |"
-                      for e in log["evals"])
+    evals = eval_rows(log)
     sample = met["sample"]
     if ort:
         ort_txt = (f"Measured with ONNX Runtime {ort['onnxruntime']}, from C#, on the "

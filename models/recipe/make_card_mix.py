@@ -5,7 +5,6 @@ Usage: RECIPE_MODEL=llama-mix make_card_mix.py MODEL_DIR WORK_DIR
 Reads WORK_DIR/train_log.json, WORK_DIR/metrics.json, WORK_DIR/data/split.json, MODEL_DIR/golden/cases.json
 and MODEL_DIR/ort_check.json (optional, committed; written from the C# ONNX Runtime check of the golden cases).
 """
-import json
 import os
 import sys
 
@@ -13,26 +12,16 @@ import onnx
 import sentencepiece as spm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_card import deb_version  # noqa: E402
+from make_card import eval_rows, read_inputs  # noqa: E402
 
 
 def main():
     mdir, work = sys.argv[1:3]
-    log = json.load(open(os.path.join(work, "train_log.json")))
-    met = json.load(open(os.path.join(work, "metrics.json")))
-    split = json.load(open(os.path.join(work, "data", "split.json")))
-    cases = json.load(open(os.path.join(mdir, "golden", "cases.json")))
-    ort_path = os.path.join(mdir, "ort_check.json")
-    ort = json.load(open(ort_path)) if os.path.exists(ort_path) else None
+    log, met, split, cases, ort, sp, onnx_size, m, torch_v = read_inputs(mdir, work)
     cfg, best = log["config"], log["best"]
-    sp = spm.SentencePieceProcessor(model_file=os.path.join(mdir, "tokenizer.model"))
-    onnx_size = os.path.getsize(os.path.join(mdir, "model.onnx"))
-    m = onnx.load(os.path.join(mdir, "model.onnx"), load_external_data=False)
-    torch_v = f"{log['torch']} (Debian python3-torch {deb_version('python3-torch')})"
     hd = cfg["hidden_size"] // cfg["num_attention_heads"]
     tr, te, va = met["stream_tokens"]["train"], met["test"], met["valid"]
-    evals = "\n".join(f"| {e['steps']} | {e['tokens_seen']:,} | {e['valid_ppl']:.2f} | {e['elapsed_s'] / 60:.1f} |"
-                      for e in log["evals"])
+    evals = eval_rows(log)
     sample = met["sample"]
     ort_txt = (f"Measured with ONNX Runtime {ort['onnxruntime']}, from C#, on the {ort['cases']} golden cases: "
                f"max |ORT - PyTorch| over all logits = **{ort['max_abs_diff']:.2e}** (largest |logit| {ort['max_abs_logit']:.1f})."
