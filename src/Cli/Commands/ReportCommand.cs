@@ -1,7 +1,11 @@
 using System.CommandLine;
 using System.Globalization;
 using Spectre.Console;
+using SparseOnnx.Calibration;
+using SparseOnnx.Calibration.Data;
+using SparseOnnx.Calibration.Training;
 using SparseOnnx.Cli.Reporting;
+using SparseOnnx.GraphRewriter.Sparsify;
 using SparseOnnx.Runtime.Benchmarking;
 using SparseOnnx.Runtime.Evaluation;
 
@@ -73,17 +77,17 @@ public static class ReportCommand
             {
                 if (levels.Any(l => l == 0)) throw new ArgumentException("--sparsities: calibrating at 0 has nothing to calibrate; leave 0 out.");
                 if (parse.GetValue(trainSteps) < 0) throw new ArgumentException("--train-steps must be ≥ 0.");
-                var setOptions = new SparseOnnx.Calibration.Data.CalibrationSetOptions();
+                var setOptions = new CalibrationSetOptions();
                 var data = calibrationIdsFile is not null
-                    ? SparseOnnx.Calibration.Data.CalibrationSet.FromIdsFile(calibrationIdsFile.FullName, setOptions)
-                    : SparseOnnx.Calibration.Data.CalibrationSet.FromTextFile(calibrationFile!.FullName, RuntimeOptions.LoadTokenizer(parse, tokenizer, modelPath), setOptions, textReading);
-                var template = new SparseOnnx.Calibration.CalibrationOptions
+                    ? CalibrationSet.FromIdsFile(calibrationIdsFile.FullName, setOptions)
+                    : CalibrationSet.FromTextFile(calibrationFile!.FullName, RuntimeOptions.LoadTokenizer(parse, tokenizer, modelPath), setOptions, textReading);
+                var template = new CalibrationOptions
                 {
-                    Mode = SparseOnnx.GraphRewriter.Sparsify.SparsityMode.Threshold,
-                    Allocation = parse.GetValue(allocation) == "greedy" ? SparseOnnx.Calibration.AllocationMethod.Greedy : SparseOnnx.Calibration.AllocationMethod.Uniform,
+                    Mode = SparsityMode.Threshold,
+                    Allocation = parse.GetValue(allocation) == "greedy" ? AllocationMethod.Greedy : AllocationMethod.Uniform,
                     GreedyStep = parse.GetValue(greedyStep),
-                    Compensation = SparseOnnx.Calibration.CompensationMode.Auto,
-                    Training = parse.GetValue(trainSteps) > 0 ? new SparseOnnx.Calibration.Training.SpontaneousTrainingOptions { Steps = parse.GetValue(trainSteps) } : null,
+                    Compensation = CompensationMode.Auto,
+                    Training = parse.GetValue(trainSteps) > 0 ? new SpontaneousTrainingOptions { Steps = parse.GetValue(trainSteps) } : null,
                     Threads = runtime.Read(parse).Threads,
                 };
                 template.Validate();
