@@ -4,7 +4,8 @@ namespace SparseOnnx.Cli;
 
 /// <summary>
 /// Progress bars for long-running commands, drawn on standard error so that standard output (tables, JSON,
-/// generated text) stays clean; drawn only when standard error is a terminal.
+/// generated text) stays clean: a live bar when standard error is a terminal, plain lines (one per stage, and
+/// one at least every 30 s) when it is a file or a pipe, so a log shows how far the work is.
 /// </summary>
 internal static class ProgressDisplay
 {
@@ -17,8 +18,15 @@ internal static class ProgressDisplay
     /// <summary>Runs <paramref name="work"/> with a bar titled <paramref name="description"/>.</summary>
     public static T Run<T>(TextWriter error, string description, Func<IBar, T> work)
     {
-        bool terminal = ReferenceEquals(error, Console.Error) && !Console.IsErrorRedirected;
-        if (!terminal) return work(new SilentBar());
+        bool processError = ReferenceEquals(error, Console.Error);
+        if (processError && Console.IsErrorRedirected)
+        {
+            var plain = new PlainBar(error, description);
+            T done = work(plain);
+            plain.Finish();
+            return done;
+        }
+        if (!processError) return work(new SilentBar());
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
         T result = default!;
         console.Progress()
@@ -36,6 +44,43 @@ internal static class ProgressDisplay
     private sealed class SilentBar : IBar
     {
         public void Update(double done, double total, string? description = null) { }
+    }
+
+    /// <summary>Lines for a log: "[  41 s]  23%  Report: Calibrating at 50%: greedy allocation".</summary>
+    private sealed class PlainBar : IBar
+    {
+        private static readonly TimeSpan Interval = TimeSpan.FromSeconds(30);
+        private readonly TextWriter _error;
+        private readonly string _title;
+        private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+        private string? _stage;
+        private TimeSpan _last = TimeSpan.MinValue;
+
+        public PlainBar(TextWriter error, string title)
+        {
+            _error = error;
+            _title = title;
+            _error.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"[{0,5:0} s]    0%  {title}"));
+        }
+
+        public void Update(double done, double total, string? description = null)
+        {
+            var now = _clock.Elapsed;
+            bool newStage = description is not null && description != _stage;
+            if (!newStage && now - _last < Interval) return;
+            if (description is not null) _stage = description;
+            _last = now;
+            double percent = total > 0 ? Math.Clamp(100 * done / total, 0, 100) : 0;
+            _error.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"[{now.TotalSeconds,5:0} s] {percent,4:0}%  {_title}{(_stage is null ? "" : ": " + _stage)}"));
+            _error.Flush();
+        }
+
+        public void Finish()
+        {
+            _error.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"[{_clock.Elapsed.TotalSeconds,5:0} s]  100%  {_title}: done"));
+            _error.Flush();
+        }
     }
 
     private sealed class SpectreBar(ProgressTask task) : IBar

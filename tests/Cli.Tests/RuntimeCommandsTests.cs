@@ -263,3 +263,48 @@ public class RuntimeCommandsTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(_dir, "x")));
     }
 }
+
+/// <summary>Long work shows progress when stderr is a log file or a pipe, not only on a terminal: the published command, run as a process.</summary>
+public class PlainProgressTests
+{
+    [Fact]
+    public async Task ReportWritesOneLinePerStageToARedirectedStderr()
+    {
+        string cli = Path.Combine(RepositoryPaths.Root, "artifacts", "sparseonnx", "sparseonnx.dll");
+        Assert.True(File.Exists(cli), $"{cli} is missing: build.sh publishes it before the tests run");
+        string folder = Directory.CreateTempSubdirectory("sparseonnx-cli-progress-").FullName;
+        try
+        {
+            string model = Path.Combine(RepositoryPaths.Models, "llama-brown", "model.onnx");
+            var start = new System.Diagnostics.ProcessStartInfo("dotnet")
+            {
+                RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false,
+            };
+            foreach (string a in new[] { cli, "report", model, "--text", Path.Combine(RepositoryPaths.Models, "llama-brown", "data", "test.txt"), "--documents", "lines",
+                         "--quick", "--sparsities", "0.5", "--max-eval-tokens", "500", "--prompt-tokens", "4", "--tokens", "2", "--repetitions", "1", "--threads", "2",
+                         "-o", Path.Combine(folder, "r") })
+                start.ArgumentList.Add(a);
+            using var process = System.Diagnostics.Process.Start(start)!;
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            string stderr = await process.StandardError.ReadToEndAsync();
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+            await process.WaitForExitAsync(timeout.Token);
+            Assert.True(process.ExitCode == 0, stderr);
+            var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            string[] stages = ["0%  Report", "Report: Sparsifying at 50% (top-k)", "Report: Perplexity: dense", "Report: Perplexity: topk-0.50", "Report: Decode benchmark", "100%  Report: done"];
+            int at = 0;
+            foreach (string stage in stages)
+            {
+                int found = Array.FindIndex(lines, at, l => l.Contains(stage, StringComparison.Ordinal));
+                Assert.True(found >= 0, $"no line with '{stage}' after line {at} in:\n{stderr}");
+                at = found;
+            }
+            Assert.All(lines, l => Assert.Matches(@"^\[\s*\d+ s\]\s+\d+%  ", l));
+            Assert.Contains("wrote", await stdout);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+}

@@ -77,7 +77,7 @@ internal static class SparsitySweep
         {
             foreach (double sparsity in options.Sparsities)
             {
-                bar.Update(step++, steps, $"Sparsifying at {sparsity:P0} (top-k)");
+                bar.Update(step++, steps, $"Sparsifying at {100 * sparsity:0.#}% (top-k)");
                 variants.Add(Rewrite(modelPath, modelsFolder, $"topk-{sparsity:0.00}", new SparsifyOptions
                 {
                     Sparsity = sparsity,
@@ -89,7 +89,7 @@ internal static class SparsitySweep
                 foreach (double sparsity in options.Sparsities)
                 {
                     double at = step;
-                    string label = $"Calibrating at {sparsity:P0}";
+                    string label = $"Calibrating at {100 * sparsity:0.#}%";
                     var calibrationOptions = calibration.Template with { Sparsity = sparsity, Kinds = options.Kinds ?? SparsifyOptions.DefaultKinds };
                     string work = Path.Combine(outputFolder, $".calibration-{Environment.ProcessId}");
                     var result = Calibrator.Run(modelPath, calibration.Data, calibrationOptions, work,
