@@ -36,8 +36,6 @@ internal sealed class SentencePieceEncoder
             throw new FormatException($"the model has byte_fallback but lacks byte piece <0x{Array.IndexOf(_byteIds, -1):X2}>");
     }
 
-    public SentencePieceModelFile Model => _model;
-
     private static int ParseBytePiece(string text) =>
         text.Length == 6 && text.StartsWith("<0x", StringComparison.Ordinal) && text[5] == '>'
         && int.TryParse(text.AsSpan(3, 2), System.Globalization.NumberStyles.AllowHexSpecifier, null, out int b)
@@ -74,8 +72,6 @@ internal sealed class SentencePieceEncoder
     }
 
     public int[] Encode(string text) => EncodePieces(text).Select(p => p.Id).ToArray();
-
-    public string PieceOf(int id) => (uint)id < (uint)_model.Pieces.Count ? _model.Pieces[id].Text : throw new ArgumentOutOfRangeException(nameof(id), $"id {id} is outside the vocabulary of {_model.Pieces.Count}");
 
     /// <summary>
     /// Decodes as the library does: control pieces give nothing, unknown pieces give " ⁇ ", runs of byte pieces

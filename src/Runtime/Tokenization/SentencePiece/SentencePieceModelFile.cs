@@ -35,8 +35,6 @@ internal sealed record NormalizerSpec
     public bool AddDummyPrefix { get; init; } = true;
     public bool RemoveExtraWhitespaces { get; init; } = true;
     public bool EscapeWhitespaces { get; init; } = true;
-    /// <summary>Rules given as a TSV at training time; they are compiled into <see cref="PrecompiledCharsMap"/>.</summary>
-    public string NormalizationRuleTsv { get; init; } = "";
 }
 
 /// <summary>
@@ -54,7 +52,6 @@ internal sealed class SentencePieceModelFile
     public int UnknownId { get; private set; }
     public int BosId { get; private set; } = 1;
     public int EosId { get; private set; } = 2;
-    public int PadId { get; private set; } = -1;
     public NormalizerSpec Normalizer { get; private set; } = new();
     /// <summary>The decoding-side normalizer, when the model has one (it changes decoded text only).</summary>
     public NormalizerSpec? Denormalizer { get; private set; }
@@ -115,7 +112,6 @@ internal sealed class SentencePieceModelFile
                 case (40, WireFormat.WireType.Varint): UnknownId = input.ReadInt32(); break;
                 case (41, WireFormat.WireType.Varint): BosId = input.ReadInt32(); break;
                 case (42, WireFormat.WireType.Varint): EosId = input.ReadInt32(); break;
-                case (43, WireFormat.WireType.Varint): PadId = input.ReadInt32(); break;
                 default: input.SkipLastField(); break;
             }
         }
@@ -135,7 +131,6 @@ internal sealed class SentencePieceModelFile
                 (3, WireFormat.WireType.Varint) => spec with { AddDummyPrefix = input.ReadBool() },
                 (4, WireFormat.WireType.Varint) => spec with { RemoveExtraWhitespaces = input.ReadBool() },
                 (5, WireFormat.WireType.Varint) => spec with { EscapeWhitespaces = input.ReadBool() },
-                (6, WireFormat.WireType.LengthDelimited) => spec with { NormalizationRuleTsv = input.ReadString() },
                 _ => Skip(input, spec),
             };
         }

@@ -136,8 +136,6 @@ internal sealed class PrefixMatcher
         _longest = _symbols.Count == 0 ? 0 : _symbols.Max(s => Encoding.UTF8.GetByteCount(s));
     }
 
-    public bool IsEmpty => _symbols.Count == 0;
-
     /// <summary>Bytes of the longest symbol that <paramref name="text"/> starts with, or 0.</summary>
     public int LongestMatch(ReadOnlySpan<byte> text)
     {
@@ -155,15 +153,6 @@ internal sealed class PrefixMatcher
 /// <summary>UTF-8 helpers with SentencePiece's rules.</summary>
 internal static class Utf8
 {
-    /// <summary>The byte length of the character at the start of <paramref name="text"/> from its lead byte
-    /// alone (SentencePiece's OneCharLen), at most the text's length.</summary>
-    public static int LeadLength(ReadOnlySpan<byte> text)
-    {
-        byte lead = text[0];
-        int length = lead < 0x80 ? 1 : lead < 0xC0 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
-        return Math.Min(length, text.Length);
-    }
-
     /// <summary>The length of the valid UTF-8 character at the start of <paramref name="text"/>, or 0 when it is not one.</summary>
     public static int ValidCharacterLength(ReadOnlySpan<byte> text)
     {
