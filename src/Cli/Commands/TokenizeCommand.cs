@@ -33,10 +33,9 @@ public static class TokenizeCommand
             if ((file is null) == (literal is null)) throw new ArgumentException("Give exactly one of --text and --string.");
             var loaded = RuntimeOptions.LoadTokenizer(parse, tokenizer, null);
             bool withPieces = parse.GetValue(pieces);
-            string content = file is not null
-                ? File.Exists(file.FullName) ? File.ReadAllText(file.FullName, System.Text.Encoding.UTF8) : throw new FileNotFoundException($"The text file '{file.FullName}' does not exist.", file.FullName)
-                : literal!;
-            var result = TokenStream.Tokenize(content, loaded, reading.Read(parse), withPieces);
+            var result = file is not null
+                ? TokenStream.Read(file.FullName, loaded, reading.Read(parse), withPieces)
+                : TokenStream.Tokenize(literal!, loaded, reading.Read(parse), withPieces);
             var writer = parse.InvocationConfiguration.Output;
             if (parse.GetValue(json))
             {

@@ -84,11 +84,12 @@ public sealed record TokenizedText(int[] Ids, string Convention, int BosTokens)
 public static class TokenStream
 {
     /// <summary>Reads <paramref name="textFile"/> (UTF-8, a byte-order mark dropped, as Python's <c>open(path).read()</c>
-    /// reads it) into a token stream by <paramref name="reading"/> (the whole-file convention by default).</summary>
-    public static TokenizedText Read(string textFile, TextTokenizer tokenizer, TextReading? reading = null)
+    /// reads it) into a token stream by <paramref name="reading"/> (the whole-file convention by default), as
+    /// <see cref="Tokenize"/> does.</summary>
+    public static TokenizedText Read(string textFile, TextTokenizer tokenizer, TextReading? reading = null, bool withPieces = false)
     {
         if (!File.Exists(textFile)) throw new FileNotFoundException($"The text file '{textFile}' does not exist.", textFile);
-        return Tokenize(File.ReadAllText(textFile, Encoding.UTF8), tokenizer, reading);
+        return Tokenize(File.ReadAllText(textFile, Encoding.UTF8), tokenizer, reading, withPieces);
     }
 
     /// <summary>
