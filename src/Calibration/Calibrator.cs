@@ -54,15 +54,9 @@ public sealed class Calibrator
     {
         options.Validate();
         if (!File.Exists(modelPath)) throw new FileNotFoundException($"The model '{modelPath}' does not exist.", modelPath);
-        bool created = !Directory.Exists(workFolder);
-        try
-        {
-            return new Calibrator(options, progress).Calibrate(modelPath, data, workFolder);
-        }
-        finally
-        {
-            if (created && Directory.Exists(workFolder)) Directory.Delete(workFolder, recursive: true);
-        }
+        // Deleted afterwards when this call created it, and on Ctrl-C or SIGTERM through ScratchPaths.
+        using var scratch = ScratchFolder.Claim(workFolder);
+        return new Calibrator(options, progress).Calibrate(modelPath, data, workFolder);
     }
 
     private CalibrationResult Calibrate(string modelPath, CalibrationSet data, string workFolder)

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using SparseOnnx.GraphRewriter;
+using SparseOnnx.GraphRewriter.IO;
 
 namespace SparseOnnx.Cli;
 
@@ -22,6 +23,20 @@ public static class ExitCodes
 /// </summary>
 public static class CommandRunner
 {
+    /// <summary>
+    /// The process's SIGINT/SIGTERM handler: removes every unfinished file and work folder (<see cref="ScratchPaths"/>),
+    /// says so on stderr, and exits with 128 + the signal number (130, 143) as a shell does.
+    /// </summary>
+    public static void OnInterrupt(System.Runtime.InteropServices.PosixSignalContext context)
+    {
+        context.Cancel = true; // this handler ends the process itself, after the cleanup
+        var removed = ScratchPaths.Current;
+        ScratchPaths.DeleteAll();
+        string name = context.Signal == System.Runtime.InteropServices.PosixSignal.SIGINT ? "SIGINT" : "SIGTERM";
+        Console.Error.WriteLine($"interrupted ({name}); removed {removed.Count} unfinished file(s) and folder(s)");
+        Environment.Exit(context.Signal == System.Runtime.InteropServices.PosixSignal.SIGINT ? 130 : 143);
+    }
+
     public static int Run(RootCommand root, string[] args, TextWriter? output = null, TextWriter? error = null)
     {
         output ??= Console.Out;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using SparseOnnx.Cli;
 using SparseOnnx.Cli.Commands;
 
@@ -21,4 +22,7 @@ var root = new RootCommand("SparseOnnx: rewrites exported LLMs in ONNX so they r
     BenchOpCommand.Create(),
     TokenizeCommand.Create(),
 };
+// Ctrl-C and SIGTERM end the command without leaving half-written models or work folders behind.
+using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, CommandRunner.OnInterrupt);
+using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, CommandRunner.OnInterrupt);
 return CommandRunner.Run(root, args);

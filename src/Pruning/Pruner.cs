@@ -44,15 +44,9 @@ public static class Pruner
     {
         options.Validate();
         if (!File.Exists(modelPath)) throw new FileNotFoundException($"The model '{modelPath}' does not exist.", modelPath);
-        bool created = !Directory.Exists(workFolder);
-        try
-        {
-            return Prune(modelPath, data, options, workFolder, progress);
-        }
-        finally
-        {
-            if (created && Directory.Exists(workFolder)) Directory.Delete(workFolder, recursive: true);
-        }
+        // Deleted afterwards when this call created it, and on Ctrl-C or SIGTERM through ScratchPaths.
+        using var scratch = ScratchFolder.Claim(workFolder);
+        return Prune(modelPath, data, options, workFolder, progress);
     }
 
     private static PruneResult Prune(string modelPath, CalibrationSet data, PruneOptions options, string workFolder, IProgress<PruneProgress>? progress)

@@ -68,6 +68,8 @@ internal static class SparsitySweep
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         string modelsFolder = Path.Combine(outputFolder, "models");
+        // Unless they are kept, the models this sweep writes are removed also when the process is interrupted.
+        using var modelsScratch = options.KeepModels || Directory.Exists(modelsFolder) ? null : ScratchPaths.Track(modelsFolder);
         var variants = new List<(SweepVariant Variant, double? Sparsity, string Path, int Rewritten, CalibrationResult? Calibration)> { (SweepVariant.Dense, null, modelPath, 0, null) };
         int levels = options.Sparsities.Count;
         int calibrations = options.Calibration is null ? 0 : levels;

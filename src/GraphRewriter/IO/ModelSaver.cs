@@ -111,11 +111,15 @@ public static class ModelSaver
 
         string? tempData = null;
         string tempModel = TempName(directory, Path.GetFileName(modelPath));
+        // The temporary files are registered so that an interrupted process removes them (ScratchPaths).
+        using var modelScratch = ScratchPaths.Track(tempModel);
+        IDisposable? dataScratch = null;
         try
         {
             if (placement.Entries.Count > 0)
             {
                 tempData = TempName(directory, dataFileName);
+                dataScratch = ScratchPaths.Track(tempData);
                 WriteDataFile(tempData, placement);
             }
             long modelBytes;
@@ -139,6 +143,7 @@ public static class ModelSaver
         {
             TryDelete(tempModel);
             if (tempData is not null) TryDelete(tempData);
+            dataScratch?.Dispose();
         }
     }
 
