@@ -129,6 +129,9 @@ run_native_tests() {
 build() {
     # fonts-dejavu-core: the report command's plots (ScottPlot on SkiaSharp) need a system font for their text.
     ensure_debian_packages ca-certificates fonts-dejavu-core
+    # ICU: .NET's Unicode normalization (NFC/NFKC normalizers of tokenizer.json files). libicu-dev pulls the runtime
+    # library of whichever ICU version the Debian release ships.
+    ldconfig -p 2>/dev/null | grep -q 'libicuuc\.so' || ensure_debian_packages libicu-dev
     build_native
     ensure_dotnet
     log "Restoring NuGet packages"
