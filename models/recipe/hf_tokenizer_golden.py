@@ -6,7 +6,8 @@ Usage: hf_tokenizer_golden.py TRAIN_TXT OUT_DIR NODE_MODULES
 Learns a small byte-level BPE (GPT-2 byte alphabet, 600 merges) on the first 5,000 lines of TRAIN_TXT (the
 llama-mix training text), writes it as tokenizer.json files whose normalizer and pre-tokenizer chains differ
 (what SparseOnnx must apply as the Rust library does), then has the Rust library itself, through its official
-Node binding (npm `tokenizers`, installed in NODE_MODULES), encode the texts of sentencepiece_golden.py.
+Node binding (npm `tokenizers`, installed in NODE_MODULES), encode the texts of sentencepiece_golden.py plus a
+special token (matched in the raw text) and an added token with normalized = true (matched after normalization).
 Writes OUT_DIR/hf-<variant>.tokenizer.json and OUT_DIR/hf-<variant>.cases.json:
 {"tokenizer": "<file>", "library": "tokenizers (node) <version>", "cases": [{"name", "text", "ids"}]}.
 """
@@ -78,7 +79,10 @@ def tokenizer_json(vocab, merges, normalizer, pre_tokenizer):
     return {
         "version": "1.0", "truncation": None, "padding": None,
         "added_tokens": [{"id": eot, "content": "<|endoftext|>", "single_word": False, "lstrip": False, "rstrip": False,
-                          "normalized": False, "special": True}],
+                          "normalized": False, "special": True},
+                         # A non-special added token matched in the normalized text (after NFKC/Lowercase...).
+                         {"id": eot + 1, "content": "mxyz", "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": True, "special": False}],
         "normalizer": normalizer, "pre_tokenizer": pre_tokenizer, "post_processor": None,
         "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
         "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
@@ -138,7 +142,8 @@ def main():
                 break
             lines.append(line.rstrip("\n"))
     vocab, merges = learn_bpe(lines)
-    cases = EDGE + [("special_token", "before<|endoftext|>after <|endoftext|>")] + whole_documents(train_txt)
+    cases = EDGE + [("special_token", "before<|endoftext|>after <|endoftext|>"),
+                    ("normalized_added_token", "a MXYZ b mxyz\uff4dxyz <|endoftext|>MXYZ")] + whole_documents(train_txt)
     version = json.load(open(os.path.join(node_modules, "tokenizers", "package.json")))["version"]
     script = os.path.join(out, ".encode.js")
     texts = os.path.join(out, ".texts.json")

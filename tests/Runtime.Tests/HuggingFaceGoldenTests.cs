@@ -43,4 +43,16 @@ public class HuggingFaceGoldenTests
         }
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
+
+    [Fact]
+    public void AnAddedTokenDecodesToItsContent()
+    {
+        string path = Path.Combine(Folder, "hf-chain.tokenizer.json");
+        int added = JsonNode.Parse(File.ReadAllText(path))!["added_tokens"]!.AsArray().Where(t => (string)t!["content"]! == "mxyz").Select(t => (int)t!["id"]!).Single();
+        var tokenizer = TextTokenizer.Load(path);
+        // NFKC, Lowercase, Strip and Prepend make "MXYZ" the token's own normalized content, "▁mxyz": one id.
+        int[] ids = tokenizer.Encode("MXYZ");
+        Assert.Equal([added], ids);
+        Assert.Equal("mxyz", tokenizer.Decode(ids));
+    }
 }

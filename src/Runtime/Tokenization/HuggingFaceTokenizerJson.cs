@@ -47,16 +47,29 @@ internal static class HuggingFaceTokenizerJson
                     : merge.GetString() ?? throw new TokenizerLoadException(path, "a merge is not a string"));
 
         var special = new Dictionary<string, int>();
+        // Added tokens the library matches in the raw text (normalized = false, the default for special ones) are split
+        // out before normalization; the others are matched, by their normalized content, in the normalized text.
+        var matchedRaw = new Dictionary<string, int>();
+        var matchedNormalized = new Dictionary<string, int>();
         if (root.TryGetProperty("added_tokens", out var added))
             foreach (var token in added.EnumerateArray())
-                special[token.GetProperty("content").GetString()!] = token.GetProperty("id").GetInt32();
+            {
+                string content = token.GetProperty("content").GetString()!;
+                int id = token.GetProperty("id").GetInt32();
+                special[content] = id;
+                bool isSpecial = token.TryGetProperty("special", out var sp) && sp.ValueKind == JsonValueKind.True;
+                bool normalized = token.TryGetProperty("normalized", out var n) ? n.ValueKind == JsonValueKind.True : !isSpecial;
+                if (normalized) matchedNormalized[content] = id;
+                else matchedRaw[content] = id;
+            }
 
         var options = new BpeOptions(vocabulary)
         {
             Merges = merges,
             ByteLevel = true,
-            SpecialTokens = special.Count > 0 ? special : null,
-            PreTokenizer = new RegexPreTokenizer(new Regex(splitPattern, RegexOptions.Compiled), special.Count > 0 ? special : null),
+            // Only the raw-matched tokens: the codec splits every added token out before the text reaches this tokenizer.
+            SpecialTokens = matchedRaw.Count > 0 ? matchedRaw : null,
+            PreTokenizer = new RegexPreTokenizer(new Regex(splitPattern, RegexOptions.Compiled), matchedRaw.Count > 0 ? matchedRaw : null),
         };
         var tokenizer = BpeTokenizer.Create(options);
 
@@ -67,7 +80,7 @@ internal static class HuggingFaceTokenizerJson
         int size = Math.Max(vocabulary.Values.DefaultIfEmpty(-1).Max(), special.Values.DefaultIfEmpty(-1).Max()) + 1;
         bool addsBos = HuggingFaceTokenizerConfig.AddBosToken(path)
                        ?? (bos is int bosId && PostProcessorStartsWith(root, bosId));
-        return new TextTokenizer(new NormalizingCodec(normalizer, addPrefixSpace, new MicrosoftTokenizerCodec(tokenizer), special),
+        return new TextTokenizer(new NormalizingCodec(normalizer, addPrefixSpace, new MicrosoftTokenizerCodec(tokenizer), matchedRaw, matchedNormalized),
             TokenizerFormat.HuggingFaceJson, path, bos, eos, size)
         {
             AddsBosByDefault = addsBos,
@@ -143,46 +156,62 @@ internal static class HuggingFaceTokenizerJson
 }
 
 /// <summary>
-/// A codec with the tokenizer.json normalizer (and ByteLevel's add_prefix_space) applied in front of it, as the
-/// Rust library orders it: added (special) tokens are split out of the raw text first, then each text segment
-/// between them is normalized and encoded on its own (so Strip and Prepend act on every segment).
+/// A codec with the tokenizer.json normalizer (and ByteLevel's add_prefix_space) applied in front of it, in the Rust
+/// library's order: added tokens with normalized = false (special tokens) are split out of the raw text; each text
+/// segment between them is normalized; added tokens with normalized = true are split out of that by their own
+/// normalized content; and each remaining piece is pre-tokenized (add_prefix_space) and encoded on its own.
 /// </summary>
 internal sealed class NormalizingCodec(HuggingFaceNormalizer normalizer, bool addPrefixSpace, ITokenCodec inner,
-    IReadOnlyDictionary<string, int> specialTokens) : ITokenCodec
+    IReadOnlyDictionary<string, int> rawTokens, IReadOnlyDictionary<string, int> normalizedTokens) : ITokenCodec
 {
-    private readonly string[] _specials = specialTokens.Keys.Where(k => k.Length > 0).OrderByDescending(k => k.Length).ToArray();
+    private readonly string[] _raw = Longest(rawTokens);
+    // A normalized added token is looked for by its content put through the same normalizer (Prepend included).
+    private readonly Dictionary<string, int> _byNormalizedContent = normalizedTokens.ToDictionary(t => normalizer.Apply(t.Key), t => t.Value);
+    private readonly Dictionary<int, string> _normalizedContent = normalizedTokens.ToDictionary(t => t.Value, t => t.Key);
+    private string[] NormalizedKeys => _normalizedKeys ??= Longest(_byNormalizedContent);
+    private string[]? _normalizedKeys;
 
-    private string Prepare(string text)
-    {
-        text = normalizer.Apply(text);
-        return addPrefixSpace && text.Length > 0 && text[0] != ' ' ? " " + text : text;
-    }
+    private static string[] Longest(IReadOnlyDictionary<string, int> tokens) => tokens.Keys.Where(k => k.Length > 0).OrderByDescending(k => k.Length).ToArray();
 
-    /// <summary>The text cut at added tokens (the longest one at the leftmost position), in order.</summary>
-    private IEnumerable<(string Text, int? SpecialId)> Segments(string text)
+    /// <summary>The text cut at <paramref name="tokens"/> (the longest one at the leftmost position), in order.</summary>
+    private static IEnumerable<(string Text, int? TokenId)> Split(string text, string[] tokens, IReadOnlyDictionary<string, int> ids)
     {
         int start = 0, position = 0;
-        while (position < text.Length && _specials.Length > 0)
+        while (position < text.Length && tokens.Length > 0)
         {
             string? match = null;
-            foreach (string special in _specials)
-                if (string.CompareOrdinal(text, position, special, 0, special.Length) == 0) { match = special; break; }
+            foreach (string token in tokens)
+                if (string.CompareOrdinal(text, position, token, 0, token.Length) == 0) { match = token; break; }
             if (match is null) { position++; continue; }
             if (position > start) yield return (text[start..position], null);
-            yield return (match, specialTokens[match]);
+            yield return (match, ids[match]);
             position += match.Length;
             start = position;
         }
         if (start < text.Length) yield return (text[start..], null);
     }
 
+    /// <summary>The pieces to encode (text) or emit (an added token's id), in order.</summary>
+    private IEnumerable<(string Text, int? TokenId)> Pieces(string text)
+    {
+        foreach (var (segment, raw) in Split(text, _raw, rawTokens))
+        {
+            if (raw is not null) { yield return (segment, raw); continue; }
+            foreach (var (piece, normalized) in Split(normalizer.Apply(segment), NormalizedKeys, _byNormalizedContent))
+            {
+                if (normalized is not null) yield return (piece, normalized);
+                else if (piece.Length > 0) yield return (addPrefixSpace && piece[0] != ' ' ? " " + piece : piece, null);
+            }
+        }
+    }
+
     public IReadOnlyList<(int Id, string Piece)> EncodeToPieces(string text)
     {
         var output = new List<(int, string)>();
-        foreach (var (segment, special) in Segments(text))
+        foreach (var (piece, id) in Pieces(text))
         {
-            if (special is int id) output.Add((id, segment));
-            else if (Prepare(segment) is { Length: > 0 } prepared) output.AddRange(inner.EncodeToPieces(prepared));
+            if (id is int added) output.Add((added, piece));
+            else output.AddRange(inner.EncodeToPieces(piece));
         }
         return output;
     }
@@ -190,13 +219,27 @@ internal sealed class NormalizingCodec(HuggingFaceNormalizer normalizer, bool ad
     public IReadOnlyList<int> Encode(string text)
     {
         var output = new List<int>();
-        foreach (var (segment, special) in Segments(text))
+        foreach (var (piece, id) in Pieces(text))
         {
-            if (special is int id) output.Add(id);
-            else if (Prepare(segment) is { Length: > 0 } prepared) output.AddRange(inner.Encode(prepared));
+            if (id is int added) output.Add(added);
+            else output.AddRange(inner.Encode(piece));
         }
         return output;
     }
 
-    public string Decode(IEnumerable<int> ids) => inner.Decode(ids);
+    /// <summary>Decodes runs of model ids with the inner tokenizer; a normalized added token gives its content.</summary>
+    public string Decode(IEnumerable<int> ids)
+    {
+        if (_normalizedContent.Count == 0) return inner.Decode(ids);
+        var text = new System.Text.StringBuilder();
+        var run = new List<int>();
+        foreach (int id in ids)
+        {
+            if (!_normalizedContent.TryGetValue(id, out string? content)) { run.Add(id); continue; }
+            text.Append(inner.Decode(run));
+            run.Clear();
+            text.Append(content);
+        }
+        return text.Append(inner.Decode(run)).ToString();
+    }
 }
