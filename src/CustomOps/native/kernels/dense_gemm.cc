@@ -14,6 +14,7 @@
 
 #include "element_convert.h"
 #include "kernel_table.h"
+#include "quantized_rows_kernels.h"
 #include "sparseonnx/kernels.h"
 
 namespace sparseonnx {
@@ -49,8 +50,11 @@ class Scratch {
 
 }  // namespace
 
-void DenseGemm(const void* A, int64_t lda, const void* B, int64_t ldb, ElementType type, int64_t M, int64_t K, int64_t N,
-               void* Y, int64_t ldy, const ParallelFor& parallel_for, ScratchAllocator& scratch) {
+namespace {
+
+// The GEMM with B's panels from `pack_b` (typed B, or dequantized codes) and A of `type`.
+void BlockedGemm(const void* A, int64_t lda, ElementType type, const detail::PanelSource& pack_b, int64_t M, int64_t K,
+                 int64_t N, void* Y, int64_t ldy, const ParallelFor& parallel_for, ScratchAllocator& scratch) {
   if (M <= 0 || N <= 0) return;
   const size_t out_size = ElementSize(type);
   if (K <= 0) {
@@ -89,10 +93,8 @@ void DenseGemm(const void* A, int64_t lda, const void* B, int64_t ldb, ElementTy
 
     for (int64_t kb = 0; kb < k_blocks; ++kb) {
       const int64_t k0 = kb * kKc, kc = std::min(kKc, K - k0);
-      const size_t element = ElementSize(type);
       for (int64_t jr = 0; jr < n_panels; ++jr)
-        kernels.pack_b_panel(static_cast<const unsigned char*>(B) + static_cast<size_t>(k0 * ldb + n0 + jr * nr) * element, type, ldb, kc,
-                             std::min(nr, nc - jr * nr), packed_b.data() + jr * kKc * nr);
+        pack_b(k0, kc, n0 + jr * nr, std::min(nr, nc - jr * nr), nr, packed_b.data() + jr * kKc * nr);
       for (int64_t ib = 0; ib < m_panels; ++ib) {
         const float* a_panel = packed_a.data() + (kb * m_panels + ib) * kKc * mr;
         const int64_t rows = std::min(mr, M - ib * mr);
@@ -105,6 +107,23 @@ void DenseGemm(const void* A, int64_t lda, const void* B, int64_t ldb, ElementTy
       for (int64_t m = 0; m < M; ++m)
         StoreFloats(c + m * ldc, nc, type, static_cast<unsigned char*>(Y) + static_cast<size_t>(m * ldy + n0) * out_size);
   });
+}
+
+}  // namespace
+
+void DenseGemm(const void* A, int64_t lda, const void* B, int64_t ldb, ElementType type, int64_t M, int64_t K, int64_t N,
+               void* Y, int64_t ldy, const ParallelFor& parallel_for, ScratchAllocator& scratch) {
+  const detail::KernelTable& kernels = detail::ActiveKernels();
+  const size_t element = ElementSize(type);
+  const detail::PanelSource pack_b = [&](int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t, float* panel) {
+    kernels.pack_b_panel(static_cast<const unsigned char*>(B) + static_cast<size_t>(k0 * ldb + n0) * element, type, ldb, kc, width, panel);
+  };
+  BlockedGemm(A, lda, type, pack_b, M, K, N, Y, ldy, parallel_for, scratch);
+}
+
+void detail::PanelGemm(const float* A, int64_t lda, const PanelSource& pack_b, int64_t M, int64_t K, int64_t N, float* Y,
+                       int64_t ldy, const ParallelFor& parallel_for, ScratchAllocator& scratch) {
+  BlockedGemm(A, lda, ElementType::kFloat32, pack_b, M, K, N, Y, ldy, parallel_for, scratch);
 }
 
 }  // namespace sparseonnx

@@ -98,6 +98,10 @@ std::string GraphModel(const std::vector<OnnxNode>& nodes, const std::vector<Onn
   BytesField(custom, 1, "ai.sparseonnx");
   IntField(custom, 2, 1);
   BytesField(model, 8, custom);
+  std::string microsoft;  // ONNX Runtime's contrib ops (MatMulNBits, the reference for the quantized op)
+  BytesField(microsoft, 1, "com.microsoft");
+  IntField(microsoft, 2, 1);
+  BytesField(model, 8, microsoft);
   BytesField(model, 7, graph);
   return model;
 }

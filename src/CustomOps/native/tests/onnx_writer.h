@@ -46,7 +46,7 @@ struct OnnxValue {
   bool typed = true;  // false: an output whose type and shape ORT infers
 };
 
-// A model of `nodes` (opset 17 plus ai.sparseonnx 1) over `inputs` and `initializers`, producing `outputs`.
+// A model of `nodes` (opset 17 plus ai.sparseonnx 1 and com.microsoft 1) over `inputs` and `initializers`, producing `outputs`.
 std::string GraphModel(const std::vector<OnnxNode>& nodes, const std::vector<OnnxInitializer>& initializers,
                        const std::vector<OnnxValue>& inputs, const std::vector<OnnxValue>& outputs);
 

@@ -1,0 +1,235 @@
+// The quantized-weight products (quantized_rows.h): layout arithmetic, the decode product over selected
+// rows, and the prefill product through DenseGemm's blocked GEMM.
+//
+// Decode: one task per range of kQuantTaskColumns columns. A task walks the weight's blocks in order; for
+// each block, every row of A adds its kept rows of that block (the block's rows are read from memory by the
+// first row of A that selected them and from L1 by the others). Each selected row is read as one
+// contiguous stretch of the task's columns, so a dropped row skips whole cache lines, and the hardware
+// prefetcher sees long runs instead of scattered lines.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernel_table.h"
+#include "quantized_rows_kernels.h"
+#include "sparseonnx/quantized_rows.h"
+
+namespace sparseonnx {
+
+int64_t QuantPaddedColumns(int64_t N) { return (N + kQuantChunkColumns - 1) / kQuantChunkColumns * kQuantChunkColumns; }
+
+int64_t QuantRowBytes(int bits, int64_t N) { return QuantPaddedColumns(N) * bits / 8; }
+
+size_t QuantCodesBytes(int bits, int64_t K, int64_t N) { return static_cast<size_t>(K * QuantRowBytes(bits, N)); }
+
+size_t QuantScaleCount(int64_t K, int64_t N, int64_t block_size) {
+  if (block_size <= 0) return 0;
+  return static_cast<size_t>((K + block_size - 1) / block_size * QuantPaddedColumns(N));
+}
+
+const char* QuantLayoutProblem(int bits, int64_t K, int64_t N, int64_t block_size) {
+  if (bits != 4 && bits != 8) return "bits must be 4 or 8";
+  if (K <= 0 || N <= 0) return "K and N must be positive";
+  if (K > (int64_t{1} << 31) - 1 || N > (int64_t{1} << 31) - 1) return "K and N must fit in 31 bits";
+  if (block_size < 16 || (block_size & (block_size - 1)) != 0) return "block_size must be a power of two, at least 16";
+  return nullptr;
+}
+
+int QuantCode(const QuantizedRows& w, int64_t k, int64_t n) {
+  const uint8_t* row = w.codes + static_cast<size_t>(k * QuantRowBytes(w.bits, w.N));
+  const int64_t chunk = n / kQuantChunkColumns, j = n % kQuantChunkColumns;
+  if (w.bits == 8) return row[chunk * 64 + j];
+  const uint8_t byte = row[chunk * 32 + PermutedColumn(j % 32)];
+  return j < 32 ? byte & 0x0F : byte >> 4;
+}
+
+float QuantWeight(const QuantizedRows& w, int64_t k, int64_t n) {
+  const size_t at = static_cast<size_t>((k / w.block_size) * QuantPaddedColumns(w.N) + n);
+  const float zero = w.zero_points ? w.zero_points[at] : static_cast<float>(1 << (w.bits - 1));
+  return w.scales[at] * (static_cast<float>(QuantCode(w, k, n)) - zero);
+}
+
+float QuantizeActivations(const float* values, size_t count, int8_t* a_int) {
+  float absmax = 0.f;
+  for (size_t i = 0; i < count; ++i) absmax = std::max(absmax, std::abs(values[i]));
+  const float scale = absmax / 127.f;
+  const float inverse = absmax > 0.f ? 127.f / absmax : 0.f;
+  for (size_t i = 0; i < count; ++i)
+    a_int[i] = static_cast<int8_t>(std::clamp(std::nearbyint(values[i] * inverse), -127.f, 127.f));
+  return scale;
+}
+
+namespace detail {
+
+// The scalar block kernel, the definition the vector ones follow. kFloat: every weight dequantized, one
+// FMA per kept row in row order. kInt8: exact integer sums per column, then one scaling per block.
+void QuantBlockScalar(const QuantizedRows& w, QuantAccuracy accuracy, const BlockSelection& s, int64_t n0, int64_t width, float* y) {
+  const int64_t padded = QuantPaddedColumns(w.N);
+  const int64_t end = std::min(n0 + width, w.N);
+  if (accuracy == QuantAccuracy::kFloat) {
+    for (size_t r = 0; r < s.count; ++r)
+      for (int64_t n = n0; n < end; ++n) y[n - n0] = std::fma(s.values[r], QuantWeight(w, s.indices[r], n), y[n - n0]);
+    return;
+  }
+  int32_t activation_sum = 0;
+  for (size_t r = 0; r < s.count; ++r) activation_sum += s.quantized[r];
+  const float* scales = w.scales + s.block * padded;
+  const float* zeros = w.zero_points ? w.zero_points + s.block * padded : nullptr;
+  const float default_zero = static_cast<float>(1 << (w.bits - 1));
+  for (int64_t n = n0; n < end; ++n) {
+    int32_t sum = 0;
+    for (size_t r = 0; r < s.count; ++r) sum += s.quantized[r] * QuantCode(w, s.indices[r], n);
+    const float zero = zeros ? zeros[n] : default_zero;
+    const float t = std::fma(-zero, static_cast<float>(activation_sum), static_cast<float>(sum));
+    y[n - n0] = std::fma(s.activation_scale * scales[n], t, y[n - n0]);
+  }
+}
+
+QuantBlockFn ActiveQuantBlock() {
+  switch (ActiveIsa()) {
+#if defined(SPARSEONNX_HAVE_AVX2)
+    case Isa::kAvx512:  // no AVX-512 block kernel yet: the AVX2 one runs on AVX-512 CPUs
+    case Isa::kAvx2:
+      return QuantBlockAvx2;
+#endif
+    default:
+      return QuantBlockScalar;
+  }
+}
+
+void DequantizePanel(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t nr, float* panel) {
+  const int64_t padded = QuantPaddedColumns(w.N), row_bytes = QuantRowBytes(w.bits, w.N);
+  const float default_zero = static_cast<float>(1 << (w.bits - 1));
+  for (int64_t p = 0; p < kc; ++p) {
+    const int64_t k = k0 + p;
+    const uint8_t* row = w.codes + static_cast<size_t>(k * row_bytes);
+    const size_t at = static_cast<size_t>((k / w.block_size) * padded);
+    const float* scale = w.scales + at;
+    const float* zero = w.zero_points ? w.zero_points + at : nullptr;
+    float* out = panel + p * nr;
+    for (int64_t j = 0; j < width; ++j) {
+      const int64_t n = n0 + j, chunk = n / kQuantChunkColumns, c = n % kQuantChunkColumns;
+      int code;
+      if (w.bits == 8) {
+        code = row[chunk * 64 + c];
+      } else {
+        const uint8_t byte = row[chunk * 32 + PermutedColumn(c % 32)];
+        code = c < 32 ? byte & 0x0F : byte >> 4;
+      }
+      out[j] = scale[n] * (static_cast<float>(code) - (zero ? zero[n] : default_zero));
+    }
+    for (int64_t j = width; j < nr; ++j) out[j] = 0.f;
+  }
+}
+
+}  // namespace detail
+
+namespace {
+
+bool AllFinite(const float* values, size_t count) {
+  for (size_t i = 0; i < count; ++i)
+    if (!std::isfinite(values[i])) return false;
+  return true;
+}
+
+class ScratchArray {
+ public:
+  ScratchArray(ScratchAllocator& allocator, size_t bytes) : allocator_(allocator), data_(allocator.Allocate(std::max<size_t>(bytes, 1))) {}
+  ~ScratchArray() { allocator_.Free(data_); }
+  ScratchArray(const ScratchArray&) = delete;
+  ScratchArray& operator=(const ScratchArray&) = delete;
+  template <typename T>
+  T* As() const {
+    return static_cast<T*>(data_);
+  }
+
+ private:
+  ScratchAllocator& allocator_;
+  void* data_;
+};
+
+}  // namespace
+
+void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, int64_t M, const int32_t* indices,
+                              const float* values, const size_t* counts, const float* bias, float* Y,
+                              const ParallelFor& parallel_for, ScratchAllocator& scratch) {
+  if (M <= 0 || w.N <= 0) return;
+  const int64_t K = w.K, blocks = (K + w.block_size - 1) / w.block_size;
+
+  // Per row of A: where each block's kept entries start in its list, and (kInt8) their int8 values and
+  // each block's activation scale. Rows with Inf or NaN take the float path weight by weight.
+  ScratchArray starts(scratch, static_cast<size_t>(M * (blocks + 1)) * sizeof(size_t));
+  ScratchArray quantized(scratch, static_cast<size_t>(M * K));
+  ScratchArray activation_scales(scratch, static_cast<size_t>(M * blocks) * sizeof(float));
+  std::vector<char> finite(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    const int32_t* row_indices = indices + m * K;
+    size_t* start = starts.As<size_t>() + m * (blocks + 1);
+    size_t r = 0;
+    for (int64_t b = 0; b <= blocks; ++b) {
+      while (r < counts[m] && row_indices[r] < b * w.block_size) ++r;
+      start[b] = r;
+    }
+    finite[static_cast<size_t>(m)] = AllFinite(values + m * K, counts[m]);
+    if (accuracy == QuantAccuracy::kInt8)
+      for (int64_t b = 0; b < blocks; ++b)
+        activation_scales.As<float>()[m * blocks + b] = QuantizeActivations(
+            values + m * K + start[b], start[b + 1] - start[b], quantized.As<int8_t>() + m * K + start[b]);
+  }
+
+  const detail::QuantBlockFn fast = detail::ActiveQuantBlock();
+  const int64_t padded = QuantPaddedColumns(w.N);
+  const int64_t tasks = (padded + detail::kQuantTaskColumns - 1) / detail::kQuantTaskColumns;
+  parallel_for(static_cast<size_t>(tasks), [&](size_t task) {
+    const int64_t n0 = static_cast<int64_t>(task) * detail::kQuantTaskColumns;
+    const int64_t width = std::min(detail::kQuantTaskColumns, padded - n0);
+    const int64_t valid = std::min(width, w.N - n0);
+    std::vector<float> y(static_cast<size_t>(M * width), 0.f);
+    const int64_t row_bytes = QuantRowBytes(w.bits, w.N), stretch = width * w.bits / 8;
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t m = 0; m < M; ++m) {
+        const size_t* start = starts.As<size_t>() + m * (blocks + 1);
+        // The next block's rows and scales for this task, a block ahead of their use: the rows are
+        // scattered, so the hardware prefetcher cannot find them until each stretch is under way.
+        if (m == 0 && b + 1 < blocks) {
+          for (size_t r = start[b + 1]; r < start[b + 2]; ++r)
+            for (int64_t i = 0; i < stretch; i += 64)
+              __builtin_prefetch(w.codes + static_cast<int64_t>(indices[r]) * row_bytes + n0 * w.bits / 8 + i);
+          for (int64_t i = 0; i < width; i += 16) __builtin_prefetch(w.scales + (b + 1) * padded + n0 + i);
+        }
+        if (start[b] == start[b + 1]) continue;
+        detail::BlockSelection s;
+        s.block = b;
+        s.indices = indices + m * K + start[b];
+        s.values = values + m * K + start[b];
+        s.quantized = quantized.As<int8_t>() + m * K + start[b];
+        s.activation_scale = activation_scales.As<float>()[m * blocks + b];
+        s.count = start[b + 1] - start[b];
+        if (finite[static_cast<size_t>(m)])
+          fast(w, accuracy, s, n0, width, y.data() + m * width);
+        else
+          detail::QuantBlockScalar(w, QuantAccuracy::kFloat, s, n0, width, y.data() + m * width);
+      }
+    for (int64_t m = 0; m < M; ++m) {
+      float* out = Y + m * w.N + n0;
+      const float* tile = y.data() + m * width;
+      for (int64_t j = 0; j < valid; ++j) out[j] = bias ? tile[j] + bias[n0 + j] : tile[j];
+    }
+  });
+}
+
+void QuantizedDenseProduct(const QuantizedRows& w, const float* A, int64_t M, const float* bias, float* Y,
+                           const ParallelFor& parallel_for, ScratchAllocator& scratch) {
+  const detail::PanelSource source = [&w](int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t nr, float* panel) {
+    detail::DequantizePanel(w, k0, kc, n0, width, nr, panel);
+  };
+  detail::PanelGemm(A, w.K, source, M, w.K, w.N, Y, w.N, parallel_for, scratch);
+  if (bias)
+    parallel_for(static_cast<size_t>(M), [&](size_t m) {
+      float* row = Y + static_cast<int64_t>(m) * w.N;
+      for (int64_t n = 0; n < w.N; ++n) row[n] += bias[n];
+    });
+}
+
+}  // namespace sparseonnx

@@ -1,0 +1,149 @@
+// AVX2 + FMA block kernels for quantized weights (compiled with -mavx2 -mfma; called only on CPUs that
+// have them).
+//
+// kInt8, 4 bits (the decode hot path): kept rows are taken two at a time. For each chunk of 64 columns,
+// each row's 32 bytes are split into low and high nibbles, the two rows' codes are byte-interleaved (the
+// layout's column permutation makes the interleave come out in column order) and one vpmaddubsw per 16
+// columns multiplies them by the pair of int8 activations and adds the two products: 64 weights of one
+// row per two multiply-adds. Sums stay in int16 for up to 8 pairs (|sum| <= 8 * 2 * 127 * 15 < 2^15),
+// then are scaled into the float accumulators: y += (sa * s) * (isum - z * asum).
+// kFloat, and 8-bit codes: each code is widened to float and multiplied in float32 (t), then
+// y += s * (t - z * asum) per block.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "quantized_rows_kernels.h"
+
+namespace sparseonnx::detail {
+namespace {
+
+constexpr size_t kPairsPerFlush = 8;
+
+[[maybe_unused]] inline void PrefetchRow(const uint8_t* row, int64_t bytes) {
+  for (int64_t i = 0; i < bytes; i += 64) _mm_prefetch(reinterpret_cast<const char*>(row + i), _MM_HINT_T0);
+}
+
+// Adds one int16 vector of 16 column sums into y: y += (sa * s) * (isum - z * asum).
+inline void Flush16(__m256i sum, __m256 sa, __m256 asum, const float* scales, const float* zeros, __m256 default_zero, float* y) {
+  const __m256 isum_lo = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sum)));
+  const __m256 isum_hi = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(sum, 1)));
+  const __m256 z_lo = zeros ? _mm256_loadu_ps(zeros) : default_zero, z_hi = zeros ? _mm256_loadu_ps(zeros + 8) : default_zero;
+  const __m256 t_lo = _mm256_fnmadd_ps(z_lo, asum, isum_lo), t_hi = _mm256_fnmadd_ps(z_hi, asum, isum_hi);
+  _mm256_storeu_ps(y, _mm256_fmadd_ps(_mm256_mul_ps(sa, _mm256_loadu_ps(scales)), t_lo, _mm256_loadu_ps(y)));
+  _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(_mm256_mul_ps(sa, _mm256_loadu_ps(scales + 8)), t_hi, _mm256_loadu_ps(y + 8)));
+}
+
+// Chunk by chunk of 64 columns, the group's pairs of rows accumulate in four int16 registers, which are
+// then scaled into y: the group's rows are read as parallel streams, each row's stretch front to back.
+void Int8Block4Bit(const QuantizedRows& w, const BlockSelection& s, int64_t n0, int64_t width, float* y) {
+  const int64_t row_bytes = QuantRowBytes(4, w.N), padded = QuantPaddedColumns(w.N);
+  const float* scales = w.scales + s.block * padded + n0;
+  const float* zeros = w.zero_points ? w.zero_points + s.block * padded + n0 : nullptr;
+  const uint8_t* codes = w.codes + n0 / 2;
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+  const __m256 sa = _mm256_set1_ps(s.activation_scale), default_zero = _mm256_set1_ps(8.f);
+  for (size_t r0 = 0; r0 < s.count; r0 += 2 * kPairsPerFlush) {
+    const size_t rows = std::min(2 * kPairsPerFlush, s.count - r0), pairs = (rows + 1) / 2;
+    const uint8_t* first[kPairsPerFlush];
+    const uint8_t* second[kPairsPerFlush];
+    int16_t weights[kPairsPerFlush];
+    int32_t activation_sum = 0;
+    for (size_t p = 0; p < pairs; ++p) {
+      const size_t r = r0 + 2 * p;
+      const bool single = r + 1 == s.count;
+      first[p] = codes + static_cast<int64_t>(s.indices[r]) * row_bytes;
+      second[p] = single ? first[p] : codes + static_cast<int64_t>(s.indices[r + 1]) * row_bytes;
+      const int8_t a1 = s.quantized[r], a2 = single ? int8_t{0} : s.quantized[r + 1];
+      activation_sum += a1 + a2;
+      weights[p] = static_cast<int16_t>(static_cast<uint16_t>(static_cast<uint8_t>(a1)) | static_cast<uint16_t>(static_cast<uint8_t>(a2)) << 8);
+    }
+    const __m256 asum = _mm256_set1_ps(static_cast<float>(activation_sum));
+    for (int64_t c = 0; c < width; c += 64) {
+      __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+      const int64_t at = c / 2;
+#pragma GCC unroll 2
+      for (size_t p = 0; p < pairs; ++p) {
+        if ((c & 127) == 0) {  // one line of each row ahead, every other chunk
+          _mm_prefetch(reinterpret_cast<const char*>(first[p] + at + 256), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(second[p] + at + 256), _MM_HINT_T0);
+        }
+        const __m256i a = _mm256_set1_epi16(weights[p]);
+        const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first[p] + at));
+        const __m256i v2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(second[p] + at));
+        // Interleave the two rows' bytes first, then split nibbles: low nibbles are columns 0-31, high 32-63.
+        const __m256i u_lo = _mm256_unpacklo_epi8(v1, v2), u_hi = _mm256_unpackhi_epi8(v1, v2);
+        acc0 = _mm256_add_epi16(acc0, _mm256_maddubs_epi16(_mm256_and_si256(u_lo, low_nibbles), a));
+        acc1 = _mm256_add_epi16(acc1, _mm256_maddubs_epi16(_mm256_and_si256(u_hi, low_nibbles), a));
+        acc2 = _mm256_add_epi16(acc2, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(u_lo, 4), low_nibbles), a));
+        acc3 = _mm256_add_epi16(acc3, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(u_hi, 4), low_nibbles), a));
+      }
+      Flush16(acc0, sa, asum, scales + c, zeros ? zeros + c : nullptr, default_zero, y + c);
+      Flush16(acc1, sa, asum, scales + c + 16, zeros ? zeros + c + 16 : nullptr, default_zero, y + c + 16);
+      Flush16(acc2, sa, asum, scales + c + 32, zeros ? zeros + c + 32 : nullptr, default_zero, y + c + 32);
+      Flush16(acc3, sa, asum, scales + c + 48, zeros ? zeros + c + 48 : nullptr, default_zero, y + c + 48);
+    }
+  }
+}
+
+// Eight codes of a row, as floats, for columns 8g .. 8g + 7 of a 64-column chunk (g < 8).
+template <int Bits>
+inline __m256 CodesAsFloats(const uint8_t* chunk, int g) {
+  if constexpr (Bits == 8) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(chunk + 8 * g))));
+  } else {
+    const int half = g / 4, group = g % 4;
+    const __m256i bytes =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(chunk + PermutedColumn(8 * group))));
+    const __m256i codes = half == 0 ? _mm256_and_si256(bytes, _mm256_set1_epi32(0x0F)) : _mm256_srli_epi32(bytes, 4);
+    return _mm256_cvtepi32_ps(codes);
+  }
+}
+
+// t[j] = sum over kept rows of a * q[j] (float, or int8 activations as floats), then y += scale * (t - z * asum).
+template <int Bits>
+void FloatBlock(const QuantizedRows& w, QuantAccuracy accuracy, const BlockSelection& s, int64_t n0, int64_t width, float* y) {
+  const int64_t row_bytes = QuantRowBytes(Bits, w.N), padded = QuantPaddedColumns(w.N);
+  const int64_t chunk_bytes = 64 * Bits / 8;
+  const float* scales = w.scales + s.block * padded + n0;
+  const float* zeros = w.zero_points ? w.zero_points + s.block * padded + n0 : nullptr;
+  const uint8_t* codes = w.codes + n0 * Bits / 8;
+  const bool int8 = accuracy == QuantAccuracy::kInt8;
+  alignas(32) float t[kQuantTaskColumns];
+  std::memset(t, 0, static_cast<size_t>(width) * sizeof(float));
+  float activation_sum = 0.f;
+  for (size_t r = 0; r < s.count; ++r) {
+    const float value = int8 ? static_cast<float>(s.quantized[r]) : s.values[r];
+    activation_sum += value;
+    const __m256 a = _mm256_set1_ps(value);
+    const uint8_t* row = codes + static_cast<int64_t>(s.indices[r]) * row_bytes;
+    if (r + 2 < s.count) PrefetchRow(codes + static_cast<int64_t>(s.indices[r + 2]) * row_bytes, width * Bits / 8);
+    for (int64_t c = 0; c < width; c += 64) {
+      const uint8_t* chunk = row + c / 64 * chunk_bytes;
+      for (int g = 0; g < 8; ++g) {
+        float* o = t + c + 8 * g;
+        _mm256_storeu_ps(o, _mm256_fmadd_ps(a, CodesAsFloats<Bits>(chunk, g), _mm256_loadu_ps(o)));
+      }
+    }
+  }
+  const __m256 asum = _mm256_set1_ps(activation_sum);
+  const __m256 dz = _mm256_set1_ps(static_cast<float>(1 << (Bits - 1)));
+  const __m256 sa = _mm256_set1_ps(int8 ? s.activation_scale : 1.f);
+  for (int64_t j = 0; j < width; j += 8) {
+    const __m256 z = zeros ? _mm256_loadu_ps(zeros + j) : dz;
+    const __m256 d = _mm256_fnmadd_ps(z, asum, _mm256_loadu_ps(t + j));
+    const __m256 scale = int8 ? _mm256_mul_ps(sa, _mm256_loadu_ps(scales + j)) : _mm256_loadu_ps(scales + j);
+    _mm256_storeu_ps(y + j, _mm256_fmadd_ps(scale, d, _mm256_loadu_ps(y + j)));
+  }
+}
+
+}  // namespace
+
+void QuantBlockAvx2(const QuantizedRows& w, QuantAccuracy accuracy, const BlockSelection& s, int64_t n0, int64_t width, float* y) {
+  if (accuracy == QuantAccuracy::kInt8 && w.bits == 4) return Int8Block4Bit(w, s, n0, width, y);
+  if (w.bits == 4) return FloatBlock<4>(w, accuracy, s, n0, width, y);
+  return FloatBlock<8>(w, accuracy, s, n0, width, y);
+}
+
+}  // namespace sparseonnx::detail
