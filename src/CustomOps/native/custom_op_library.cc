@@ -2,13 +2,14 @@
 //   C#:     sessionOptions.RegisterSparseOnnxOps()            (SparseOnnx.CustomOps)
 //   Python: session_options.register_custom_ops_library(path)
 //   C++:    session_options.RegisterCustomOpsLibrary(path)
-// and ORT calls RegisterCustomOps, which adds the ai.sparseonnx domain to the session options: the CPU op,
-// and the CUDA op when the library was built with CUDA (SPARSEONNX_WITH_CUDA). ORT gives a node to the CUDA
+// and ORT calls RegisterCustomOps, which adds the ai.sparseonnx domain to the session options: the CPU ops
+// (TopKSparseMatMul, TopKSparseMatMulNBits), and the CUDA TopKSparseMatMul when the library was built with CUDA (SPARSEONNX_WITH_CUDA). ORT gives a node to the CUDA
 // variant in sessions with the CUDA execution provider, to the CPU one otherwise.
 #include <mutex>
 #include <string>
 
 #include "common/op_common.h"
+#include "cpu/topk_sparse_matmul_nbits_op.h"
 #include "cpu/topk_sparse_matmul_op.h"
 #include "onnxruntime_c_api.h"
 #if defined(SPARSEONNX_WITH_CUDA)
@@ -41,6 +42,8 @@ OrtCustomOpDomain* SharedDomain(const OrtApi& api) {
       size_t count = 0;
       const OrtCustomOp* const* cpu_ops = sparseonnx::cpu::TopKSparseMatMulOps(&count);
       add(cpu_ops, count);
+      const OrtCustomOp* nbits = sparseonnx::cpu::TopKSparseMatMulNBitsOp();
+      add(&nbits, 1);
 #if defined(SPARSEONNX_WITH_CUDA)
       const OrtCustomOp* const* cuda_ops = sparseonnx::cuda_op::TopKSparseMatMulOps(&count);
       add(cuda_ops, count);
