@@ -1,7 +1,8 @@
 // The quantized-weight products (quantized_rows.h): layout arithmetic, the decode product over selected
 // rows, and the prefill product through DenseGemm's blocked GEMM.
 //
-// Decode: one task per range of kQuantTaskColumns columns. A task walks the weight's blocks in order; for
+// Decode: one task per range of kQuantTaskColumns columns (and partition of K, for narrow weights). A task
+// walks its blocks in order; for
 // each block, every row of A adds its kept rows of that block (the block's rows are read from memory by the
 // first row of A that selected them and from L1 by the others). Each selected row is read as one
 // contiguous stretch of the task's columns, so a dropped row skips whole cache lines, and the hardware
@@ -127,6 +128,10 @@ void DequantizePanel(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t n0,
 
 namespace {
 
+// How much of each of the next block's rows (and of its scales) is prefetched ahead: the first lines of
+// each stretch; the kernel's own prefetch runs ahead within a stretch once it is under way.
+constexpr int64_t kLeadBytes = 128;
+
 bool AllFinite(const float* values, size_t count) {
   for (size_t i = 0; i < count; ++i)
     if (!std::isfinite(values[i])) return false;
@@ -180,23 +185,32 @@ void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, in
 
   const detail::QuantBlockFn fast = detail::ActiveQuantBlock();
   const int64_t padded = QuantPaddedColumns(w.N);
-  const int64_t tasks = (padded + detail::kQuantTaskColumns - 1) / detail::kQuantTaskColumns;
-  parallel_for(static_cast<size_t>(tasks), [&](size_t task) {
-    const int64_t n0 = static_cast<int64_t>(task) * detail::kQuantTaskColumns;
+  // Tasks: column ranges × partitions of the blocks. Narrow weights (few ranges) split K instead, so every
+  // thread gets work; each partition sums into its own tile, added in partition order (the result does not
+  // depend on the thread count).
+  const int64_t ranges = (padded + detail::kQuantTaskColumns - 1) / detail::kQuantTaskColumns;
+  const int64_t partitions = std::clamp<int64_t>((detail::kQuantMinTasks + ranges - 1) / ranges, 1, blocks);
+  ScratchArray partials(scratch, partitions > 1 ? static_cast<size_t>(partitions * M * padded) * sizeof(float) : 1);
+  const int64_t row_bytes = QuantRowBytes(w.bits, w.N);
+  parallel_for(static_cast<size_t>(ranges * partitions), [&](size_t task) {
+    const int64_t range = static_cast<int64_t>(task) / partitions, part = static_cast<int64_t>(task) % partitions;
+    const int64_t n0 = range * detail::kQuantTaskColumns;
     const int64_t width = std::min(detail::kQuantTaskColumns, padded - n0);
     const int64_t valid = std::min(width, w.N - n0);
+    const int64_t first_block = blocks * part / partitions, end_block = blocks * (part + 1) / partitions;
+    const int64_t stretch = width * w.bits / 8;
     std::vector<float> y(static_cast<size_t>(M * width), 0.f);
-    const int64_t row_bytes = QuantRowBytes(w.bits, w.N), stretch = width * w.bits / 8;
-    for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t b = first_block; b < end_block; ++b)
       for (int64_t m = 0; m < M; ++m) {
         const size_t* start = starts.As<size_t>() + m * (blocks + 1);
-        // The next block's rows and scales for this task, a block ahead of their use: the rows are
-        // scattered, so the hardware prefetcher cannot find them until each stretch is under way.
-        if (m == 0 && b + 1 < blocks) {
+        // The first lines of the next block's rows and scales, a block ahead of their use: the rows are
+        // scattered, so the hardware prefetcher cannot find them until each stretch is under way (and the
+        // block kernel prefetches ahead within a stretch once it is).
+        if (m == 0 && b + 1 < end_block) {
           for (size_t r = start[b + 1]; r < start[b + 2]; ++r)
-            for (int64_t i = 0; i < stretch; i += 64)
+            for (int64_t i = 0; i < std::min<int64_t>(stretch, kLeadBytes); i += 64)
               __builtin_prefetch(w.codes + static_cast<int64_t>(indices[r]) * row_bytes + n0 * w.bits / 8 + i);
-          for (int64_t i = 0; i < width; i += 16) __builtin_prefetch(w.scales + (b + 1) * padded + n0 + i);
+          for (int64_t i = 0; i < std::min<int64_t>(width, kLeadBytes / 4); i += 16) __builtin_prefetch(w.scales + (b + 1) * padded + n0 + i);
         }
         if (start[b] == start[b + 1]) continue;
         detail::BlockSelection s;
@@ -212,9 +226,22 @@ void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, in
           detail::QuantBlockScalar(w, QuantAccuracy::kFloat, s, n0, width, y.data() + m * width);
       }
     for (int64_t m = 0; m < M; ++m) {
-      float* out = Y + m * w.N + n0;
       const float* tile = y.data() + m * width;
+      if (partitions > 1) {
+        std::memcpy(partials.As<float>() + (part * M + m) * padded + n0, tile, static_cast<size_t>(width) * sizeof(float));
+        continue;
+      }
+      float* out = Y + m * w.N + n0;
       for (int64_t j = 0; j < valid; ++j) out[j] = bias ? tile[j] + bias[n0 + j] : tile[j];
+    }
+  });
+  if (partitions == 1) return;
+  parallel_for(static_cast<size_t>(M), [&](size_t m) {
+    float* out = Y + static_cast<int64_t>(m) * w.N;
+    for (int64_t n = 0; n < w.N; ++n) {
+      float sum = partials.As<float>()[static_cast<int64_t>(m) * padded + n];
+      for (int64_t part = 1; part < partitions; ++part) sum += partials.As<float>()[(part * M + static_cast<int64_t>(m)) * padded + n];
+      out[n] = bias ? sum + bias[n] : sum;
     }
   });
 }
