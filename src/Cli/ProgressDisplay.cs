@@ -41,6 +41,9 @@ internal static class ProgressDisplay
         return result;
     }
 
+    /// <summary>The bar a log gets (what <see cref="Run"/> uses when stderr is redirected), for tests.</summary>
+    internal static IBar PlainFor(TextWriter error, string title) => new PlainBar(error, title);
+
     private sealed class SilentBar : IBar
     {
         public void Update(double done, double total, string? description = null) { }
@@ -54,7 +57,7 @@ internal static class ProgressDisplay
         private readonly string _title;
         private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
         private string? _stage;
-        private TimeSpan _last = TimeSpan.MinValue;
+        private TimeSpan _last = TimeSpan.Zero;  // the title line, printed at the start
 
         public PlainBar(TextWriter error, string title)
         {
