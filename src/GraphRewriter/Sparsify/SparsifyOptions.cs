@@ -40,6 +40,13 @@ public sealed record SparsifyOptions
     /// <summary>Inject the spontaneous-neuron Add after every rewritten projection (default true).</summary>
     public bool SpontaneousNeurons { get; init; } = true;
 
+    /// <summary>
+    /// Quantize float projections into TopKSparseMatMulNBits (RTN, blocks along K) instead of writing the float
+    /// TopKSparseMatMul; null keeps float weights. MatMulNBits projections always become TopKSparseMatMulNBits
+    /// with their own weights, whatever this says.
+    /// </summary>
+    public WeightQuantization? Quantization { get; init; }
+
     /// <summary>Per-projection k or threshold and calibrated spontaneous values (from the calibration pass).</summary>
     public SparsityPlan? Plan { get; init; }
 
@@ -61,6 +68,7 @@ public sealed record SparsifyOptions
                 ? "Nothing says how sparse to make the projections: give a sparsity or a plan."
                 : "Nothing says how sparse to make the projections: give a threshold or a plan.");
         if (Kinds.Count == 0) throw new ArgumentException("No projection kinds selected.");
+        Quantization?.Validate();
     }
 
     /// <summary>k for a projection with <paramref name="inFeatures"/> inputs at <paramref name="sparsity"/>: round((1 − s) · K), clamped to [1, K].</summary>

@@ -57,7 +57,9 @@ public sealed class SparsifyPass : IPass
             foreach (var (projection, setting, entry) in decisions)
             {
                 string replaced = projection.Node.OpType;
-                var output = TopKSparseMatMulRule.Apply(projection, setting, context);
+                var output = UsesQuantizedOp(projection)
+                    ? TopKSparseMatMulNBitsRule.Apply(projection, setting, _options.Quantization, context)
+                    : TopKSparseMatMulRule.Apply(projection, setting, context);
                 bool calibrated = entry?.Spontaneous is not null;
                 if (_options.SpontaneousNeurons)
                     SpontaneousNeuronRule.Apply(model, output, projection.DisplayName, projection.OutFeatures, projection.DataType,
@@ -84,7 +86,10 @@ public sealed class SparsifyPass : IPass
             return projection.Kind == ProjectionKind.Unknown
                 ? $"kind unknown ({projection.Reason ?? "not classified"}); add 'unknown' to the kinds to rewrite it anyway"
                 : $"kind {projection.Kind.ToShortName()} is not among the kinds to rewrite";
-        if (TopKSparseMatMulRule.Check(projection) is { } reason) return reason;
+        var reason = UsesQuantizedOp(projection)
+            ? TopKSparseMatMulNBitsRule.Check(projection, _options.Quantization)
+            : TopKSparseMatMulRule.Check(projection);
+        if (reason is not null) return reason;
         setting = Setting(projection, entry);
         if (setting is null)
             return _options.Plan is not null && entry is null
@@ -92,6 +97,9 @@ public sealed class SparsifyPass : IPass
                 : "the plan gives it no k or threshold, and no uniform sparsity or threshold was given";
         return null;
     }
+
+    /// <summary>MatMulNBits projections, and float ones when quantizing, become TopKSparseMatMulNBits.</summary>
+    private bool UsesQuantizedOp(Projection projection) => projection.Quantized is not null || _options.Quantization is not null;
 
     private SparsitySetting? Setting(Projection projection, PlanEntry? entry)
     {
@@ -117,6 +125,7 @@ public sealed class SparsifyPass : IPass
         parts.Add("kinds=" + string.Join(",", _options.Kinds.Order().Select(k => k.ToShortName())));
         if (_options.Plan is { } plan) parts.Add($"plan={plan.SourcePath ?? "(in memory)"}");
         parts.Add($"spontaneous={(_options.SpontaneousNeurons ? "on" : "off")}");
+        if (_options.Quantization is { } q) parts.Add($"quantize=int{q.Bits} block={q.BlockSize} accuracy_level={q.AccuracyLevel}");
         return string.Join(" ", parts);
     }
 
@@ -129,5 +138,6 @@ public sealed class SparsifyPass : IPass
 
     /// <summary>The model's projection nodes already rewritten into the sparse op (by an earlier run).</summary>
     public static int CountSparseNodes(Model model) =>
-        model.AllGraphs().SelectMany(g => g.Nodes).Count(n => n.Domain == TopKSparseMatMulOp.Domain && n.OpType == TopKSparseMatMulOp.OpType);
+        model.AllGraphs().SelectMany(g => g.Nodes).Count(n => n.Domain == TopKSparseMatMulOp.Domain
+            && n.OpType is TopKSparseMatMulOp.OpType or TopKSparseMatMulNBitsOp.OpType);
 }

@@ -1,4 +1,5 @@
 using SparseOnnx.GraphRewriter.Ir;
+using SparseOnnx.GraphRewriter.Quantization;
 
 namespace SparseOnnx.GraphRewriter.Analysis.Projections;
 
@@ -17,7 +18,8 @@ public enum KindSource
 
 /// <summary>
 /// A dense projection <c>Y = X · W (+ b)</c> found in a graph: a MatMul or Gemm whose weight is a constant
-/// matrix, with its optional bias, and the role the classifier assigned it.
+/// matrix, or a MatMulNBits with constant quantized weights, with its optional bias, and the role the
+/// classifier assigned it.
 /// </summary>
 public sealed class Projection
 {
@@ -66,7 +68,13 @@ public sealed class Projection
     /// <summary>N: output features.</summary>
     public long OutFeatures { get; }
 
-    /// <summary>The weight's element type.</summary>
+    /// <summary>
+    /// The weight's format when it is quantized (a MatMulNBits node; <see cref="Weight"/> is then its packed
+    /// codes), or null for a float weight.
+    /// </summary>
+    public MatMulNBitsWeight? Quantized { get; internal init; }
+
+    /// <summary>The weight's element type (for a quantized weight, the type of its scales and of A).</summary>
     public DataType DataType { get; }
 
     /// <summary>The bias vector, when the projection has one (Gemm's C, or an Add right after the MatMul).</summary>

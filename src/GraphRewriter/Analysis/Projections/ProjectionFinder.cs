@@ -1,4 +1,5 @@
 using SparseOnnx.GraphRewriter.Ir;
+using SparseOnnx.GraphRewriter.Quantization;
 
 namespace SparseOnnx.GraphRewriter.Analysis.Projections;
 
@@ -6,7 +7,8 @@ namespace SparseOnnx.GraphRewriter.Analysis.Projections;
 /// Finds dense projections in one graph: <c>MatMul(X, W)</c>, <c>MatMul(X, Transpose(W))</c> and
 /// <c>Gemm(X, W, b)</c> with transA = 0 and transB 0 or 1, where W is a constant matrix (an initializer of
 /// this or an enclosing graph, or a Constant node, possibly behind Identity nodes as TorchScript writes tied
-/// weights), and a MatMul's bias when exactly one Add of a constant [N] vector follows it.
+/// weights), and a MatMul's bias when exactly one Add of a constant [N] vector follows it; and ONNX
+/// Runtime's MatMulNBits with constant quantized weights.
 /// </summary>
 internal static class ProjectionFinder
 {
@@ -17,6 +19,7 @@ internal static class ProjectionFinder
         {
             var projection = node.Is("MatMul") ? FromMatMul(node, graph, graphPath)
                 : node.Is("Gemm") ? FromGemm(node, graph, graphPath)
+                : MatMulNBitsFormat.IsMatMulNBits(node) ? FromMatMulNBits(node, graph, graphPath)
                 : null;
             if (projection is not null) found.Add(projection);
         }
@@ -51,6 +54,29 @@ internal static class ProjectionFinder
         Value? bias = node.InputOrNull(2) is { } c && ConstantTensor(c) is not null ? c : null;
         return new Projection(node, graph, graphPath, x, constant, transpose, transposed, inFeatures, outFeatures,
             tensor.DataType, bias, null, node.Outputs[0]);
+    }
+
+    /// <summary>
+    /// MatMulNBits(X, B, scales[, zero_points[, g_idx[, bias]]]) with constant B, scales and zero points: a
+    /// projection whose weight is stored [N, K] in N-bit blocks. Attributes SparseOnnx cannot rewrite (3 bits,
+    /// g_idx) still make a projection, so inspect and the classifier see it; its format says why.
+    /// </summary>
+    private static Projection? FromMatMulNBits(Node node, Graph graph, string graphPath)
+    {
+        if (node.InputOrNull(0) is not { } x || node.InputOrNull(1) is not { } b || node.InputOrNull(2) is not { } scales) return null;
+        if (ConstantTensor(x) is not null || !b.IsConstant || !scales.IsConstant) return null;
+        var zeroPoints = node.InputOrNull(3) is { Name.Length: > 0 } z ? z : null;
+        if (zeroPoints is not null && !zeroPoints.IsConstant) return null;
+        long k = node.Attributes.GetInt("K", 0), n = node.Attributes.GetInt("N", 0);
+        if (k <= 0 || n <= 0) return null;
+        var attributes = MatMulNBitsFormat.ReadAttributes(node, out var problem);
+        var scaleType = scales.ConstValue!.DataType;
+        if (problem is null && scaleType is not (DataType.Float or DataType.Float16))
+            problem = $"its scales are {scaleType.DisplayName()}";
+        var bias = node.InputOrNull(5) is { Name.Length: > 0 } biasValue && ConstantTensor(biasValue) is not null ? biasValue : null;
+        var format = new MatMulNBitsWeight(node, b, scales, zeroPoints, (int)node.Attributes.GetInt("bits", 4), k, n,
+            (int)node.Attributes.GetInt("block_size", 0), attributes?.AccuracyLevel ?? (int)node.Attributes.GetInt("accuracy_level", 0), problem);
+        return new Projection(node, graph, graphPath, x, b, null, true, k, n, scaleType, bias, null, node.Outputs[0]) { Quantized = format };
     }
 
     /// <summary>The constant matrix behind a MatMul/Gemm B input, looking through Identity and a 2-D Transpose.</summary>

@@ -1,0 +1,157 @@
+using System.Globalization;
+using SparseOnnx.GraphRewriter.Analysis.Projections;
+using SparseOnnx.GraphRewriter.Ir;
+using SparseOnnx.GraphRewriter.Quantization;
+
+namespace SparseOnnx.GraphRewriter.Sparsify;
+
+/// <summary>How float weights are quantized when they are sparsified with <c>--quantize</c>.</summary>
+/// <param name="Bits">4 or 8.</param>
+/// <param name="BlockSize">Input channels per scale (a power of two, at least 16).</param>
+/// <param name="AccuracyLevel">0: float32 activations; 4: int8 activations per block (MatMulNBits' CPU level).</param>
+public sealed record WeightQuantization(int Bits = 4, int BlockSize = 32, int AccuracyLevel = 4)
+{
+    /// <summary>Throws <see cref="ArgumentException"/> for unsupported settings.</summary>
+    public void Validate()
+    {
+        if (Bits is not (4 or 8)) throw new ArgumentException($"Quantization bits must be 4 or 8, not {Bits}.");
+        if (BlockSize < 16 || (BlockSize & (BlockSize - 1)) != 0) throw new ArgumentException($"The block size must be a power of two of at least 16, not {BlockSize}.");
+        if (AccuracyLevel is not (0 or 4)) throw new ArgumentException($"The accuracy level must be 0 (float32) or 4 (int8 activations), not {AccuracyLevel}.");
+    }
+}
+
+/// <summary>
+/// Replaces a projection by the sparse quantized op (contract: docs/topk-sparse-matmul-nbits.md):
+/// <code>
+/// MatMulNBits(X, B, scales[, zp][, , bias]) -> TopKSparseMatMulNBits(X, codes, scales[, zp][, bias])   same weights
+/// MatMul(X, W) with quantization           -> TopKSparseMatMulNBits(X, codes, scales)              W quantized RTN
+/// </code>
+/// From MatMulNBits no dequantized weight changes: the codes, scales and zero points are re-laid out by input
+/// row. From a float weight, ONNX Runtime's symmetric round-to-nearest quantization (<see cref="RtnQuantizer"/>)
+/// is written straight into that layout, so the result equals <c>quantize</c> then <c>sparsify</c>. The new
+/// tensors are computed while the model is saved, one at a time.
+/// </summary>
+internal static class TopKSparseMatMulNBitsRule
+{
+    public const string RuleName = "TopKSparseMatMulNBits";
+
+    /// <summary>Null when the projection can be rewritten (quantizing a float one with <paramref name="quantization"/>); otherwise why not.</summary>
+    public static string? Check(Projection projection, WeightQuantization? quantization)
+    {
+        var node = projection.Node;
+        if (node.Graph is null) return "the node was already rewritten or removed";
+        if (projection.Quantized is { } q)
+        {
+            if (q.Problem is not null) return q.Problem;
+            if (projection.DataType != DataType.Float)
+                return $"its scales and activations are {projection.DataType.DisplayName()}; {TopKSparseMatMulNBitsOp.OpType} takes float32 (float16 MatMulNBits models are GPU exports)";
+            return null;
+        }
+        if (quantization is null) return "not quantized";
+        if (!node.Is("MatMul")) return $"quantizing a {node.OpType} is not supported (MatMul only)";
+        if (projection.DataType != DataType.Float) return $"the weight is {projection.DataType.DisplayName()}; quantization reads float32";
+        if (node.Inputs[0]!.Shape is { Rank: < 2 } shape) return $"the input has rank {shape.Rank}; the op needs rank 2 or more";
+        if (ProjectionFinder.ConstantTensor(projection.Weight)!.Data.ByteLength > Array.MaxLength) return "the weight is larger than 2 GiB";
+        return null;
+    }
+
+    public static Value Apply(Projection projection, SparsitySetting setting, WeightQuantization? quantization, RewriteContext context)
+    {
+        var node = projection.Node;
+        var model = context.Model;
+        var graph = node.Graph!;
+        long k = projection.InFeatures, n = projection.OutFeatures;
+        string name = projection.DisplayName;
+        Func<NBitsBlocks> read;
+        int bits, blockSize, accuracyLevel;
+        bool zeroPoints;
+        string replaced;
+        var oldInputs = node.Inputs.Skip(1).Where(v => v is not null).Cast<Value>().ToList();
+        Value? bias = null;
+        if (projection.Quantized is { } q)
+        {
+            read = q.Reader();  // bound to the tensors now: the node and its old inputs change below
+            (bits, blockSize, zeroPoints) = (q.Bits, q.BlockSize, q.ZeroPoints is not null);
+            accuracyLevel = q.AccuracyLevel == 4 ? 4 : 0;  // levels 1-3 compute in float32, 16 or bf16 on CPU; we take float32
+            replaced = $"MatMulNBits({q.Description})";
+            bias = projection.Bias;
+        }
+        else
+        {
+            var quant = quantization!;
+            var weight = ProjectionFinder.ConstantTensor(projection.Weight)!;
+            bool transposed = projection.WeightStoredTransposed;
+            read = () => RtnQuantizer.Quantize(WeightKn(weight, transposed, k, n), k, n, quant.Bits, quant.BlockSize);
+            (bits, blockSize, accuracyLevel, zeroPoints) = (quant.Bits, quant.BlockSize, quant.AccuracyLevel, false);
+            replaced = projection.WeightTranspose is null ? "MatMul" : "MatMul(X, Transpose(W))";
+        }
+
+        long blocks = (k + blockSize - 1) / blockSize, padded = QuantizedRowsFormat.PaddedColumns(n);
+        long rowBytes = QuantizedRowsFormat.RowBytes(bits, n);
+        var codes = graph.Initializers.Add(new Tensor(model.UniqueName(name + ".codes"), DataType.UInt8, [k, rowBytes],
+            new DeferredTensorData(k * rowBytes, () => QuantizedRowsFormat.Codes(read()))));
+        var scales = graph.Initializers.Add(new Tensor(model.UniqueName(name + ".scales"), DataType.Float, [blocks, padded],
+            new DeferredTensorData(blocks * padded * 4, () => { var w = read(); return QuantizedRowsFormat.BlockFloats(w, w.Scales); })));
+        Value? zeros = zeroPoints
+            ? graph.Initializers.Add(new Tensor(model.UniqueName(name + ".zero_points"), DataType.Float, [blocks, padded],
+                new DeferredTensorData(blocks * padded * 4, () => { var w = read(); return QuantizedRowsFormat.BlockFloats(w, w.ZeroPoints!); })))
+            : null;
+
+        node.Domain = TopKSparseMatMulOp.Domain;
+        node.OpType = TopKSparseMatMulNBitsOp.OpType;
+        foreach (var attribute in node.Attributes.Select(a => a.Name).ToList()) node.Attributes.Remove(attribute);
+        node.TruncateInputs(1);
+        node.AppendInput(codes);
+        node.AppendInput(scales);
+        if (zeros is not null || bias is not null) node.AppendInput(zeros);
+        if (bias is not null) node.AppendInput(bias);
+        node.Attributes.Set(OnnxAttribute.Int("K", k));
+        node.Attributes.Set(OnnxAttribute.Int("N", n));
+        node.Attributes.Set(OnnxAttribute.Int("bits", bits));
+        node.Attributes.Set(OnnxAttribute.Int("block_size", blockSize));
+        node.Attributes.Set(OnnxAttribute.Int("accuracy_level", accuracyLevel));
+        node.Attributes.Set(setting.K is { } kept
+            ? OnnxAttribute.Int(TopKSparseMatMulOp.KAttribute, kept)
+            : OnnxAttribute.Float(TopKSparseMatMulOp.ThresholdAttribute, setting.Threshold!.Value));
+        void Add(string key, string value) => node.MetadataProps.Add(new(TopKSparseMatMulOp.MetadataPrefix + key, value));
+        Add("rule", RuleName);
+        Add("replaced", replaced);
+        Add("kind", projection.Kind.ToShortName());
+        if (projection.Layer is { } layer) Add("layer", layer.ToString(CultureInfo.InvariantCulture));
+        Add("weight", projection.Weight.Name);
+        if (projection.Quantized is null) Add("quantized", $"RTN symmetric int{bits}, block {blockSize} along K");
+        if (setting.K is { } kk)
+        {
+            Add("k", kk.ToString(CultureInfo.InvariantCulture));
+            Add("sparsity", TopKSparseMatMulRule.Format(1.0 - (double)kk / k));
+        }
+        else Add("threshold", TopKSparseMatMulRule.Format(setting.Threshold!.Value));
+        Add("source", setting.Source);
+        foreach (var old in oldInputs)
+            if (old != bias) DeadWeightChain.Remove(old, model);
+
+        var result = node.Outputs[0];
+        result.Type ??= TopKSparseMatMulRule.ProjectedType(node.Inputs[0]!, n, DataType.Float);
+        Splice.Declare(result);
+        return projection.Output;
+    }
+
+    /// <summary>The float weight as [K, N] row-major values.</summary>
+    private static float[] WeightKn(Tensor tensor, bool storedTransposed, long k, long n)
+    {
+        using var lease = tensor.Data.Acquire();
+        var values = lease.AsSpan<float>();
+        if (!storedTransposed) return values.ToArray();
+        var kn = new float[checked(k * n)];
+        for (long row = 0; row < n; row++)
+            for (long col = 0; col < k; col++) kn[col * n + row] = values[(int)(row * k + col)];
+        return kn;
+    }
+}
+
+/// <summary>The names of the sparse quantized op (contract: docs/topk-sparse-matmul-nbits.md).</summary>
+public static class TopKSparseMatMulNBitsOp
+{
+    /// <summary>Operator type, in <see cref="TopKSparseMatMulOp.Domain"/>.</summary>
+    public const string OpType = "TopKSparseMatMulNBits";
+}
