@@ -39,13 +39,25 @@ public static class SparsifyCommand
         };
         var plan = new Option<FileInfo?>("--plan") { Description = "Per-projection k or threshold and spontaneous values, as calibration writes them (docs/plan-format.md)." };
         var noSpontaneous = new Option<bool>("--no-spontaneous") { Description = "Do not inject the spontaneous-neuron Add after each rewritten projection." };
+        var quantize = new Option<string?>("--quantize")
+        {
+            Description = "Quantize float projections into TopKSparseMatMulNBits: int4 or int8 (RTN symmetric, blocks along K, as `quantize` writes). " +
+                "MatMulNBits projections become TopKSparseMatMulNBits with their own weights without it.",
+        };
+        quantize.AcceptOnlyFromAmong("int4", "int8");
+        var blockSize = new Option<int>("--block-size") { Description = "With --quantize: input channels per scale (power of two, at least 16).", DefaultValueFactory = _ => 32 };
+        var accuracyLevel = new Option<int>("--accuracy-level")
+        {
+            Description = "With --quantize: 4 multiplies int8-quantized activations (ONNX Runtime's CPU int4 default), 0 float32 ones.",
+            DefaultValueFactory = _ => 4,
+        };
         var external = RewriteOutputOptions.External();
         var json = RewriteOutputOptions.Json();
         var calibration = new CalibrationCliOptions();
         var command = new Command("sparsify", "Replace projections by TopKSparseMatMul (dynamic input sparsity) followed by spontaneous-neuron Adds. " +
             "With --calibration, thresholds or k per projection, their allocation and compensation are first measured on real text, and the plan is saved too.")
         {
-            input, output, sparsity, mode, threshold, kinds, plan, noSpontaneous, external, json,
+            input, output, sparsity, mode, threshold, kinds, plan, noSpontaneous, quantize, blockSize, accuracyLevel, external, json,
         };
         foreach (var option in calibration.All) command.Options.Add(option);
         command.SetAction(parse =>
@@ -58,6 +70,9 @@ public static class SparsifyCommand
                 if (parse.GetValue(plan) is not null) throw new ArgumentException("Give either --plan or --calibration: calibration writes the plan.");
                 if (parse.GetValue(threshold) is not null) throw new ArgumentException("Calibration measures the thresholds; give --sparsity, not --threshold.");
                 if (parse.GetValue(sparsity) is null) throw new ArgumentException("Calibration needs the target --sparsity.");
+                if (parse.GetValue(quantize) is not null)
+                    throw new ArgumentException("Calibration runs on float weights only so far: calibrate the float model (writing its plan), then " +
+                        "apply the plan while quantizing: sparsify MODEL --plan PLAN --quantize int4 -o OUT.");
             }
             var options = new SparsifyOptions
             {
@@ -67,6 +82,9 @@ public static class SparsifyCommand
                 Kinds = selectedKinds,
                 SpontaneousNeurons = !parse.GetValue(noSpontaneous),
                 Plan = parse.GetValue(plan) is { } planFile ? SparsityPlan.Load(planFile.FullName) : null,
+                Quantization = parse.GetValue(quantize) is { } q
+                    ? new WeightQuantization(q == "int8" ? 8 : 4, parse.GetValue(blockSize), parse.GetValue(accuracyLevel))
+                    : null,
             };
             if (!calibrate) options.Validate();
             var saveOptions = new SaveOptions { ExternalData = parse.GetValue(external) };
@@ -76,6 +94,9 @@ public static class SparsifyCommand
 
             using var model = ModelLoader.Load(inputPath);
             ModelSaver.CheckTarget(model, outputPath, saveOptions);
+            if (calibrate && ProjectionClassifier.Classify(model).Any(p => p.Quantized is not null))
+                throw new ArgumentException("The model has MatMulNBits (quantized) projections; calibration runs on float weights only so far. " +
+                    "Calibrate the float model and apply its plan with --plan (with --quantize to quantize it on the way).");
             CalibrationResult? calibrated = null;
             string? planPath = null;
             if (calibrate)

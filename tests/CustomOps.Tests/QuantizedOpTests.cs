@@ -1,0 +1,106 @@
+using Microsoft.ML.OnnxRuntime;
+using SparseOnnx.GraphRewriter.Analysis.Projections;
+using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Ir;
+using SparseOnnx.GraphRewriter.Quantization;
+using SparseOnnx.GraphRewriter.Sparsify;
+
+namespace SparseOnnx.CustomOps.Tests;
+
+/// <summary>
+/// The quantized path end to end through ONNX Runtime: a float projection quantized by <see cref="QuantizePass"/>
+/// runs as ORT's own MatMulNBits; <see cref="SparsifyPass"/> turns that MatMulNBits, or the float projection
+/// with quantization, into TopKSparseMatMulNBits, which must equal MatMulNBits on A ⊙ mask.
+/// </summary>
+public class QuantizedOpTests
+{
+    private static byte[] FloatModel(int k, int n, float[] w, float[]? bias = null)
+    {
+        var graph = new Graph("proj");
+        var builder = new GraphBuilder(graph);
+        var a = builder.Input("A", DataType.Float, "m", (long)k);
+        var weight = builder.Initializer("W", [k, n], w);
+        var node = builder.Node("", "MatMul", [a, weight], 1, "/model/layers.0/mlp/up_proj/MatMul");
+        var y = node.Outputs[0];
+        if (bias is not null) y = builder.Node("", "Add", [y, builder.Initializer("bias", [n], bias)], 1, "bias_add").Outputs[0];
+        y.Name = "Y";
+        builder.Output(y, DataType.Float, "m", (long)n);
+        using var model = new Model(graph) { IrVersion = 8 };
+        model.OpsetImports.Set("", 17);
+        return ModelSaver.ToBytes(model);
+    }
+
+    private static byte[] Rewrite(byte[] source, Action<Model> pass)
+    {
+        using var model = ModelLoader.Load(source);
+        pass(model);
+        return ModelSaver.ToBytes(model);
+    }
+
+    private static byte[] Quantized(byte[] floatModel, int bits, int accuracyLevel) =>
+        Rewrite(floatModel, m => new QuantizePass(new QuantizeOptions
+        {
+            Quantization = new WeightQuantization(bits, 32, accuracyLevel),
+            Kinds = new HashSet<ProjectionKind>(Enum.GetValues<ProjectionKind>()),
+        }).Run(m));
+
+    private static float[] Run(byte[] model, float[] a, int m, int k)
+    {
+        using var session = OpModels.Session(model);
+        return OpModels.Run(session, DataType.Float, a, [m, k]);
+    }
+
+    [Theory]
+    [InlineData(4, 0, 1)]
+    [InlineData(4, 4, 3)]
+    [InlineData(8, 0, 20)]
+    [InlineData(4, 0, 33)]
+    public void SparsifiedMatMulNBitsEqualsMatMulNBitsOnTheMaskedInput(int bits, int level, int m)
+    {
+        const int k = 200, n = 150;
+        var random = new Random(bits * 7 + m);
+        var w = Reference.Normal(random, k * n, 0.05f);
+        var bias = Reference.Normal(random, n);
+        var quantized = Quantized(FloatModel(k, n, w, bias), bits, level);
+        using (var check = ModelLoader.Load(quantized))
+            Assert.Single(check.Graph.Nodes, x => x.OpType == MatMulNBitsFormat.OpType);
+        var a = Reference.Normal(random, m * k);
+        foreach (long kept in new long[] { k, 67, 1 })
+        {
+            var sparse = Rewrite(quantized, model => new SparsifyPass(new SparsifyOptions
+            {
+                Sparsity = 1 - (double)kept / k,
+                Kinds = new HashSet<ProjectionKind>(Enum.GetValues<ProjectionKind>()),
+                SpontaneousNeurons = false,
+            }).Run(model));
+            using (var check = ModelLoader.Load(sparse))
+                Assert.Single(check.Graph.Nodes, x => x.OpType == TopKSparseMatMulNBitsOp.OpType);
+            var y = Run(sparse, a, m, k);
+            var expected = Run(quantized, Reference.Masked(a, k, kept, null), m, k);
+            // Level 0: float32 rounding. Level 4 quantizes each block of A ⊙ mask to int8 as MatMulNBits does.
+            double tolerance = level == 0 ? 2e-4 : 2e-3;
+            double scale = Math.Sqrt(expected.Average(v => (double)v * v));
+            for (int i = 0; i < y.Length; i++)
+                Assert.True(Math.Abs(y[i] - expected[i]) <= tolerance * scale, $"k {kept} at {i}: {y[i]} vs MatMulNBits {expected[i]} (rms {scale})");
+        }
+    }
+
+    [Fact]
+    public void SparsifyWithQuantizeEqualsQuantizeThenSparsify()
+    {
+        const int k = 256, n = 96, m = 2;
+        var random = new Random(5);
+        var floatModel = FloatModel(k, n, Reference.Normal(random, k * n, 0.05f));
+        var a = Reference.Normal(random, m * k);
+        var direct = Rewrite(floatModel, model => new SparsifyPass(new SparsifyOptions
+        {
+            Sparsity = 0.5, SpontaneousNeurons = false, Quantization = new WeightQuantization(4, 32, 0),
+            Kinds = new HashSet<ProjectionKind>(Enum.GetValues<ProjectionKind>()),
+        }).Run(model));
+        var viaMatMulNBits = Rewrite(Quantized(floatModel, 4, 0), model => new SparsifyPass(new SparsifyOptions
+        {
+            Sparsity = 0.5, SpontaneousNeurons = false, Kinds = new HashSet<ProjectionKind>(Enum.GetValues<ProjectionKind>()),
+        }).Run(model));
+        Assert.Equal(Run(viaMatMulNBits, a, m, k), Run(direct, a, m, k));
+    }
+}
