@@ -78,8 +78,8 @@ class Kernel {
     const OrtValue* zeros = ConstantInput(info, kZeroPoints);
     const OrtValue* bias = ConstantInput(info, kBias);
     if (codes) CheckTensor(codes, "codes", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, {K_, QuantRowBytes(bits_, N_)});
-    if (scales) CheckScales(scales, "scales");
-    if (zeros) CheckScales(zeros, "zero_points");
+    if (scales) float16_scales_ = CheckScales(scales, "scales", true);
+    if (zeros) CheckScales(zeros, "zero_points", false);
     if (bias) CheckTensor(bias, "bias", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {N_});
     if (codes && scales && (zeros || !InputPresent(info, kZeroPoints))) KeepResidentCopy(codes, scales, zeros);
     Check(Api(), Api().CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &memory_info_));
@@ -144,13 +144,21 @@ class Kernel {
            op::ShapeText(dims));
   }
 
-  void CheckScales(const OrtValue* value, const char* name) const {
-    CheckTensor(value, name, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, {Blocks(), QuantPaddedColumns(N_)});
-    const float* data = nullptr;
-    Check(Api(), Api().GetTensorData(value, reinterpret_cast<const void**>(&data)));
+  // Scales may be float32 or float16 (zero points float32); returns whether they are float16.
+  bool CheckScales(const OrtValue* value, const char* name, bool allow_float16) const {
+    const op::TensorView view = op::Describe(value);
+    const bool float16 = allow_float16 && view.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+    CheckTensor(value, name, float16 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+                {Blocks(), QuantPaddedColumns(N_)});
+    const void* data = nullptr;
+    Check(Api(), Api().GetTensorData(value, &data));
+    QuantizedRows probe;
+    probe.scales = data;
+    probe.float16_scales = float16;
     const size_t count = QuantScaleCount(K_, N_, block_size_);
     for (size_t i = 0; i < count; ++i)
-      if (!std::isfinite(data[i])) Fail(std::string("input ") + name + " holds a non-finite value at element " + std::to_string(i));
+      if (!std::isfinite(QuantScale(probe, i))) Fail(std::string("input ") + name + " holds a non-finite value at element " + std::to_string(i));
+    return float16;
   }
 
   static std::string TypeLabel(ONNXTensorElementDataType type) {
@@ -164,9 +172,10 @@ class Kernel {
   // measured far slower than anonymous memory (docs/benchmarks.md, the float op's resident copy).
   void KeepResidentCopy(const OrtValue* codes, const OrtValue* scales, const OrtValue* zeros) {
     const size_t code_bytes = QuantCodesBytes(bits_, K_, N_);
-    const size_t scale_bytes = QuantScaleCount(K_, N_, block_size_) * sizeof(float);
-    const size_t aligned_codes = (code_bytes + 63) / 64 * 64;
-    const size_t bytes = aligned_codes + scale_bytes * (zeros ? 2 : 1);
+    const size_t scale_count = QuantScaleCount(K_, N_, block_size_);
+    const size_t scale_bytes = scale_count * (float16_scales_ ? 2 : 4), zero_bytes = zeros ? scale_count * sizeof(float) : 0;
+    const size_t aligned_codes = (code_bytes + 63) / 64 * 64, aligned_scales = (scale_bytes + 63) / 64 * 64;
+    const size_t bytes = aligned_codes + aligned_scales + zero_bytes;
     constexpr size_t kHugePage = size_t{2} << 20;
     const size_t reserved = (bytes + kHugePage - 1) / kHugePage * kHugePage;
     void* copy = nullptr;
@@ -183,15 +192,16 @@ class Kernel {
     std::memcpy(base + aligned_codes, source, scale_bytes);
     if (zeros) {
       Check(Api(), Api().GetTensorData(zeros, &source));
-      std::memcpy(base + aligned_codes + scale_bytes, source, scale_bytes);
+      std::memcpy(base + aligned_codes + aligned_scales, source, zero_bytes);
     }
     resident_weight_.bits = bits_;
     resident_weight_.K = K_;
     resident_weight_.N = N_;
     resident_weight_.block_size = block_size_;
     resident_weight_.codes = base;
-    resident_weight_.scales = reinterpret_cast<const float*>(base + aligned_codes);
-    resident_weight_.zero_points = zeros ? reinterpret_cast<const float*>(base + aligned_codes + scale_bytes) : nullptr;
+    resident_weight_.scales = base + aligned_codes;
+    resident_weight_.float16_scales = float16_scales_;
+    resident_weight_.zero_points = zeros ? reinterpret_cast<const float*>(base + aligned_codes + aligned_scales) : nullptr;
   }
 
   // The weight for one Compute: the resident copy, or the inputs checked now.
@@ -201,6 +211,7 @@ class Kernel {
   int64_t K_ = 0, N_ = 0, block_size_ = 32;
   int bits_ = 4;
   QuantAccuracy accuracy_ = QuantAccuracy::kFloat;
+  bool float16_scales_ = false;
   SelectionRule rule_;
   std::unique_ptr<void, FreeDeleter> resident_;
   QuantizedRows resident_weight_;
@@ -223,9 +234,10 @@ QuantizedRows Kernel::Weight(OrtKernelContext* context) const {
   const OrtValue* zeros = OptionalInput(context, kZeroPoints);
   if (codes == nullptr || scales == nullptr) Fail("inputs codes and scales are required");
   CheckTensor(codes, "codes", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, {K_, QuantRowBytes(bits_, N_)});
-  CheckScales(scales, "scales");
-  if (zeros) CheckScales(zeros, "zero_points");
+  const bool float16 = CheckScales(scales, "scales", true);
+  if (zeros) CheckScales(zeros, "zero_points", false);
   QuantizedRows w;
+  w.float16_scales = float16;
   w.bits = bits_;
   w.K = K_;
   w.N = N_;
@@ -234,7 +246,7 @@ QuantizedRows Kernel::Weight(OrtKernelContext* context) const {
   Check(Api(), Api().GetTensorData(codes, &data));
   w.codes = static_cast<const uint8_t*>(data);
   Check(Api(), Api().GetTensorData(scales, &data));
-  w.scales = static_cast<const float*>(data);
+  w.scales = data;
   if (zeros) {
     Check(Api(), Api().GetTensorData(zeros, &data));
     w.zero_points = static_cast<const float*>(data);
@@ -297,8 +309,11 @@ void Kernel::Compute(OrtKernelContext* context) const {
 
 // ---- the OrtCustomOp description ------------------------------------------------------------------------
 
+// The scales may be float32 or float16: UNDEFINED leaves that input's type open (Compute checks it).
 ONNXTensorElementDataType ORT_API_CALL InputType(const OrtCustomOp*, size_t index) noexcept {
-  return index == kCodes ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  if (index == kCodes) return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+  if (index == kScales) return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
 
 OrtCustomOpInputOutputCharacteristic ORT_API_CALL InputCharacteristic(const OrtCustomOp*, size_t index) noexcept {

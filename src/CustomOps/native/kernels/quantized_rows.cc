@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "element_convert.h"
 #include "kernel_table.h"
 #include "quantized_rows_kernels.h"
 #include "sparseonnx/quantized_rows.h"
@@ -45,10 +46,14 @@ int QuantCode(const QuantizedRows& w, int64_t k, int64_t n) {
   return j < 32 ? byte & 0x0F : byte >> 4;
 }
 
+float QuantScale(const QuantizedRows& w, size_t index) {
+  return w.float16_scales ? detail::Float16ToFloat(static_cast<const uint16_t*>(w.scales)[index]) : static_cast<const float*>(w.scales)[index];
+}
+
 float QuantWeight(const QuantizedRows& w, int64_t k, int64_t n) {
   const size_t at = static_cast<size_t>((k / w.block_size) * QuantPaddedColumns(w.N) + n);
   const float zero = w.zero_points ? w.zero_points[at] : static_cast<float>(1 << (w.bits - 1));
-  return w.scales[at] * (static_cast<float>(QuantCode(w, k, n)) - zero);
+  return QuantScale(w, at) * (static_cast<float>(QuantCode(w, k, n)) - zero);
 }
 
 float QuantizeActivations(const float* values, size_t count, int8_t* a_int) {
@@ -75,7 +80,7 @@ void QuantBlockScalar(const QuantizedRows& w, QuantAccuracy accuracy, const Bloc
   }
   int32_t activation_sum = 0;
   for (size_t r = 0; r < s.count; ++r) activation_sum += s.quantized[r];
-  const float* scales = w.scales + s.block * padded;
+  const size_t scales = static_cast<size_t>(s.block * padded);
   const float* zeros = w.zero_points ? w.zero_points + s.block * padded : nullptr;
   const float default_zero = static_cast<float>(1 << (w.bits - 1));
   for (int64_t n = n0; n < end; ++n) {
@@ -83,7 +88,7 @@ void QuantBlockScalar(const QuantizedRows& w, QuantAccuracy accuracy, const Bloc
     for (size_t r = 0; r < s.count; ++r) sum += s.quantized[r] * QuantCode(w, s.indices[r], n);
     const float zero = zeros ? zeros[n] : default_zero;
     const float t = std::fma(-zero, static_cast<float>(activation_sum), static_cast<float>(sum));
-    y[n - n0] = std::fma(s.activation_scale * scales[n], t, y[n - n0]);
+    y[n - n0] = std::fma(s.activation_scale * QuantScale(w, scales + static_cast<size_t>(n)), t, y[n - n0]);
   }
 }
 
@@ -106,7 +111,6 @@ void DequantizePanel(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t n0,
     const int64_t k = k0 + p;
     const uint8_t* row = w.codes + static_cast<size_t>(k * row_bytes);
     const size_t at = static_cast<size_t>((k / w.block_size) * padded);
-    const float* scale = w.scales + at;
     const float* zero = w.zero_points ? w.zero_points + at : nullptr;
     float* out = panel + p * nr;
     for (int64_t j = 0; j < width; ++j) {
@@ -118,7 +122,7 @@ void DequantizePanel(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t n0,
         const uint8_t byte = row[chunk * 32 + PermutedColumn(c % 32)];
         code = c < 32 ? byte & 0x0F : byte >> 4;
       }
-      out[j] = scale[n] * (static_cast<float>(code) - (zero ? zero[n] : default_zero));
+      out[j] = QuantScale(w, at + static_cast<size_t>(n)) * (static_cast<float>(code) - (zero ? zero[n] : default_zero));
     }
     for (int64_t j = width; j < nr; ++j) out[j] = 0.f;
   }
@@ -210,7 +214,9 @@ void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, in
           for (size_t r = start[b + 1]; r < start[b + 2]; ++r)
             for (int64_t i = 0; i < std::min<int64_t>(stretch, kLeadBytes); i += 64)
               __builtin_prefetch(w.codes + static_cast<int64_t>(indices[r]) * row_bytes + n0 * w.bits / 8 + i);
-          for (int64_t i = 0; i < std::min<int64_t>(width, kLeadBytes / 4); i += 16) __builtin_prefetch(w.scales + (b + 1) * padded + n0 + i);
+          const int64_t scale_bytes = w.float16_scales ? 2 : 4;
+          const auto* next_scales = static_cast<const char*>(w.scales) + ((b + 1) * padded + n0) * scale_bytes;
+          for (int64_t i = 0; i < std::min<int64_t>(width * scale_bytes, kLeadBytes); i += 64) __builtin_prefetch(next_scales + i);
         }
         if (start[b] == start[b + 1]) continue;
         detail::BlockSelection s;

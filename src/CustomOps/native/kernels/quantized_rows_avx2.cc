@@ -1,5 +1,5 @@
-// AVX2 + FMA block kernels for quantized weights (compiled with -mavx2 -mfma; called only on CPUs that
-// have them).
+// AVX2 + FMA + F16C block kernels for quantized weights (compiled with -mavx2 -mfma -mf16c; called only on
+// CPUs that have them).
 //
 // kInt8, 4 bits (the decode hot path): kept rows are taken two at a time. For each chunk of 64 columns,
 // each row's 32 bytes are split into low and high nibbles, the two rows' codes are byte-interleaved (the
@@ -25,21 +25,30 @@ constexpr size_t kPairsPerFlush = 8;
   for (int64_t i = 0; i < bytes; i += 64) _mm_prefetch(reinterpret_cast<const char*>(row + i), _MM_HINT_T0);
 }
 
+// Eight scales as floats, from float32 or float16.
+template <bool Float16>
+inline __m256 LoadScales(const void* scales, int64_t index) {
+  if constexpr (Float16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(scales) + index)));
+  else return _mm256_loadu_ps(static_cast<const float*>(scales) + index);
+}
+
 // Adds one int16 vector of 16 column sums into y: y += (sa * s) * (isum - z * asum).
-inline void Flush16(__m256i sum, __m256 sa, __m256 asum, const float* scales, const float* zeros, __m256 default_zero, float* y) {
+template <bool Float16>
+inline void Flush16(__m256i sum, __m256 sa, __m256 asum, const void* scales, int64_t at, const float* zeros, __m256 default_zero, float* y) {
   const __m256 isum_lo = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sum)));
   const __m256 isum_hi = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(sum, 1)));
   const __m256 z_lo = zeros ? _mm256_loadu_ps(zeros) : default_zero, z_hi = zeros ? _mm256_loadu_ps(zeros + 8) : default_zero;
   const __m256 t_lo = _mm256_fnmadd_ps(z_lo, asum, isum_lo), t_hi = _mm256_fnmadd_ps(z_hi, asum, isum_hi);
-  _mm256_storeu_ps(y, _mm256_fmadd_ps(_mm256_mul_ps(sa, _mm256_loadu_ps(scales)), t_lo, _mm256_loadu_ps(y)));
-  _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(_mm256_mul_ps(sa, _mm256_loadu_ps(scales + 8)), t_hi, _mm256_loadu_ps(y + 8)));
+  _mm256_storeu_ps(y, _mm256_fmadd_ps(_mm256_mul_ps(sa, LoadScales<Float16>(scales, at)), t_lo, _mm256_loadu_ps(y)));
+  _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(_mm256_mul_ps(sa, LoadScales<Float16>(scales, at + 8)), t_hi, _mm256_loadu_ps(y + 8)));
 }
 
 // Chunk by chunk of 64 columns, the group's pairs of rows accumulate in four int16 registers, which are
 // then scaled into y: the group's rows are read as parallel streams, each row's stretch front to back.
+template <bool Float16>
 void Int8Block4Bit(const QuantizedRows& w, const BlockSelection& s, int64_t n0, int64_t width, float* y) {
   const int64_t row_bytes = QuantRowBytes(4, w.N), padded = QuantPaddedColumns(w.N);
-  const float* scales = w.scales + s.block * padded + n0;
+  const int64_t scales = s.block * padded + n0;  // index of this task's first scale
   const float* zeros = w.zero_points ? w.zero_points + s.block * padded + n0 : nullptr;
   const uint8_t* codes = w.codes + n0 / 2;
   const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
@@ -79,10 +88,10 @@ void Int8Block4Bit(const QuantizedRows& w, const BlockSelection& s, int64_t n0, 
         acc2 = _mm256_add_epi16(acc2, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(u_lo, 4), low_nibbles), a));
         acc3 = _mm256_add_epi16(acc3, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(u_hi, 4), low_nibbles), a));
       }
-      Flush16(acc0, sa, asum, scales + c, zeros ? zeros + c : nullptr, default_zero, y + c);
-      Flush16(acc1, sa, asum, scales + c + 16, zeros ? zeros + c + 16 : nullptr, default_zero, y + c + 16);
-      Flush16(acc2, sa, asum, scales + c + 32, zeros ? zeros + c + 32 : nullptr, default_zero, y + c + 32);
-      Flush16(acc3, sa, asum, scales + c + 48, zeros ? zeros + c + 48 : nullptr, default_zero, y + c + 48);
+      Flush16<Float16>(acc0, sa, asum, w.scales, scales + c, zeros ? zeros + c : nullptr, default_zero, y + c);
+      Flush16<Float16>(acc1, sa, asum, w.scales, scales + c + 16, zeros ? zeros + c + 16 : nullptr, default_zero, y + c + 16);
+      Flush16<Float16>(acc2, sa, asum, w.scales, scales + c + 32, zeros ? zeros + c + 32 : nullptr, default_zero, y + c + 32);
+      Flush16<Float16>(acc3, sa, asum, w.scales, scales + c + 48, zeros ? zeros + c + 48 : nullptr, default_zero, y + c + 48);
     }
   }
 }
@@ -102,11 +111,11 @@ inline __m256 CodesAsFloats(const uint8_t* chunk, int g) {
 }
 
 // t[j] = sum over kept rows of a * q[j] (float, or int8 activations as floats), then y += scale * (t - z * asum).
-template <int Bits>
+template <int Bits, bool Float16>
 void FloatBlock(const QuantizedRows& w, QuantAccuracy accuracy, const BlockSelection& s, int64_t n0, int64_t width, float* y) {
   const int64_t row_bytes = QuantRowBytes(Bits, w.N), padded = QuantPaddedColumns(w.N);
   const int64_t chunk_bytes = 64 * Bits / 8;
-  const float* scales = w.scales + s.block * padded + n0;
+  const int64_t scales = s.block * padded + n0;
   const float* zeros = w.zero_points ? w.zero_points + s.block * padded + n0 : nullptr;
   const uint8_t* codes = w.codes + n0 * Bits / 8;
   const bool int8 = accuracy == QuantAccuracy::kInt8;
@@ -133,7 +142,7 @@ void FloatBlock(const QuantizedRows& w, QuantAccuracy accuracy, const BlockSelec
   for (int64_t j = 0; j < width; j += 8) {
     const __m256 z = zeros ? _mm256_loadu_ps(zeros + j) : dz;
     const __m256 d = _mm256_fnmadd_ps(z, asum, _mm256_loadu_ps(t + j));
-    const __m256 scale = int8 ? _mm256_mul_ps(sa, _mm256_loadu_ps(scales + j)) : _mm256_loadu_ps(scales + j);
+    const __m256 scale = int8 ? _mm256_mul_ps(sa, LoadScales<Float16>(w.scales, scales + j)) : LoadScales<Float16>(w.scales, scales + j);
     _mm256_storeu_ps(y + j, _mm256_fmadd_ps(scale, d, _mm256_loadu_ps(y + j)));
   }
 }
@@ -141,9 +150,14 @@ void FloatBlock(const QuantizedRows& w, QuantAccuracy accuracy, const BlockSelec
 }  // namespace
 
 void QuantBlockAvx2(const QuantizedRows& w, QuantAccuracy accuracy, const BlockSelection& s, int64_t n0, int64_t width, float* y) {
-  if (accuracy == QuantAccuracy::kInt8 && w.bits == 4) return Int8Block4Bit(w, s, n0, width, y);
-  if (w.bits == 4) return FloatBlock<4>(w, accuracy, s, n0, width, y);
-  return FloatBlock<8>(w, accuracy, s, n0, width, y);
+  if (w.float16_scales) {
+    if (accuracy == QuantAccuracy::kInt8 && w.bits == 4) return Int8Block4Bit<true>(w, s, n0, width, y);
+    if (w.bits == 4) return FloatBlock<4, true>(w, accuracy, s, n0, width, y);
+    return FloatBlock<8, true>(w, accuracy, s, n0, width, y);
+  }
+  if (accuracy == QuantAccuracy::kInt8 && w.bits == 4) return Int8Block4Bit<false>(w, s, n0, width, y);
+  if (w.bits == 4) return FloatBlock<4, false>(w, accuracy, s, n0, width, y);
+  return FloatBlock<8, false>(w, accuracy, s, n0, width, y);
 }
 
 }  // namespace sparseonnx::detail

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "element_convert.h"
+
 namespace sparseonnx::test {
 namespace {
 
@@ -24,20 +26,22 @@ int NBitsWeight::ZeroPoint(int64_t n, int64_t block) const {
   return block % 2 == 0 ? byte & 0x0F : byte >> 4;
 }
 
-NBitsWeight RandomNBitsWeight(int bits, int64_t K, int64_t N, int64_t block_size, bool zero_points, std::mt19937& random) {
+NBitsWeight RandomNBitsWeight(int bits, int64_t K, int64_t N, int64_t block_size, bool zero_points, std::mt19937& random,
+                              bool float16_row_scales) {
   NBitsWeight w;
   w.bits = bits;
   w.K = K;
   w.N = N;
   w.block_size = block_size;
   w.zero_points = zero_points;
+  w.float16_row_scales = float16_row_scales;
   std::uniform_int_distribution<int> byte(0, 255);
   std::uniform_real_distribution<float> scale(0.005f, 0.05f);
   const int64_t blocks = w.Blocks(), blob = block_size * bits / 8;
   w.b.resize(static_cast<size_t>(N * blocks * blob));
   for (auto& c : w.b) c = static_cast<char>(byte(random));
   w.scales.resize(static_cast<size_t>(N * blocks));
-  for (auto& s : w.scales) s = scale(random);
+  for (auto& s : w.scales) s = float16_row_scales ? detail::Float16ToFloat(detail::FloatToFloat16(scale(random))) : scale(random);
   if (zero_points) {
     w.zp.resize(static_cast<size_t>(N * ((blocks * bits + 7) / 8)));
     for (auto& c : w.zp) c = static_cast<char>(byte(random));
@@ -87,7 +91,16 @@ void AddSparseNBits(const NBitsWeight& w, int accuracy_level, int64_t k, float t
                     std::vector<OnnxNode>& nodes, std::vector<OnnxInitializer>& initializers) {
   const int64_t padded = (w.N + 63) / 64 * 64;
   initializers.push_back({"codes" + suffix, kOnnxUint8, {w.K, padded * w.bits / 8}, w.row_codes});
-  initializers.push_back({"row_scales" + suffix, kOnnxFloat, {w.Blocks(), padded}, Bytes(w.row_scales)});
+  if (w.float16_row_scales) {
+    std::string half(w.row_scales.size() * 2, '\0');
+    for (size_t i = 0; i < w.row_scales.size(); ++i) {
+      const uint16_t h = detail::FloatToFloat16(w.row_scales[i]);
+      std::memcpy(&half[i * 2], &h, 2);
+    }
+    initializers.push_back({"row_scales" + suffix, kOnnxFloat16, {w.Blocks(), padded}, half});
+  } else {
+    initializers.push_back({"row_scales" + suffix, kOnnxFloat, {w.Blocks(), padded}, Bytes(w.row_scales)});
+  }
   std::vector<std::string> inputs = {"A", "codes" + suffix, "row_scales" + suffix};
   if (w.zero_points) {
     initializers.push_back({"row_zp" + suffix, kOnnxFloat, {w.Blocks(), padded}, Bytes(w.row_zero_points)});

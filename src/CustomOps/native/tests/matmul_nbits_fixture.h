@@ -18,6 +18,7 @@ struct NBitsWeight {
   int bits = 4;
   int64_t K = 0, N = 0, block_size = 32;
   bool zero_points = false;
+  bool float16_row_scales = false;  // the row layout's scales as float16 (the values are float16 numbers in both)
   // MatMulNBits: B [N, blocks, block_size * bits / 8], scales [N * blocks], zero points packed uint8
   // [N * ceil(blocks * bits / 8)] (absent when !zero_points).
   std::string b, zp;
@@ -32,7 +33,8 @@ struct NBitsWeight {
 };
 
 // Random codes, scales in [0.005, 0.05), zero points if asked; then the row layout derived from them.
-NBitsWeight RandomNBitsWeight(int bits, int64_t K, int64_t N, int64_t block_size, bool zero_points, std::mt19937& random);
+NBitsWeight RandomNBitsWeight(int bits, int64_t K, int64_t N, int64_t block_size, bool zero_points, std::mt19937& random,
+                              bool float16_row_scales = false);
 
 // The MatMulNBits node's initializers (named with `suffix`) and the node reading A.
 void AddMatMulNBits(const NBitsWeight& w, int accuracy_level, const std::string& suffix, std::vector<OnnxNode>& nodes,

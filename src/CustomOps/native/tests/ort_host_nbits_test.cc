@@ -57,15 +57,16 @@ std::vector<float> Masked(const std::vector<float>& a, int64_t M, int64_t K, int
   return masked;
 }
 
-struct Shape { int bits; bool zero_points; int64_t M, K, N, block_size, k; };
+struct Shape { int bits; bool zero_points; int64_t M, K, N, block_size, k; bool float16_scales = false; };
 
 TEST(OrtHostNBits, AccuracyLevel0EqualsMatMulNBitsOnTheMaskedInput) {
   std::mt19937 random(61);
   std::normal_distribution<float> normal;
   const Shape shapes[] = {{4, false, 1, 300, 70, 32, 100}, {4, true, 3, 256, 200, 16, 256}, {8, true, 5, 96, 130, 32, 1},
-                          {4, false, 20, 128, 64, 64, 40}, {8, false, 33, 160, 90, 32, 160}, {4, true, 2, 4096, 96, 128, 1365}};
+                          {4, false, 20, 128, 64, 64, 40}, {8, false, 33, 160, 90, 32, 160}, {4, true, 2, 4096, 96, 128, 1365},
+                          {4, false, 1, 512, 300, 32, 256, true}, {4, true, 24, 256, 100, 32, 100, true}};
   for (const Shape& s : shapes) {
-    const NBitsWeight w = RandomNBitsWeight(s.bits, s.K, s.N, s.block_size, s.zero_points, random);
+    const NBitsWeight w = RandomNBitsWeight(s.bits, s.K, s.N, s.block_size, s.zero_points, random, s.float16_scales);
     auto session = OpenModel(Model(w, 0, 0, s.k));
     std::vector<float> a(static_cast<size_t>(s.M * s.K));
     for (auto& v : a) v = normal(random);

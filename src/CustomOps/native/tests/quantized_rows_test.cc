@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "element_convert.h"
 #include "reference.h"
 #include "sparseonnx/kernels.h"
 #include "sparseonnx/quantized_rows.h"
@@ -28,8 +29,10 @@ struct TestWeight {
   std::vector<int> q;            // [K][N]
   std::vector<float> scale;      // [blocks][N]
   std::vector<float> zero;       // [blocks][N], or empty (symmetric)
+  bool float16_scales = false;   // scales stored as float16 (their values are float16 numbers)
   std::vector<uint8_t> codes;    // packed
   std::vector<float> scales, zero_points;
+  std::vector<uint16_t> scales16;
 
   int64_t Blocks() const { return (K + block_size - 1) / block_size; }
   int64_t Padded() const { return (N + 63) / 64 * 64; }
@@ -45,7 +48,8 @@ struct TestWeight {
     w.N = N;
     w.block_size = block_size;
     w.codes = codes.data();
-    w.scales = scales.data();
+    w.scales = float16_scales ? static_cast<const void*>(scales16.data()) : scales.data();
+    w.float16_scales = float16_scales;
     w.zero_points = zero_points.empty() ? nullptr : zero_points.data();
     return w;
   }
@@ -75,16 +79,19 @@ void Pack(TestWeight& t) {
       t.scales[static_cast<size_t>(b * padded + n)] = t.scale[b * t.N + n];
       if (!t.zero.empty()) t.zero_points[static_cast<size_t>(b * padded + n)] = t.zero[b * t.N + n];
     }
+  t.scales16.resize(t.scales.size());
+  for (size_t i = 0; i < t.scales.size(); ++i) t.scales16[i] = detail::FloatToFloat16(t.scales[i]);
 }
 
-TestWeight MakeWeight(int bits, int64_t K, int64_t N, int64_t block_size, bool with_zero_points, std::mt19937& random) {
-  TestWeight t{bits, K, N, block_size, {}, {}, {}, {}, {}, {}};
+TestWeight MakeWeight(int bits, int64_t K, int64_t N, int64_t block_size, bool with_zero_points, std::mt19937& random,
+                      bool float16_scales = false) {
+  TestWeight t{bits, K, N, block_size, {}, {}, {}, float16_scales, {}, {}, {}, {}};
   std::uniform_int_distribution<int> code(0, (1 << bits) - 1);
   std::uniform_real_distribution<float> scale(0.01f, 0.1f), zero(0.f, static_cast<float>((1 << bits) - 1));
   t.q.resize(static_cast<size_t>(K * N));
   for (auto& v : t.q) v = code(random);
   t.scale.resize(static_cast<size_t>(t.Blocks() * N));
-  for (auto& v : t.scale) v = scale(random);
+  for (auto& v : t.scale) v = float16_scales ? detail::Float16ToFloat(detail::FloatToFloat16(scale(random))) : scale(random);
   if (with_zero_points) {
     t.zero.resize(t.scale.size());
     for (auto& v : t.zero) v = std::round(zero(random));
@@ -183,20 +190,21 @@ std::vector<float> Normal(std::mt19937& random, size_t count) {
 TEST(QuantizedSelectedProduct, MatchesTheDequantizedReference) {
   IsaScope scope;
   std::mt19937 random(41);
-  struct Case { int bits; int64_t block; bool zero_points; };
-  const Case cases[] = {{4, 32, false}, {4, 16, true}, {4, 128, true}, {8, 32, true}, {8, 64, false}};
+  struct Case { int bits; int64_t block; bool zero_points; bool float16_scales = false; };
+  const Case cases[] = {{4, 32, false}, {4, 16, true}, {4, 128, true}, {8, 32, true}, {8, 64, false}, {4, 32, false, true}, {8, 16, true, true}};
   for (const Case& c : cases)
     for (int64_t K : {int64_t{1}, int64_t{77}, int64_t{600}})
       for (int64_t N : {int64_t{301}, int64_t{2113}}) {
         if (K == 600 && N == 2113 && c.block != 32) continue;  // the large shape once per bit width is enough
-        const TestWeight t = MakeWeight(c.bits, K, N, c.block, c.zero_points, random);
+        const TestWeight t = MakeWeight(c.bits, K, N, c.block, c.zero_points, random, c.float16_scales);
         for (int64_t M : {int64_t{1}, int64_t{5}}) {
           const auto A = Normal(random, static_cast<size_t>(M * K));
           const auto bias = M == 5 ? Normal(random, static_cast<size_t>(N)) : std::vector<float>{};
           for (QuantAccuracy accuracy : {QuantAccuracy::kFloat, QuantAccuracy::kInt8}) {
             for (int64_t k : {int64_t{1}, std::max<int64_t>(1, K / 3), K}) {
               const std::string what = "bits " + std::to_string(c.bits) + " block " + std::to_string(c.block) + " K " + std::to_string(K) +
-                                       " N " + std::to_string(N) + " M " + std::to_string(M) + " k " + std::to_string(k) + " accuracy " +
+                                       " N " + std::to_string(N) + " M " + std::to_string(M) + " k " + std::to_string(k) +
+                                       (c.float16_scales ? " float16 scales" : "") + " accuracy " +
                                        std::to_string(static_cast<int>(accuracy));
               ExpectMatches(t, accuracy, A, M, SelectionRule::TopK(k), bias, what);
             }
@@ -236,7 +244,7 @@ TEST(QuantizedDenseProduct, MatchesTheDequantizedReference) {
   struct Case { int bits; int64_t block; bool zero_points; int64_t M, K, N; };
   const Case cases[] = {{4, 32, true, 19, 300, 333}, {8, 16, false, 33, 257, 129}, {4, 32, false, 1, 5, 17}, {8, 64, false, 40, 520, 700}};
   for (const Case& c : cases) {
-    const TestWeight t = MakeWeight(c.bits, c.K, c.N, c.block, c.zero_points, random);
+    const TestWeight t = MakeWeight(c.bits, c.K, c.N, c.block, c.zero_points, random, c.K == 300);
     const auto A = Normal(random, static_cast<size_t>(c.M * c.K));
     const auto bias = Normal(random, static_cast<size_t>(c.N));
     std::vector<double> expected, bound;

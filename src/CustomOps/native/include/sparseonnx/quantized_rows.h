@@ -23,16 +23,20 @@ constexpr int64_t kQuantChunkColumns = 64;
 //   holds column PermutedColumn(b) in its low nibble and column 32 + PermutedColumn(b) in its high nibble,
 //   where PermutedColumn swaps the second and third groups of 8 (so that the AVX2 byte interleave of two
 //   rows yields columns in order). Columns past N are 0.
-// scales, zero_points: [ceil(K / block_size)][padded_n] float32, columns past N 0. zero_points may be null
-//   (z = 2^(bits-1), symmetric).
+// scales: [ceil(K / block_size)][padded_n], float32 or float16 (float16_scales), columns past N 0.
+// zero_points: the same shape, float32, or null (z = 2^(bits-1), symmetric).
 struct QuantizedRows {
   int bits = 4;             // 4 or 8
   int64_t K = 0, N = 0;
   int64_t block_size = 32;  // a power of two, at least 16
   const uint8_t* codes = nullptr;
-  const float* scales = nullptr;
+  const void* scales = nullptr;
+  bool float16_scales = false;  // float16 scales read half the bytes; a dropped row cannot skip its block's scales
   const float* zero_points = nullptr;
 };
+
+// Scale number `index` of the scales array, as float.
+float QuantScale(const QuantizedRows& w, size_t index);
 
 // How the product treats A (ONNX Runtime's MatMulNBits accuracy_level, the two it implements on CPU for
 // these weights):
