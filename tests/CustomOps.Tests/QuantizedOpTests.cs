@@ -102,5 +102,20 @@ public class QuantizedOpTests
             Sparsity = 0.5, SpontaneousNeurons = false, Kinds = new HashSet<ProjectionKind>(Enum.GetValues<ProjectionKind>()),
         }).Run(model));
         Assert.Equal(Run(viaMatMulNBits, a, m, k), Run(direct, a, m, k));
+
+        // Float16 scales: the codes are rounded against the float16 scale, so the weight moves by a fraction
+        // of one quantization step, far below the int4 error itself.
+        var half = Rewrite(floatModel, model => new SparsifyPass(new SparsifyOptions
+        {
+            Sparsity = 0.5, SpontaneousNeurons = false, Quantization = new WeightQuantization(4, 32, 0, Float16Scales: true),
+            Kinds = new HashSet<ProjectionKind>(Enum.GetValues<ProjectionKind>()),
+        }).Run(model));
+        using (var check = ModelLoader.Load(half))
+            Assert.Contains(check.Graph.Initializers, v => v.ConstValue!.DataType == DataType.Float16);
+        var exact = Run(direct, a, m, k);
+        var approximate = Run(half, a, m, k);
+        double rms = Math.Sqrt(exact.Average(v => (double)v * v));
+        double difference = Math.Sqrt(exact.Zip(approximate, (x, y) => (double)(x - y) * (x - y)).Average());
+        Assert.InRange(difference, 1e-9, 0.01 * rms);
     }
 }

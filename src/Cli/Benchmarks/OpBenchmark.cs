@@ -102,7 +102,7 @@ public static class OpBenchmark
     /// threads, as a host serving one model has. With a pool per session, the idle pool's spinning workers
     /// would compete with the running one for the same cores and distort both timings.
     /// </summary>
-    private static SessionOptions SharedThreadPoolSessionOptions(int threads)
+    internal static SessionOptions SharedThreadPoolSessionOptions(int threads)
     {
         var options = new SessionOptions
         {

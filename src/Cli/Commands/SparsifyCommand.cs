@@ -51,13 +51,20 @@ public static class SparsifyCommand
             Description = "With --quantize: 4 multiplies int8-quantized activations (ONNX Runtime's CPU int4 default), 0 float32 ones.",
             DefaultValueFactory = _ => 4,
         };
+        var scaleType = new Option<string>("--scales")
+        {
+            Description = "With --quantize: fp16 (default; a sparse product reads every block's scales, so half-size scales are faster) or fp32 " +
+                "(the same values as `quantize` writes for MatMulNBits).",
+            DefaultValueFactory = _ => "fp16",
+        };
+        scaleType.AcceptOnlyFromAmong("fp16", "fp32");
         var external = RewriteOutputOptions.External();
         var json = RewriteOutputOptions.Json();
         var calibration = new CalibrationCliOptions();
         var command = new Command("sparsify", "Replace projections by TopKSparseMatMul (dynamic input sparsity) followed by spontaneous-neuron Adds. " +
             "With --calibration, thresholds or k per projection, their allocation and compensation are first measured on real text, and the plan is saved too.")
         {
-            input, output, sparsity, mode, threshold, kinds, plan, noSpontaneous, quantize, blockSize, accuracyLevel, external, json,
+            input, output, sparsity, mode, threshold, kinds, plan, noSpontaneous, quantize, blockSize, accuracyLevel, scaleType, external, json,
         };
         foreach (var option in calibration.All) command.Options.Add(option);
         command.SetAction(parse =>
@@ -83,7 +90,7 @@ public static class SparsifyCommand
                 SpontaneousNeurons = !parse.GetValue(noSpontaneous),
                 Plan = parse.GetValue(plan) is { } planFile ? SparsityPlan.Load(planFile.FullName) : null,
                 Quantization = parse.GetValue(quantize) is { } q
-                    ? new WeightQuantization(q == "int8" ? 8 : 4, parse.GetValue(blockSize), parse.GetValue(accuracyLevel))
+                    ? new WeightQuantization(q == "int8" ? 8 : 4, parse.GetValue(blockSize), parse.GetValue(accuracyLevel), parse.GetValue(scaleType) == "fp16")
                     : null,
             };
             if (!calibrate) options.Validate();

@@ -37,6 +37,16 @@ public static class QuantizedRowsFormat
         return codes;
     }
 
+    /// <summary>Scales [blocks, padded N] as little-endian float16 bytes (round to nearest even).</summary>
+    public static byte[] BlockHalves(NBitsBlocks w, float[] perColumnBlock)
+    {
+        long blocks = w.BlocksPerColumn, padded = PaddedColumns(w.N);
+        var values = new Half[checked(blocks * padded)];
+        for (long n = 0; n < w.N; n++)
+            for (long b = 0; b < blocks; b++) values[b * padded + n] = (Half)perColumnBlock[n * blocks + b];
+        return System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+    }
+
     /// <summary>Scales (or zero points) [blocks, padded N] as little-endian float32 bytes.</summary>
     public static byte[] BlockFloats(NBitsBlocks w, float[] perColumnBlock)
     {
