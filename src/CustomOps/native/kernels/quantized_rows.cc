@@ -104,6 +104,18 @@ QuantBlockFn ActiveQuantBlock() {
   }
 }
 
+DequantizePanelFn ActiveDequantizePanel() {
+  switch (ActiveIsa()) {
+#if defined(SPARSEONNX_HAVE_AVX2)
+    case Isa::kAvx512:
+    case Isa::kAvx2:
+      return DequantizePanelAvx2;
+#endif
+    default:
+      return DequantizePanel;
+  }
+}
+
 void DequantizePanel(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t nr, float* panel) {
   const int64_t padded = QuantPaddedColumns(w.N), row_bytes = QuantRowBytes(w.bits, w.N);
   const float default_zero = static_cast<float>(1 << (w.bits - 1));
@@ -254,8 +266,9 @@ void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, in
 
 void QuantizedDenseProduct(const QuantizedRows& w, const float* A, int64_t M, const float* bias, float* Y,
                            const ParallelFor& parallel_for, ScratchAllocator& scratch) {
-  const detail::PanelSource source = [&w](int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t nr, float* panel) {
-    detail::DequantizePanel(w, k0, kc, n0, width, nr, panel);
+  const detail::DequantizePanelFn dequantize = detail::ActiveDequantizePanel();
+  const detail::PanelSource source = [&w, dequantize](int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t nr, float* panel) {
+    dequantize(w, k0, kc, n0, width, nr, panel);
   };
   detail::PanelGemm(A, w.K, source, M, w.K, w.N, Y, w.N, parallel_for, scratch);
   if (bias)

@@ -147,7 +147,53 @@ void FloatBlock(const QuantizedRows& w, QuantAccuracy accuracy, const BlockSelec
   }
 }
 
+// Eight dequantized weights of row `row` (codes of the whole row), columns n .. n + 7 (n a multiple of 8).
+template <int Bits, bool Float16>
+inline __m256 DequantizeEight(const uint8_t* row, const void* scales, const float* zeros, int64_t at, int64_t n, __m256 default_zero) {
+  const int64_t chunk = n / 64, group = (n % 64) / 8;
+  __m256 codes;
+  if constexpr (Bits == 8) {
+    codes = CodesAsFloats<8>(row + chunk * 64, static_cast<int>(group));
+  } else {
+    codes = CodesAsFloats<4>(row + chunk * 32, static_cast<int>(group));
+  }
+  const __m256 z = zeros ? _mm256_loadu_ps(zeros + at + n) : default_zero;
+  return _mm256_mul_ps(LoadScales<Float16>(scales, at + n), _mm256_sub_ps(codes, z));
+}
+
+template <int Bits, bool Float16>
+void DequantizePanelVector(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t nr, float* panel) {
+  const int64_t padded = QuantPaddedColumns(w.N), row_bytes = QuantRowBytes(Bits, w.N);
+  const __m256 default_zero = _mm256_set1_ps(static_cast<float>(1 << (Bits - 1)));
+  const int64_t whole = width / 8 * 8;
+  for (int64_t p = 0; p < kc; ++p) {
+    const int64_t k = k0 + p;
+    const uint8_t* row = w.codes + k * row_bytes;
+    const int64_t at = (k / w.block_size) * padded;
+    float* out = panel + p * nr;
+    int64_t j = 0;
+    for (; j < whole; j += 8) _mm256_storeu_ps(out + j, DequantizeEight<Bits, Float16>(row, w.scales, w.zero_points, at, n0 + j, default_zero));
+    if (j < width) {  // a partial group: columns past N are stored as codes 0 with scale 0, so it is safe to read
+      alignas(32) float tail[8];
+      _mm256_store_ps(tail, DequantizeEight<Bits, Float16>(row, w.scales, w.zero_points, at, n0 + j, default_zero));
+      for (int64_t i = 0; j + i < width; ++i) out[j + i] = tail[i];
+      j += 8;
+    }
+    for (int64_t i = width; i < nr; ++i) out[i] = 0.f;
+  }
+}
+
 }  // namespace
+
+void DequantizePanelAvx2(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t nr, float* panel) {
+  if (n0 % 8 != 0) return DequantizePanel(w, k0, kc, n0, width, nr, panel);
+  if (w.float16_scales) {
+    if (w.bits == 4) return DequantizePanelVector<4, true>(w, k0, kc, n0, width, nr, panel);
+    return DequantizePanelVector<8, true>(w, k0, kc, n0, width, nr, panel);
+  }
+  if (w.bits == 4) return DequantizePanelVector<4, false>(w, k0, kc, n0, width, nr, panel);
+  return DequantizePanelVector<8, false>(w, k0, kc, n0, width, nr, panel);
+}
 
 void QuantBlockAvx2(const QuantizedRows& w, QuantAccuracy accuracy, const BlockSelection& s, int64_t n0, int64_t width, float* y) {
   if (w.float16_scales) {

@@ -44,8 +44,11 @@ using PanelSource = std::function<void(int64_t k0, int64_t kc, int64_t n0, int64
 void PanelGemm(const float* A, int64_t lda, const PanelSource& pack_b, int64_t M, int64_t K, int64_t N, float* Y, int64_t ldy,
                const ParallelFor& parallel_for, ScratchAllocator& scratch);
 
-// W[k0 .. k0 + kc)[n0 .. n0 + width) dequantized into panel[p * nr + j] (zero for width <= j < nr), n0 a
-// multiple of 16.
+// W[k0 .. k0 + kc)[n0 .. n0 + width) dequantized into panel[p * nr + j] (zero for width <= j < nr): the
+// scalar definition, and the AVX2 one (eight columns at a time, n0 a multiple of 8; the same values).
 void DequantizePanel(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t nr, float* panel);
+void DequantizePanelAvx2(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t nr, float* panel);
+using DequantizePanelFn = void (*)(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t nr, float* panel);
+DequantizePanelFn ActiveDequantizePanel();
 
 }  // namespace sparseonnx::detail
