@@ -8,6 +8,7 @@
 // contiguous stretch of the task's columns, so a dropped row skips whole cache lines, and the hardware
 // prefetcher sees long runs instead of scattered lines.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -200,22 +201,29 @@ void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, in
   }
 
   const detail::QuantBlockFn fast = detail::ActiveQuantBlock();
-  const int64_t padded = QuantPaddedColumns(w.N);
-  // Tasks: column ranges × partitions of the blocks. Narrow weights (few ranges) split K instead, so every
-  // thread gets work; each partition sums into its own tile, added in partition order (the result does not
-  // depend on the thread count).
+  const int64_t padded = QuantPaddedColumns(w.N), chunks = padded / kQuantChunkColumns;
+  // Tasks: column ranges of equal width (whole chunks) × partitions of the blocks. Narrow weights split K
+  // instead, so every thread gets work. Each partition sums into its own tile; the partition that finishes
+  // a range last adds the tiles in partition order (the result does not depend on the thread count or on
+  // which task finished last) and stores Y, so the product is one parallel section.
   const int64_t ranges = (padded + detail::kQuantTaskColumns - 1) / detail::kQuantTaskColumns;
+  const int64_t range_chunks = (chunks + ranges - 1) / ranges;
   const int64_t partitions = std::clamp<int64_t>((detail::kQuantMinTasks + ranges - 1) / ranges, 1, blocks);
-  ScratchArray partials(scratch, partitions > 1 ? static_cast<size_t>(partitions * M * padded) * sizeof(float) : 1);
+  const int64_t tile_width = range_chunks * kQuantChunkColumns;
+  ScratchArray tiles(scratch, static_cast<size_t>(ranges * partitions * M * tile_width) * sizeof(float));
+  std::vector<std::atomic<int64_t>> finished(static_cast<size_t>(ranges));
+  for (auto& f : finished) f.store(0);
   const int64_t row_bytes = QuantRowBytes(w.bits, w.N);
   parallel_for(static_cast<size_t>(ranges * partitions), [&](size_t task) {
     const int64_t range = static_cast<int64_t>(task) / partitions, part = static_cast<int64_t>(task) % partitions;
-    const int64_t n0 = range * detail::kQuantTaskColumns;
-    const int64_t width = std::min(detail::kQuantTaskColumns, padded - n0);
+    const int64_t n0 = range * tile_width;
+    if (n0 >= padded) return;
+    const int64_t width = std::min(tile_width, padded - n0);
     const int64_t valid = std::min(width, w.N - n0);
     const int64_t first_block = blocks * part / partitions, end_block = blocks * (part + 1) / partitions;
     const int64_t stretch = width * w.bits / 8;
-    std::vector<float> y(static_cast<size_t>(M * width), 0.f);
+    auto tile = [&](int64_t p, int64_t m) { return tiles.As<float>() + ((range * partitions + p) * M + m) * tile_width; };
+    for (int64_t m = 0; m < M; ++m) std::memset(tile(part, m), 0, static_cast<size_t>(width) * sizeof(float));
     for (int64_t b = first_block; b < end_block; ++b)
       for (int64_t m = 0; m < M; ++m) {
         const size_t* start = starts.As<size_t>() + m * (blocks + 1);
@@ -239,27 +247,20 @@ void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, in
         s.activation_scale = activation_scales.As<float>()[m * blocks + b];
         s.count = start[b + 1] - start[b];
         if (finite[static_cast<size_t>(m)])
-          fast(w, accuracy, s, n0, width, y.data() + m * width);
+          fast(w, accuracy, s, n0, width, tile(part, m));
         else
-          detail::QuantBlockScalar(w, QuantAccuracy::kFloat, s, n0, width, y.data() + m * width);
+          detail::QuantBlockScalar(w, QuantAccuracy::kFloat, s, n0, width, tile(part, m));
       }
+    // acq_rel: the last partition of a range sees every other partition's tile.
+    if (finished[static_cast<size_t>(range)].fetch_add(1, std::memory_order_acq_rel) + 1 != partitions) return;
     for (int64_t m = 0; m < M; ++m) {
-      const float* tile = y.data() + m * width;
-      if (partitions > 1) {
-        std::memcpy(partials.As<float>() + (part * M + m) * padded + n0, tile, static_cast<size_t>(width) * sizeof(float));
-        continue;
-      }
       float* out = Y + m * w.N + n0;
-      for (int64_t j = 0; j < valid; ++j) out[j] = bias ? tile[j] + bias[n0 + j] : tile[j];
-    }
-  });
-  if (partitions == 1) return;
-  parallel_for(static_cast<size_t>(M), [&](size_t m) {
-    float* out = Y + static_cast<int64_t>(m) * w.N;
-    for (int64_t n = 0; n < w.N; ++n) {
-      float sum = partials.As<float>()[static_cast<int64_t>(m) * padded + n];
-      for (int64_t part = 1; part < partitions; ++part) sum += partials.As<float>()[(part * M + static_cast<int64_t>(m)) * padded + n];
-      out[n] = bias ? sum + bias[n] : sum;
+      const float* first = tile(0, m);
+      for (int64_t j = 0; j < valid; ++j) {
+        float sum = first[j];
+        for (int64_t p = 1; p < partitions; ++p) sum += tile(p, m)[j];
+        out[j] = bias ? sum + bias[n0 + j] : sum;
+      }
     }
   });
 }

@@ -75,8 +75,8 @@ void Int8Block4Bit(const QuantizedRows& w, const BlockSelection& s, int64_t n0, 
 #pragma GCC unroll 2
       for (size_t p = 0; p < pairs; ++p) {
         if ((c & 127) == 0) {  // one line of each row ahead, every other chunk
-          _mm_prefetch(reinterpret_cast<const char*>(first[p] + at + 256), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(second[p] + at + 256), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(first[p] + at + 128), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(second[p] + at + 128), _MM_HINT_T0);
         }
         const __m256i a = _mm256_set1_epi16(weights[p]);
         const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first[p] + at));
