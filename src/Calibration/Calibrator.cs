@@ -9,6 +9,7 @@ using SparseOnnx.Calibration.Training;
 using SparseOnnx.GraphRewriter.Analysis.Projections;
 using SparseOnnx.GraphRewriter.Autodiff;
 using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Quantization;
 using SparseOnnx.GraphRewriter.Sparsify;
 using SparseOnnx.Runtime.Evaluation;
 
@@ -64,6 +65,9 @@ public sealed class Calibrator
         var clock = Stopwatch.StartNew();
         _data = data;
         using var model = ModelLoader.Load(modelPath);
+        // A quantized model (MatMulNBits) is calibrated as the float model it computes: its dequantized weights
+        // under the same node names, so the plan applies to the quantized model unchanged.
+        new DequantizePass().Run(model);
         var layout = ProbeModelBuilder.Instrument(model, new ProbeOptions { Kinds = _options.Kinds, Mode = _options.Mode });
         if (_options.Allocation == AllocationMethod.Greedy && _options.GreedyObjective == GreedyObjective.BlockOutput && layout.BlockOutputProblem is { } problem)
             throw new CalibrationModelException($"the block objective of greedy allocation measures each block's output, but {problem}; use --greedy-objective logits");
@@ -340,6 +344,7 @@ public sealed class Calibrator
         TrainingGraph graph;
         using (var trainingModel = ModelLoader.Load(modelPath))
         {
+            new DequantizePass().Run(trainingModel);  // as the first instrumentation saw it
             ProbeModelBuilder.Instrument(trainingModel, new ProbeOptions { Kinds = _options.Kinds, Mode = _options.Mode });
             graph = TrainingGraph.Build(trainingModel, layout, _session.Logits, options.Space);
             session = ProbeSession.Open(trainingModel, layout, workFolder, _options.Threads, "training.onnx", memoryArena: false);

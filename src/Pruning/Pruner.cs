@@ -1,3 +1,4 @@
+using SparseOnnx.GraphRewriter.Analysis.Projections;
 using System.Diagnostics;
 using System.Globalization;
 using SparseOnnx.Calibration.Data;
@@ -55,6 +56,12 @@ public static class Pruner
         var model = ModelLoader.Load(modelPath);
         try
         {
+            // Slicing input channels out of down_proj breaks its blocks along K, so a quantized MLP would have
+            // to be requantized: prune the float model, then quantize the result.
+            if (ProjectionClassifier.Classify(model).FirstOrDefault(p => p.Quantized is not null && p.Kind is ProjectionKind.Gate or ProjectionKind.Up
+                    or ProjectionKind.Down or ProjectionKind.GateUp) is { } quantized)
+                throw new PruningModelException($"its MLP projections are quantized ({quantized.DisplayName} is MatMulNBits); prune the float model, " +
+                    "then quantize the pruned one (`sparseonnx quantize`)");
             var (blocks, keepWhole) = PrunableBlocks(model, options);
             long parametersBefore = ModelInspector.ParameterCount(model);
 

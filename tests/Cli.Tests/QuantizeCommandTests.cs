@@ -58,13 +58,32 @@ public class QuantizeCommandTests : IDisposable
         Assert.InRange(directSparse / sparse4, 0.98, 1.02);            // (the int4 model also quantizes lm_head)
     }
 
-    [Fact]
-    public void RefusesCalibrationWithQuantizationAndNamesTheWayAround()
+    // Calibration of a quantized model runs on the float model it computes (its dequantized weights), and
+    // the plan applies to the quantized model; trained spontaneous neurons included.
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void CalibratesQuantizedModelsAndLeavesNoWorkFolder(bool quantizeOnTheWay)
     {
-        var (code, _, error) = Run("sparsify", Path.Combine(Folder, "model.onnx"), "--sparsity", "0.5", "--quantize", "int4",
-            "--calibration", Path.Combine(Folder, "data", "valid.txt"), "-o", Path.Combine(_dir, "x.onnx"));
-        Assert.NotEqual(0, code);
-        Assert.Contains("--plan PLAN --quantize int4", error);
-        Assert.False(File.Exists(Path.Combine(_dir, "x.onnx")));
+        string source = Path.Combine(Folder, "model.onnx");
+        if (!quantizeOnTheWay)
+        {
+            source = Path.Combine(_dir, "int4.onnx");
+            Assert.Equal(0, Run("quantize", Path.Combine(Folder, "model.onnx"), "-o", source).ExitCode);
+        }
+        string output = Path.Combine(_dir, "calibrated.onnx");
+        var args = new List<string> { "sparsify", source, "-o", output, "--sparsity", "0.6", "--calibration", Path.Combine(Folder, "data", "valid.txt"),
+            "--documents", "lines", "--tokenizer", Folder, "--spontaneous", "trained", "--train-steps", "4", "--train-batch", "2",
+            "--train-keep", "always", "--seq-len", "64", "--samples", "8", "--validation-samples", "4", "--json" };
+        if (quantizeOnTheWay) args.AddRange(["--quantize", "int4"]);
+        var (code, stdout, error) = Run([.. args]);
+        Assert.True(code == 0, error);
+        using (var model = ModelLoader.Load(output))
+        {
+            Assert.Equal(42, model.Graph.Nodes.Count(n => n.OpType == "TopKSparseMatMulNBits"));
+            Assert.Contains(model.Graph.Nodes, n => n.MetadataProps.Any(p => p.Key == "sparseonnx.calibrated" || p.Value.Contains("calibrated on")));
+        }
+        Assert.Empty(Directory.GetFileSystemEntries(_dir, ".*calibration*"));
+        Assert.True(Perplexity(output) < 1.1 * Perplexity(Path.Combine(Folder, "model.onnx")) + 20);
     }
 }

@@ -9,6 +9,7 @@ using SparseOnnx.GraphRewriter;
 using SparseOnnx.GraphRewriter.Analysis.Projections;
 using SparseOnnx.GraphRewriter.IO;
 using SparseOnnx.GraphRewriter.Ir;
+using SparseOnnx.GraphRewriter.Quantization;
 using SparseOnnx.GraphRewriter.Sparsify;
 
 namespace SparseOnnx.Cli.Commands;
@@ -77,9 +78,6 @@ public static class SparsifyCommand
                 if (parse.GetValue(plan) is not null) throw new ArgumentException("Give either --plan or --calibration: calibration writes the plan.");
                 if (parse.GetValue(threshold) is not null) throw new ArgumentException("Calibration measures the thresholds; give --sparsity, not --threshold.");
                 if (parse.GetValue(sparsity) is null) throw new ArgumentException("Calibration needs the target --sparsity.");
-                if (parse.GetValue(quantize) is not null)
-                    throw new ArgumentException("Calibration runs on float weights only so far: calibrate the float model (writing its plan), then " +
-                        "apply the plan while quantizing: sparsify MODEL --plan PLAN --quantize int4 -o OUT.");
             }
             var options = new SparsifyOptions
             {
@@ -101,9 +99,7 @@ public static class SparsifyCommand
 
             using var model = ModelLoader.Load(inputPath);
             ModelSaver.CheckTarget(model, outputPath, saveOptions);
-            if (calibrate && ProjectionClassifier.Classify(model).Any(p => p.Quantized is not null))
-                throw new ArgumentException("The model has MatMulNBits (quantized) projections; calibration runs on float weights only so far. " +
-                    "Calibrate the float model and apply its plan with --plan (with --quantize to quantize it on the way).");
+
             CalibrationResult? calibrated = null;
             string? planPath = null;
             if (calibrate)
@@ -126,8 +122,20 @@ public static class SparsifyCommand
                 string workFolder = Path.Combine(Path.GetDirectoryName(outputPath)!,
                     $".{Path.GetFileName(outputPath)}.calibration-{Environment.ProcessId}");
                 Directory.CreateDirectory(Path.GetDirectoryName(outputPath)!);
+                // Quantizing on the way: calibrate the quantized model (the Calibrator runs a MatMulNBits model as the
+                // float model it computes), so thresholds and spontaneous vectors see the int4 weights.
+                using var quantized = options.Quantization is not null ? ScratchFolder.Claim(workFolder + ".quantized") : null;
+                string calibrationInput = inputPath;
+                if (quantized is not null)
+                {
+                    Directory.CreateDirectory(quantized.Path);
+                    calibrationInput = Path.Combine(quantized.Path, "model.onnx");
+                    using var copy = ModelLoader.Load(inputPath);
+                    new QuantizePass(new QuantizeOptions { Quantization = options.Quantization!, Kinds = selectedKinds }).Run(copy);
+                    ModelSaver.Save(copy, calibrationInput, new SaveOptions { ExternalData = ExternalDataMode.Always });
+                }
                 calibrated = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Calibrating", bar =>
-                    Calibrator.Run(inputPath, data, calibrationOptions, workFolder,
+                    Calibrator.Run(calibrationInput, data, calibrationOptions, workFolder,
                         new ProgressDisplay.Immediate<CalibrationProgress>(p => bar.Update(p.Done, p.Total, p.Stage))));
                 calibrated.Plan.Save(planPath);
                 // Rewrite from the saved plan, so the model records the file it can be re-made from.

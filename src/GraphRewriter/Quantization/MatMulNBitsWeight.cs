@@ -38,6 +38,18 @@ public sealed class MatMulNBitsWeight
     /// <summary>A short description: <c>int4 b32</c>, with <c>zp</c> when it has zero points.</summary>
     public string Description => $"int{Bits} b{BlockSize}{(ZeroPoints is null ? "" : " zp")} level {AccuracyLevel}";
 
+    /// <summary>True when every scale is a float16 number, so storing them as float16 changes no weight.</summary>
+    public bool ScalesFitFloat16()
+    {
+        if (Scales.ConstValue is not { } tensor) return false;
+        if (tensor.DataType == DataType.Float16) return true;
+        if (tensor.DataType != DataType.Float) return false;
+        using var lease = tensor.Data.Acquire();
+        foreach (float s in lease.AsSpan<float>())
+            if ((float)(Half)s != s) return false;
+        return true;
+    }
+
     /// <summary>Reads the codes, scales and zero points.</summary>
     public NBitsBlocks Read() => Reader()();
 

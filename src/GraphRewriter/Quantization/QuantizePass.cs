@@ -24,7 +24,8 @@ public sealed record QuantizedProjection(string Node, ProjectionKind Kind, int? 
 /// <summary>
 /// Writes the dense int4/int8 baseline a user would deploy on CPU: every float32 MatMul projection becomes
 /// <c>com.microsoft.MatMulNBits</c> with ONNX Runtime's symmetric round-to-nearest quantization
-/// (<see cref="RtnQuantizer"/>: blocks along K, no zero points, float32 scales), the accuracy level given
+/// (<see cref="RtnQuantizer"/>: blocks along K, no zero points, float32 scales, holding float16 values when
+/// <see cref="WeightQuantization.Float16Scales"/> asks for them), the accuracy level given
 /// (4, int8 activations, by default). A bias Add after the MatMul stays as it is. The quantized tensors are
 /// computed while the model is saved, one weight at a time.
 /// </summary>
@@ -78,11 +79,11 @@ public sealed class QuantizePass(QuantizeOptions options) : IPass
         {
             using var lease = tensor.Data.Acquire();
             var values = lease.AsSpan<float>();
-            if (!transposed) return RtnQuantizer.Quantize(values, k, n, q.Bits, q.BlockSize);
+            if (!transposed) return RtnQuantizer.Quantize(values, k, n, q.Bits, q.BlockSize, q.Float16Scales);
             var kn = new float[checked(k * n)];
             for (long row = 0; row < n; row++)
                 for (long col = 0; col < k; col++) kn[col * n + row] = values[(int)(row * k + col)];
-            return RtnQuantizer.Quantize(kn, k, n, q.Bits, q.BlockSize);
+            return RtnQuantizer.Quantize(kn, k, n, q.Bits, q.BlockSize, q.Float16Scales);
         }
         string name = projection.DisplayName;
         long blob = q.BlockSize * q.Bits / 8;

@@ -77,6 +77,7 @@ internal static class TopKSparseMatMulNBitsRule
         {
             read = q.Reader();  // bound to the tensors now: the node and its old inputs change below
             (bits, blockSize, zeroPoints) = (q.Bits, q.BlockSize, q.ZeroPoints is not null);
+            float16Scales = q.ScalesFitFloat16();  // lossless, and a sixth fewer bytes read at 50% sparsity
             accuracyLevel = q.AccuracyLevel == 4 ? 4 : 0;  // levels 1-3 compute in float32, 16 or bf16 on CPU; we take float32
             replaced = $"MatMulNBits({q.Description})";
             bias = projection.Bias;
