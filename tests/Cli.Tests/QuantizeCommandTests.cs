@@ -20,7 +20,7 @@ public class QuantizeCommandTests : IDisposable
     {
         var output = new StringWriter();
         var error = new StringWriter();
-        var root = new RootCommand { QuantizeCommand.Create(), SparsifyCommand.Create(), EvalCommand.Create() };
+        var root = new RootCommand { QuantizeCommand.Create(), SparsifyCommand.Create(), EvalCommand.Create(), InspectCommand.Create() };
         int code = CommandRunner.Run(root, args, output, error);
         return (code, output.ToString(), error.ToString());
     }
@@ -44,6 +44,10 @@ public class QuantizeCommandTests : IDisposable
         using (var model = ModelLoader.Load(int4))
             Assert.Equal(43, model.Graph.Nodes.Count(n => n.OpType == "MatMulNBits" && n.Domain == "com.microsoft"));
         Assert.True(new FileInfo(int4).Length < new FileInfo(Path.Combine(Folder, "model.onnx")).Length / 2);
+        var inspected = JsonNode.Parse(Run("inspect", int4, "--json").Output)!["projections"]!.AsArray();
+        Assert.Equal(43, inspected.Count);
+        Assert.All(inspected, p => Assert.Equal("int4 b32 level 4", (string?)p!["quantization"]));
+        Assert.Equal("MatMulNBits", (string?)inspected[0]!["op"]);
 
         Assert.Equal(0, Run("sparsify", int4, "--sparsity", "0.5", "-o", int4Sparse).ExitCode);
         Assert.Equal(0, Run("sparsify", Path.Combine(Folder, "model.onnx"), "--sparsity", "0.5", "-o", floatSparse).ExitCode);

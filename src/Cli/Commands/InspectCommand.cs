@@ -86,6 +86,7 @@ public static class InspectCommand
                 ["in_features"] = p.InFeatures,
                 ["out_features"] = p.OutFeatures,
                 ["dtype"] = p.Dtype,
+                ["quantization"] = p.Quantization,
                 ["weight"] = p.Weight,
                 ["weight_transposed"] = p.WeightTransposed,
                 ["bias"] = p.Bias,
@@ -134,7 +135,7 @@ public static class InspectCommand
         console.MarkupLine($"[bold]Projections[/]: {r.Projections.Count} ({Markup.Escape(string.Join(", ", kinds))})");
         if (r.Projections.Count == 0) return;
         bool manyGraphs = r.Projections.Select(x => x.Graph).Distinct().Count() > 1;
-        var table = new Table().Border(TableBorder.Rounded).AddColumns("layer", "kind", "node", "in", "out", "dtype", "bias");
+        var table = new Table().Border(TableBorder.Rounded).AddColumns("layer", "kind", "node", "in", "out", "weights", "bias");
         if (manyGraphs) table.AddColumn("graph");
         foreach (var x in r.Projections)
         {
@@ -143,7 +144,7 @@ public static class InspectCommand
                 x.Layer?.ToString(CultureInfo.InvariantCulture) ?? "-",
                 x.Kind == "unknown" ? "[yellow]unknown[/]" : x.KindSource == "name" ? $"{x.Kind} [dim](name)[/]" : x.Kind,
                 Markup.Escape(x.Node), x.InFeatures.ToString(CultureInfo.InvariantCulture), x.OutFeatures.ToString(CultureInfo.InvariantCulture),
-                x.Dtype, x.Bias is null ? "" : "yes",
+                x.Quantization is { } q ? Markup.Escape($"{q} ({x.Dtype} scales)") : x.Dtype, x.Bias is null ? "" : "yes",
             };
             if (manyGraphs) row.Add(Markup.Escape(x.Graph));
             table.AddRow(row.ToArray());

@@ -21,7 +21,7 @@ public sealed record ParameterSummary(long Count, long Bytes, long InlineBytes, 
 /// <summary>One classified projection, as reported.</summary>
 public sealed record ProjectionSummary(
     string Node, string Op, string Kind, int? Layer, long InFeatures, long OutFeatures, string Dtype,
-    string Weight, bool WeightTransposed, string? Bias, string Graph, string KindSource, string? Reason);
+    string Weight, bool WeightTransposed, string? Bias, string Graph, string KindSource, string? Reason, string? Quantization = null);
 
 /// <summary>What <c>sparseonnx inspect</c> reports about a model.</summary>
 public sealed record ModelReport(
@@ -57,7 +57,9 @@ public static class ModelInspector
         var projections = ProjectionClassifier.Classify(model, options).Select(p => new ProjectionSummary(
             p.DisplayName, p.Node.OpType, p.Kind.ToShortName(), p.Layer, p.InFeatures, p.OutFeatures, p.DataType.DisplayName(),
             p.Weight.Name, p.WeightStoredTransposed, p.Bias?.Name, p.GraphPath,
-            p.KindSource switch { KindSource.Structure => "structure", KindSource.NameHint => "name", _ => "none" }, p.Reason)).ToList();
+            p.KindSource switch { KindSource.Structure => "structure", KindSource.NameHint => "name", _ => "none" },
+            p.Quantized?.Problem is { } problem ? $"{p.Reason}{(p.Reason is null ? "" : "; ")}not rewritable: {problem}" : p.Reason,
+            p.Quantized?.Description)).ToList();
 
         string path = model.SourcePath ?? "";
         return new ModelReport(

@@ -26,6 +26,12 @@ public class ProjectionClassifierTests
         ["linear2d-gemm-transb1"] = new MimicConfig { Layers = 3, Linear = LinearStyle.GemmTransB1, AllBias = true },
         ["genai-builder-gqa"] = new MimicConfig { Layers = 3, Attention = AttentionStyle.FusedGqa, Norm = NormStyle.SimplifiedLayerNormalization },
         ["genai-builder-packed-qkv"] = new MimicConfig { Layers = 3, Attention = AttentionStyle.PackedGqa, Mlp = MlpStyle.FusedGateUpSlice, Norm = NormStyle.SimplifiedLayerNormalization },
+        ["genai-builder-int4-gqa"] = new MimicConfig { Layers = 3, Attention = AttentionStyle.FusedGqa, Norm = NormStyle.SimplifiedLayerNormalization, Linear = LinearStyle.MatMulNBits },
+        ["genai-builder-int4-packed-qkv"] = new MimicConfig
+        {
+            Layers = 3, Attention = AttentionStyle.PackedGqa, Mlp = MlpStyle.FusedGateUpSlice, Norm = NormStyle.SimplifiedLayerNormalization,
+            Linear = LinearStyle.MatMulNBits, QkvBias = true,
+        },
         ["gptj-parallel-blocks"] = new MimicConfig { Layers = 3, ParallelBlocks = true, Mlp = MlpStyle.GeluMlp },
         ["relu-mlp-no-cache"] = new MimicConfig { Layers = 3, Mlp = MlpStyle.ReluMlp, KvCache = false },
     };

@@ -137,6 +137,8 @@ public class SparsifyPassTests
         ["phi3-fused"] = new MimicConfig { Qkv = QkvStyle.FusedSlice, Mlp = MlpStyle.FusedGateUpSlice },
         ["genai-gqa"] = new MimicConfig { Attention = AttentionStyle.FusedGqa, Norm = NormStyle.SimplifiedLayerNormalization },
         ["genai-packed"] = new MimicConfig { Attention = AttentionStyle.PackedGqa, Qkv = QkvStyle.FusedSplit },
+        ["genai-int4-gqa"] = new MimicConfig { Attention = AttentionStyle.FusedGqa, Norm = NormStyle.SimplifiedLayerNormalization, Linear = LinearStyle.MatMulNBits },
+        ["genai-int4-packed-bias"] = new MimicConfig { Attention = AttentionStyle.PackedGqa, Mlp = MlpStyle.FusedGateUpSlice, Linear = LinearStyle.MatMulNBits, QkvBias = true },
     };
 
     /// <summary>Every exporter style the classifier knows: every attention and MLP projection is rewritten, the head is not.</summary>

@@ -22,6 +22,12 @@ public enum LinearStyle
 
     /// <summary>Gemm(x2d, W[N, K], b) with transB = 1 (nn.Linear on 2-D input), with Reshapes around.</summary>
     GemmTransB1,
+
+    /// <summary>
+    /// com.microsoft.MatMulNBits(x, B, scales[, , , bias]): int4 RTN weights in blocks of 32 along K, as the
+    /// onnxruntime-genai builder's <c>-p int4</c> writes them (nodes named .../MatMul_Q4).
+    /// </summary>
+    MatMulNBits,
 }
 
 public enum NormStyle { RmsDecomposed, LayerNormalization, SimplifiedLayerNormalization }
@@ -182,14 +188,36 @@ public sealed class TransformerMimic
     {
         Node node;
         Value result;
-        string nodeName = Name(path, _c.Linear is LinearStyle.GemmConv1D or LinearStyle.GemmTransB1 ? "Gemm" : "MatMul");
+        string nodeName = Name(path, _c.Linear switch { LinearStyle.GemmConv1D or LinearStyle.GemmTransB1 => "Gemm", LinearStyle.MatMulNBits => "MatMul_Q4", _ => "MatMul" });
         switch (_c.Linear)
         {
+            case LinearStyle.MatMulNBits when tiedTable is null:
+            {
+                if (!_weightCache.TryGetValue(path + "#B", out var b) || !_weightCache.TryGetValue(path + "#scales", out var scales))
+                {
+                    // The same weights for every branch of a merged decoder, as for float weights.
+                    var floats = new float[inFeatures * outFeatures];
+                    for (int i = 0; i < floats.Length; i++) floats[i] = (float)(_random.NextDouble() - 0.5);
+                    var q = SparseOnnx.GraphRewriter.Quantization.RtnQuantizer.Quantize(floats, inFeatures, outFeatures, 4, 32);
+                    var weights = new GraphBuilder(_weights);
+                    string weightName = WeightName(path);
+                    b = weights.Initializer(new Tensor(weightName + ".qweight", DataType.UInt8, [outFeatures, q.BlocksPerColumn, 16],
+                        new InMemoryTensorData(SparseOnnx.GraphRewriter.Quantization.MatMulNBitsFormat.PackB(q))));
+                    scales = weights.Initializer(Tensor.FromElements<float>(weightName + ".scales", DataType.Float, [outFeatures * q.BlocksPerColumn], q.Scales));
+                    _weightCache[path + "#B"] = b;
+                    _weightCache[path + "#scales"] = scales;
+                }
+                Value?[] nbitsInputs = bias ? [x, b, scales, null, null, Vector(path + ".bias", outFeatures)] : [x, b, scales];
+                node = _b.Node("com.microsoft", "MatMulNBits", nbitsInputs, 1, nodeName, OnnxAttribute.Int("K", inFeatures), OnnxAttribute.Int("N", outFeatures),
+                    OnnxAttribute.Int("bits", 4), OnnxAttribute.Int("block_size", 32), OnnxAttribute.Int("accuracy_level", 4));
+                Expected.Add(new ExpectedProjection(nodeName, kind, layer));
+                return node.Outputs[0];
+            }
             case LinearStyle.MatMulKn when tiedTable is null:
                 node = _b.Node("", "MatMul", [x, Weight(path, inFeatures, outFeatures)], 1, nodeName);
                 result = node.Outputs[0];
                 break;
-            case LinearStyle.MatMulKn or LinearStyle.MatMulTransposedWeight:
+            case LinearStyle.MatMulKn or LinearStyle.MatMulTransposedWeight or LinearStyle.MatMulNBits:
                 var transposed = _b.Op("Transpose", [tiedTable ?? Weight(path, outFeatures, inFeatures)], OnnxAttribute.Ints("perm", [1, 0]));
                 node = _b.Node("", "MatMul", [x, transposed], 1, nodeName);
                 result = node.Outputs[0];
