@@ -21,6 +21,7 @@
 
 #if defined(__linux__)
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 #include "common/op_common.h"
@@ -188,6 +189,7 @@ class Kernel {
     auto* base = static_cast<unsigned char*>(copy);
     Check(Api(), Api().GetTensorData(codes, &source));
     std::memcpy(base, source, code_bytes);
+    PageOut(source, code_bytes);
     Check(Api(), Api().GetTensorData(scales, &source));
     std::memcpy(base + aligned_codes, source, scale_bytes);
     if (zeros) {
@@ -202,6 +204,21 @@ class Kernel {
     resident_weight_.scales = base + aligned_codes;
     resident_weight_.float16_scales = float16_scales_;
     resident_weight_.zero_points = zeros ? reinterpret_cast<const float*>(base + aligned_codes + aligned_scales) : nullptr;
+  }
+
+  // The codes usually sit in a read-only mapping of the external data file that nothing reads again: ask the
+  // kernel to reclaim those pages now rather than under pressure later, as the float op does (MADV_PAGEOUT
+  // never discards data: clean file pages are re-read if touched). Only whole pages inside the source.
+  static void PageOut(const void* source, size_t bytes) {
+#if defined(__linux__) && defined(MADV_PAGEOUT)
+    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const auto first = (reinterpret_cast<uintptr_t>(source) + page - 1) / page * page;
+    const auto last = (reinterpret_cast<uintptr_t>(source) + bytes) / page * page;
+    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_PAGEOUT);  // advice only
+#else
+    (void)source;
+    (void)bytes;
+#endif
   }
 
   // The weight for one Compute: the resident copy, or the inputs checked now.
