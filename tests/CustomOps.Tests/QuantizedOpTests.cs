@@ -118,4 +118,29 @@ public class QuantizedOpTests
         double difference = Math.Sqrt(exact.Zip(approximate, (x, y) => (double)(x - y) * (x - y)).Average());
         Assert.InRange(difference, 1e-9, 0.01 * rms);
     }
+
+    // The spontaneous-neuron vector becomes the op's bias input: no Add node, the same outputs. (A MatMulNBits
+    // bias input is summed with it into one tensor, which the genai-builder mimics' sparsify test reads as in scope.)
+    [Fact]
+    public void SpontaneousVectorsJoinTheBiasInput()
+    {
+        const int k = 128, n = 80, m = 3;
+        var random = new Random(9);
+        var quantized = Quantized(FloatModel(k, n, Reference.Normal(random, k * n, 0.05f), Reference.Normal(random, n)), 4, 0);
+        byte[] Sparse(bool spontaneous) => Rewrite(quantized, model => new SparsifyPass(new SparsifyOptions
+        {
+            Sparsity = 0.5, SpontaneousNeurons = spontaneous, Kinds = new HashSet<ProjectionKind>(Enum.GetValues<ProjectionKind>()),
+        }).Run(model));
+        var with = Sparse(true);
+        using (var check = ModelLoader.Load(with))
+        {
+            // The model's own bias Add (quantize keeps it) is the only Add: no spontaneous-neuron Add.
+            Assert.Equal(["bias_add"], check.Graph.Nodes.Where(x => x.OpType == "Add").Select(x => x.Name));
+            var node = Assert.Single(check.Graph.Nodes, x => x.OpType == TopKSparseMatMulNBitsOp.OpType);
+            Assert.EndsWith(".spontaneous", node.Inputs[4]!.Name);
+            Assert.Contains(node.MetadataProps, p => p.Key == "sparseonnx.spontaneous");
+        }
+        var a = Reference.Normal(random, m * k);
+        Assert.Equal(Run(Sparse(false), a, m, k), Run(with, a, m, k));
+    }
 }

@@ -61,9 +61,13 @@ public sealed class SparsifyPass : IPass
                     ? TopKSparseMatMulNBitsRule.Apply(projection, setting, _options.Quantization, context)
                     : TopKSparseMatMulRule.Apply(projection, setting, context);
                 bool calibrated = entry?.Spontaneous is not null;
-                if (_options.SpontaneousNeurons)
+                string provenance = calibrated ? CalibrationProvenance() : "none: zeros until calibrated";
+                if (_options.SpontaneousNeurons && UsesQuantizedOp(projection))
+                    TopKSparseMatMulNBitsRule.AttachSpontaneous(model, projection.Node, projection.DisplayName, projection.OutFeatures,
+                        entry?.Spontaneous, provenance);
+                else if (_options.SpontaneousNeurons)
                     SpontaneousNeuronRule.Apply(model, output, projection.DisplayName, projection.OutFeatures, projection.DataType,
-                        entry?.Spontaneous, calibrated ? CalibrationProvenance() : "none: zeros until calibrated");
+                        entry?.Spontaneous, provenance);
                 rewritten.Add(new SparsifiedProjection(projection.DisplayName, projection.GraphPath, projection.Kind, projection.Layer,
                     projection.InFeatures, projection.OutFeatures, projection.DataType, setting.K, setting.Threshold, replaced,
                     _options.SpontaneousNeurons, calibrated && _options.SpontaneousNeurons, setting.Source));
