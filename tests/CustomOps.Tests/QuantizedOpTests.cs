@@ -143,4 +143,54 @@ public class QuantizedOpTests
         var a = Reference.Normal(random, m * k);
         Assert.Equal(Run(Sparse(false), a, m, k), Run(with, a, m, k));
     }
+
+    // Asymmetric weights (uint8 zero points, as other quantizers write them), 8-bit and 4-bit, and a block size
+    // of 64: the rewrite carries the zero points over, and the sparse op equals MatMulNBits on A ⊙ mask.
+    [Theory]
+    [InlineData(4, 64)]
+    [InlineData(8, 32)]
+    public void AsymmetricMatMulNBitsWithZeroPointsIsRewrittenExactly(int bits, int blockSize)
+    {
+        const int k = 200, n = 70, m = 2;
+        var random = new Random(bits + blockSize);
+        long blocks = (k + blockSize - 1) / blockSize, blob = blockSize * bits / 8, zpPerColumn = (blocks * bits + 7) / 8;
+        var b = new byte[n * blocks * blob];
+        random.NextBytes(b);
+        var zp = new byte[n * zpPerColumn];
+        random.NextBytes(zp);
+        var scales = Enumerable.Range(0, (int)(n * blocks)).Select(_ => 0.005f + 0.02f * (float)random.NextDouble()).ToArray();
+        var graph = new Graph("nbits");
+        var builder = new GraphBuilder(graph);
+        var a = builder.Input("A", DataType.Float, "m", (long)k);
+        var node = builder.Node("com.microsoft", "MatMulNBits",
+            [a, builder.Initializer(new Tensor("B", DataType.UInt8, [n, blocks, blob], new InMemoryTensorData(b))),
+             builder.Initializer(Tensor.FromElements<float>("scales", DataType.Float, [n * blocks], scales)),
+             builder.Initializer(new Tensor("zp", DataType.UInt8, [n * zpPerColumn], new InMemoryTensorData(zp)))],
+            1, "/model/layers.0/mlp/down_proj/MatMul_Q4", OnnxAttribute.Int("K", k), OnnxAttribute.Int("N", n), OnnxAttribute.Int("bits", bits),
+            OnnxAttribute.Int("block_size", blockSize), OnnxAttribute.Int("accuracy_level", 0));
+        node.Outputs[0].Name = "Y";
+        builder.Output(node.Outputs[0], DataType.Float, "m", (long)n);
+        byte[] dense;
+        using (var model = new Model(graph) { IrVersion = 8 })
+        {
+            model.OpsetImports.Set("", 17);
+            model.OpsetImports.Set("com.microsoft", 1);
+            dense = ModelSaver.ToBytes(model);
+        }
+        const long kept = 77;
+        var sparse = Rewrite(dense, model => new SparsifyPass(new SparsifyOptions
+        {
+            Sparsity = 1 - (double)kept / k, SpontaneousNeurons = false, Kinds = new HashSet<ProjectionKind>(Enum.GetValues<ProjectionKind>()),
+        }).Run(model));
+        using (var check = ModelLoader.Load(sparse))
+        {
+            var op = Assert.Single(check.Graph.Nodes, x => x.OpType == TopKSparseMatMulNBitsOp.OpType);
+            Assert.NotNull(op.InputOrNull(3));  // the zero points
+        }
+        var x = Reference.Normal(random, m * k);
+        var y = Run(sparse, x, m, k);
+        var expected = Run(dense, Reference.Masked(x, k, kept, null), m, k);
+        double rms = Math.Sqrt(expected.Average(v => (double)v * v));
+        for (int i = 0; i < y.Length; i++) Assert.True(Math.Abs(y[i] - expected[i]) <= 2e-4 * rms, $"at {i}: {y[i]} vs {expected[i]}");
+    }
 }
