@@ -31,23 +31,6 @@ class ArenaScratch final : public ScratchAllocator {
   OrtAllocator* allocator_ = nullptr;
 };
 
-// A scratch buffer freed at scope exit.
-class ScratchBuffer {
- public:
-  ScratchBuffer(ScratchAllocator& allocator, size_t bytes) : allocator_(allocator), data_(allocator.Allocate(bytes)) {}
-  ~ScratchBuffer() { allocator_.Free(data_); }
-  ScratchBuffer(const ScratchBuffer&) = delete;
-  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
-  template <typename T>
-  T* As() const {
-    return static_cast<T*>(data_);
-  }
-
- private:
-  ScratchAllocator& allocator_;
-  void* data_;
-};
-
 // ORT's intra-op thread pool as a ParallelFor. Exceptions in the body are caught on the worker thread
 // (they must not unwind through ORT's pool) and the first one is rethrown on the calling thread.
 inline ParallelFor OrtParallelFor(OrtKernelContext* context) {

@@ -35,23 +35,6 @@ inline float Element(const void* base, ElementType type, int64_t index) {
   return 0.f;
 }
 
-class Scratch {
- public:
-  Scratch(ScratchAllocator& allocator, size_t floats) : allocator_(allocator), data_(static_cast<float*>(allocator.Allocate(floats * sizeof(float)))) {}
-  ~Scratch() { allocator_.Free(data_); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  float* data() const { return data_; }
-
- private:
-  ScratchAllocator& allocator_;
-  float* data_;
-};
-
-}  // namespace
-
-namespace {
-
 // The GEMM with B's panels from `pack_b` (typed B, or dequantized codes) and A of `type`.
 void BlockedGemm(const void* A, int64_t lda, ElementType type, const detail::PanelSource& pack_b, int64_t M, int64_t K,
                  int64_t N, void* Y, int64_t ldy, const ParallelFor& parallel_for, ScratchAllocator& scratch) {
@@ -67,11 +50,11 @@ void BlockedGemm(const void* A, int64_t lda, ElementType type, const detail::Pan
   const int64_t m_panels = (M + mr - 1) / mr, k_blocks = (K + kKc - 1) / kKc;
 
   // A, packed once: panel (k block kb, rows ib*mr..) holds kc steps of mr values, rows beyond M zero.
-  Scratch packed_a(scratch, static_cast<size_t>(k_blocks * m_panels * kKc * mr));
+  ScratchBuffer packed_a(scratch, static_cast<size_t>(k_blocks * m_panels * kKc * mr) * sizeof(float));
   parallel_for(static_cast<size_t>(k_blocks), [&](size_t kb) {
     const int64_t k0 = static_cast<int64_t>(kb) * kKc, kc = std::min(kKc, K - k0);
     for (int64_t ib = 0; ib < m_panels; ++ib) {
-      float* panel = packed_a.data() + (static_cast<int64_t>(kb) * m_panels + ib) * kKc * mr;
+      float* panel = packed_a.As<float>() + (static_cast<int64_t>(kb) * m_panels + ib) * kKc * mr;
       for (int64_t p = 0; p < kc; ++p)
         for (int64_t i = 0; i < mr; ++i) {
           const int64_t row = ib * mr + i;
@@ -84,22 +67,22 @@ void BlockedGemm(const void* A, int64_t lda, ElementType type, const detail::Pan
   parallel_for(static_cast<size_t>(n_blocks), [&](size_t jb) {
     const int64_t n0 = static_cast<int64_t>(jb) * kNc, nc = std::min(kNc, N - n0);
     const int64_t n_panels = (nc + nr - 1) / nr;
-    Scratch packed_b(scratch, static_cast<size_t>(kKc * n_panels * nr));
+    ScratchBuffer packed_b(scratch, static_cast<size_t>(kKc * n_panels * nr) * sizeof(float));
     // float32 output is accumulated in place; 16-bit output in a float32 block converted at the end.
     const bool in_place = type == ElementType::kFloat32;
-    Scratch block(scratch, in_place ? 1 : static_cast<size_t>(M * nc));
-    float* c = in_place ? static_cast<float*>(Y) + n0 : block.data();
+    ScratchBuffer block(scratch, (in_place ? 1 : static_cast<size_t>(M * nc)) * sizeof(float));
+    float* c = in_place ? static_cast<float*>(Y) + n0 : block.As<float>();
     const int64_t ldc = in_place ? ldy : nc;
 
     for (int64_t kb = 0; kb < k_blocks; ++kb) {
       const int64_t k0 = kb * kKc, kc = std::min(kKc, K - k0);
       for (int64_t jr = 0; jr < n_panels; ++jr)
-        pack_b(k0, kc, n0 + jr * nr, std::min(nr, nc - jr * nr), nr, packed_b.data() + jr * kKc * nr);
+        pack_b(k0, kc, n0 + jr * nr, std::min(nr, nc - jr * nr), nr, packed_b.As<float>() + jr * kKc * nr);
       for (int64_t ib = 0; ib < m_panels; ++ib) {
-        const float* a_panel = packed_a.data() + (kb * m_panels + ib) * kKc * mr;
+        const float* a_panel = packed_a.As<float>() + (kb * m_panels + ib) * kKc * mr;
         const int64_t rows = std::min(mr, M - ib * mr);
         for (int64_t jr = 0; jr < n_panels; ++jr)
-          kernels.gemm_micro_kernel(a_panel, packed_b.data() + jr * kKc * nr, kc, c + ib * mr * ldc + jr * nr, ldc, rows,
+          kernels.gemm_micro_kernel(a_panel, packed_b.As<float>() + jr * kKc * nr, kc, c + ib * mr * ldc + jr * nr, ldc, rows,
                                     std::min(nr, nc - jr * nr), kb > 0);
       }
     }

@@ -155,22 +155,6 @@ bool AllFinite(const float* values, size_t count) {
   return true;
 }
 
-class ScratchArray {
- public:
-  ScratchArray(ScratchAllocator& allocator, size_t bytes) : allocator_(allocator), data_(allocator.Allocate(std::max<size_t>(bytes, 1))) {}
-  ~ScratchArray() { allocator_.Free(data_); }
-  ScratchArray(const ScratchArray&) = delete;
-  ScratchArray& operator=(const ScratchArray&) = delete;
-  template <typename T>
-  T* As() const {
-    return static_cast<T*>(data_);
-  }
-
- private:
-  ScratchAllocator& allocator_;
-  void* data_;
-};
-
 }  // namespace
 
 void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, int64_t M, const int32_t* indices,
@@ -181,9 +165,9 @@ void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, in
 
   // Per row of A: where each block's kept entries start in its list, and (kInt8) their int8 values and
   // each block's activation scale. Rows with Inf or NaN take the float path weight by weight.
-  ScratchArray starts(scratch, static_cast<size_t>(M * (blocks + 1)) * sizeof(size_t));
-  ScratchArray quantized(scratch, static_cast<size_t>(M * K));
-  ScratchArray activation_scales(scratch, static_cast<size_t>(M * blocks) * sizeof(float));
+  ScratchBuffer starts(scratch, static_cast<size_t>(M * (blocks + 1)) * sizeof(size_t));
+  ScratchBuffer quantized(scratch, static_cast<size_t>(M * K));
+  ScratchBuffer activation_scales(scratch, static_cast<size_t>(M * blocks) * sizeof(float));
   std::vector<char> finite(static_cast<size_t>(M));
   for (int64_t m = 0; m < M; ++m) {
     const int32_t* row_indices = indices + m * K;
@@ -210,7 +194,7 @@ void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, in
   const int64_t range_chunks = (chunks + ranges - 1) / ranges;
   const int64_t partitions = std::clamp<int64_t>((detail::kQuantMinTasks + ranges - 1) / ranges, 1, blocks);
   const int64_t tile_width = range_chunks * kQuantChunkColumns;
-  ScratchArray tiles(scratch, static_cast<size_t>(ranges * partitions * M * tile_width) * sizeof(float));
+  ScratchBuffer tiles(scratch, static_cast<size_t>(ranges * partitions * M * tile_width) * sizeof(float));
   std::vector<std::atomic<int64_t>> finished(static_cast<size_t>(ranges));
   for (auto& f : finished) f.store(0);
   const int64_t row_bytes = QuantRowBytes(w.bits, w.N);

@@ -27,15 +27,6 @@ constexpr size_t kRowsPerBlock = 8;
 // Columns summed per phase-2 task.
 constexpr int64_t kReduceColumns = 2048;
 
-struct ScratchBuffer {
-  ScratchAllocator& allocator;
-  void* data;
-  ScratchBuffer(ScratchAllocator& a, size_t bytes) : allocator(a), data(a.Allocate(bytes)) {}
-  ~ScratchBuffer() { allocator.Free(data); }
-  ScratchBuffer(const ScratchBuffer&) = delete;
-  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
-};
-
 }  // namespace
 
 void SelectedRowsProduct(const SelectedRows& selected, const void* B, ElementType type, int64_t N, void* Y,
@@ -54,7 +45,7 @@ void SelectedRowsProduct(const SelectedRows& selected, const void* B, ElementTyp
   const size_t partitions = std::clamp<size_t>((U + min_rows - 1) / min_rows, 1, kMaxPartitions);
   const size_t partial_floats = static_cast<size_t>(M * N);
   ScratchBuffer partials(scratch, partitions * partial_floats * sizeof(float));
-  auto* partial = static_cast<float*>(partials.data);
+  auto* partial = partials.As<float>();
 
   parallel_for(partitions, [&](size_t p) {
     const size_t begin = U * p / partitions, end = U * (p + 1) / partitions;

@@ -67,6 +67,23 @@ struct ScratchAllocator {
   virtual void Free(void* p) = 0;
 };
 
+// A scratch buffer of `bytes` from a ScratchAllocator, freed at scope exit.
+class ScratchBuffer {
+ public:
+  ScratchBuffer(ScratchAllocator& allocator, size_t bytes) : allocator_(allocator), data_(allocator.Allocate(bytes)) {}
+  ~ScratchBuffer() { allocator_.Free(data_); }
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  template <typename T>
+  T* As() const {
+    return static_cast<T*>(data_);
+  }
+
+ private:
+  ScratchAllocator& allocator_;
+  void* data_;
+};
+
 // Rows of B selected by at least one row of A, and what each row of A multiplies them by.
 struct SelectedRows {
   const int32_t* rows = nullptr;  // U distinct row indices of B, ascending
