@@ -50,17 +50,27 @@ TensorView Describe(const OrtValue* value) {
   return view;
 }
 
-NodeContract::NodeContract(const OrtKernelInfo* info, const TypedOp& op) : op_(op) {
+std::string NodeName(const OrtKernelInfo* info) {
   size_t size = 0;
-  if (Api().KernelInfo_GetNodeName(info, nullptr, &size) == nullptr && size > 0) {
-    std::vector<char> name(size);
-    Check(Api(), Api().KernelInfo_GetNodeName(info, name.data(), &size));
-    node_name_ = name.data();
-  }
-  ReadAttributes(info);
+  if (Api().KernelInfo_GetNodeName(info, nullptr, &size) != nullptr || size == 0) return "";
+  std::vector<char> name(size);
+  Check(Api(), Api().KernelInfo_GetNodeName(info, name.data(), &size));
+  return name.data();
 }
 
-void NodeContract::ReadAttributes(const OrtKernelInfo* info) {
+const OrtValue* ConstantInput(const OrtKernelInfo* info, size_t index) {
+  int is_constant = 0;
+  const OrtValue* value = nullptr;
+  OrtStatus* status = Api().KernelInfoGetConstantInput_tensor(info, index, &is_constant, &value);
+  if (status) {
+    Api().ReleaseStatus(status);
+    return nullptr;
+  }
+  return is_constant ? value : nullptr;
+}
+
+SelectionRule ReadSelectionRule(const OrtKernelInfo* info, const std::string& where) {
+  auto fail = [&](const std::string& problem) { throw OrtError(ORT_INVALID_ARGUMENT, where + ": " + problem); };
   int64_t k = 0;
   float threshold = 0.f;
   OrtStatus* k_status = Api().KernelInfoGetAttribute_int64(info, "k", &k);
@@ -69,26 +79,19 @@ void NodeContract::ReadAttributes(const OrtKernelInfo* info) {
   if (k_status) Api().ReleaseStatus(k_status);
   if (t_status) Api().ReleaseStatus(t_status);
   if (has_k == has_threshold)
-    Fail(std::string("needs exactly one of the attributes 'k' (int) and 'threshold' (float); it has ") + (has_k ? "both" : "neither"));
+    fail(std::string("needs exactly one of the attributes 'k' (int) and 'threshold' (float); it has ") + (has_k ? "both" : "neither"));
   if (has_k) {
-    if (k < 1) Fail("attribute k must be at least 1, got " + std::to_string(k));
-    rule_ = SelectionRule::TopK(k);
-  } else {
-    if (!(threshold >= 0.f)) Fail("attribute threshold must be a non-negative number, got " + std::to_string(threshold));
-    rule_ = SelectionRule::Threshold(threshold);
+    if (k < 1) fail("attribute k must be at least 1, got " + std::to_string(k));
+    return SelectionRule::TopK(k);
   }
+  if (!(threshold >= 0.f)) fail("attribute threshold must be a non-negative number, got " + std::to_string(threshold));
+  return SelectionRule::Threshold(threshold);
 }
 
-const OrtValue* NodeContract::ConstantB(const OrtKernelInfo* info) {
-  int is_constant = 0;
-  const OrtValue* b = nullptr;
-  OrtStatus* status = Api().KernelInfoGetConstantInput_tensor(info, 1, &is_constant, &b);
-  if (status) {
-    Api().ReleaseStatus(status);
-    return nullptr;
-  }
-  return is_constant ? b : nullptr;
-}
+NodeContract::NodeContract(const OrtKernelInfo* info, const TypedOp& op)
+    : op_(op), node_name_(NodeName(info)), rule_(ReadSelectionRule(info, Where())) {}
+
+const OrtValue* NodeContract::ConstantB(const OrtKernelInfo* info) { return ConstantInput(info, 1); }
 
 void NodeContract::CheckConstantB(const OrtValue* b) const {
   const TensorView view = Describe(b);

@@ -27,6 +27,14 @@ struct TensorView {
 };
 TensorView Describe(const OrtValue* value);
 
+// The node's name ("" when it has none).
+std::string NodeName(const OrtKernelInfo* info);
+// Input `index` when it is a constant initializer, else null.
+const OrtValue* ConstantInput(const OrtKernelInfo* info, size_t index);
+// The selection attributes of a sparse op: exactly one of `k` (>= 1) and `threshold` (>= 0). Errors start
+// with `where` (the op and node).
+SelectionRule ReadSelectionRule(const OrtKernelInfo* info, const std::string& where);
+
 // One registered variant of the op: the C description ORT sees, plus the element type and provider it is for.
 struct TypedOp : OrtCustomOp {
   ONNXTensorElementDataType onnx_type;
@@ -61,7 +69,6 @@ class NodeContract {
   ProductInputs ReadInputs(OrtKernelContext* context) const;
 
  private:
-  void ReadAttributes(const OrtKernelInfo* info);
 
   const TypedOp& op_;
   std::string node_name_;

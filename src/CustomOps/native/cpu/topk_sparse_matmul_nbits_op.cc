@@ -19,13 +19,9 @@
 #include <string>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#include <unistd.h>
-#endif
-
 #include "common/op_common.h"
 #include "common/ort_parallel.h"
+#include "common/resident_memory.h"
 #include "sparseonnx/kernels.h"
 #include "sparseonnx/quantized_rows.h"
 
@@ -40,14 +36,6 @@ constexpr int64_t kMaxSelectedRowsBatch = 16;
 
 enum Input : size_t { kA = 0, kCodes = 1, kScales = 2, kZeroPoints = 3, kBias = 4, kInputCount = 5 };
 
-std::string NodeName(const OrtKernelInfo* info) {
-  size_t size = 0;
-  if (Api().KernelInfo_GetNodeName(info, nullptr, &size) != nullptr || size == 0) return "";
-  std::vector<char> name(size);
-  Check(Api(), Api().KernelInfo_GetNodeName(info, name.data(), &size));
-  return name.data();
-}
-
 bool IntAttribute(const OrtKernelInfo* info, const char* name, int64_t* value) {
   OrtStatus* status = Api().KernelInfoGetAttribute_int64(info, name, value);
   if (status == nullptr) return true;
@@ -55,29 +43,14 @@ bool IntAttribute(const OrtKernelInfo* info, const char* name, int64_t* value) {
   return false;
 }
 
-const OrtValue* ConstantInput(const OrtKernelInfo* info, size_t index) {
-  int is_constant = 0;
-  const OrtValue* value = nullptr;
-  OrtStatus* status = Api().KernelInfoGetConstantInput_tensor(info, index, &is_constant, &value);
-  if (status) {
-    Api().ReleaseStatus(status);
-    return nullptr;
-  }
-  return is_constant ? value : nullptr;
-}
-
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-
 class Kernel {
  public:
-  explicit Kernel(const OrtKernelInfo* info) : node_name_(NodeName(info)) {
+  explicit Kernel(const OrtKernelInfo* info) : node_name_(op::NodeName(info)) {
     ReadAttributes(info);
-    const OrtValue* codes = ConstantInput(info, kCodes);
-    const OrtValue* scales = ConstantInput(info, kScales);
-    const OrtValue* zeros = ConstantInput(info, kZeroPoints);
-    const OrtValue* bias = ConstantInput(info, kBias);
+    const OrtValue* codes = op::ConstantInput(info, kCodes);
+    const OrtValue* scales = op::ConstantInput(info, kScales);
+    const OrtValue* zeros = op::ConstantInput(info, kZeroPoints);
+    const OrtValue* bias = op::ConstantInput(info, kBias);
     if (codes) CheckTensor(codes, "codes", ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, {K_, QuantRowBytes(bits_, N_)});
     if (scales) float16_scales_ = CheckScales(scales, "scales", true);
     if (zeros) CheckScales(zeros, "zero_points", false);
@@ -119,21 +92,9 @@ class Kernel {
     if (accuracy != 0 && accuracy != 4) Fail("accuracy_level must be 0 (float32) or 4 (int8 activations), got " + std::to_string(accuracy));
     accuracy_ = accuracy == 4 ? QuantAccuracy::kInt8 : QuantAccuracy::kFloat;
 
-    int64_t k = 0;
-    float threshold = 0.f;
-    const bool has_k = IntAttribute(info, "k", &k);
-    OrtStatus* t_status = Api().KernelInfoGetAttribute_float(info, "threshold", &threshold);
-    const bool has_threshold = t_status == nullptr;
-    if (t_status) Api().ReleaseStatus(t_status);
-    if (has_k == has_threshold)
-      Fail(std::string("needs exactly one of the attributes 'k' (int) and 'threshold' (float); it has ") + (has_k ? "both" : "neither"));
-    if (has_k) {
-      if (k < 1 || k > K_) Fail("attribute k must be in [1, K = " + std::to_string(K_) + "], got " + std::to_string(k));
-      rule_ = SelectionRule::TopK(k);
-    } else {
-      if (!(threshold >= 0.f)) Fail("attribute threshold must be a non-negative number, got " + std::to_string(threshold));
-      rule_ = SelectionRule::Threshold(threshold);
-    }
+    rule_ = op::ReadSelectionRule(info, Where());
+    if (rule_.mode == SelectionRule::Mode::kTopK && rule_.k > K_)
+      Fail("attribute k must be in [1, K = " + std::to_string(K_) + "], got " + std::to_string(rule_.k));
   }
 
   void CheckTensor(const OrtValue* value, const char* name, ONNXTensorElementDataType type, const std::vector<int64_t>& dims) const {
@@ -168,25 +129,17 @@ class Kernel {
 
   int64_t Blocks() const { return (K_ + block_size_ - 1) / block_size_; }
 
-  // Constant weights are copied once into memory of our own, 2 MiB-aligned and advised for huge pages:
-  // ORT memory-maps large external initializers, and reading selected rows of a file-backed mapping was
-  // measured far slower than anonymous memory (docs/benchmarks.md, the float op's resident copy).
+  // Constant weights are copied once into memory of our own (common/resident_memory.h), the mapped codes
+  // paged out.
   void KeepResidentCopy(const OrtValue* codes, const OrtValue* scales, const OrtValue* zeros) {
     const size_t code_bytes = QuantCodesBytes(bits_, K_, N_);
     const size_t scale_count = QuantScaleCount(K_, N_, block_size_);
     const size_t scale_bytes = scale_count * (float16_scales_ ? 2 : 4), zero_bytes = zeros ? scale_count * sizeof(float) : 0;
     const size_t aligned_codes = (code_bytes + 63) / 64 * 64, aligned_scales = (scale_bytes + 63) / 64 * 64;
-    const size_t bytes = aligned_codes + aligned_scales + zero_bytes;
-    constexpr size_t kHugePage = size_t{2} << 20;
-    const size_t reserved = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-    void* copy = nullptr;
-    if (posix_memalign(&copy, kHugePage, reserved) != 0) return;  // read the weights where ORT keeps them
-    resident_.reset(copy);
-#if defined(__linux__)
-    madvise(copy, reserved, MADV_HUGEPAGE);  // advice only
-#endif
+    resident_ = AllocateResident(aligned_codes + aligned_scales + zero_bytes);
+    if (!resident_) return;  // read the weights where ORT keeps them
     const void* source = nullptr;
-    auto* base = static_cast<unsigned char*>(copy);
+    auto* base = static_cast<unsigned char*>(resident_.get());
     Check(Api(), Api().GetTensorData(codes, &source));
     std::memcpy(base, source, code_bytes);
     PageOut(source, code_bytes);
@@ -206,21 +159,6 @@ class Kernel {
     resident_weight_.zero_points = zeros ? reinterpret_cast<const float*>(base + aligned_codes + aligned_scales) : nullptr;
   }
 
-  // The codes usually sit in a read-only mapping of the external data file that nothing reads again: ask the
-  // kernel to reclaim those pages now rather than under pressure later, as the float op does (MADV_PAGEOUT
-  // never discards data: clean file pages are re-read if touched). Only whole pages inside the source.
-  static void PageOut(const void* source, size_t bytes) {
-#if defined(__linux__) && defined(MADV_PAGEOUT)
-    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    const auto first = (reinterpret_cast<uintptr_t>(source) + page - 1) / page * page;
-    const auto last = (reinterpret_cast<uintptr_t>(source) + bytes) / page * page;
-    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_PAGEOUT);  // advice only
-#else
-    (void)source;
-    (void)bytes;
-#endif
-  }
-
   // The weight for one Compute: the resident copy, or the inputs checked now.
   QuantizedRows Weight(OrtKernelContext* context) const;
 
@@ -230,7 +168,7 @@ class Kernel {
   QuantAccuracy accuracy_ = QuantAccuracy::kFloat;
   bool float16_scales_ = false;
   SelectionRule rule_;
-  std::unique_ptr<void, FreeDeleter> resident_;
+  ResidentMemory resident_;
   QuantizedRows resident_weight_;
   OrtMemoryInfo* memory_info_ = nullptr;
 };

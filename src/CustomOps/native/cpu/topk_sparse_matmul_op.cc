@@ -19,13 +19,9 @@
 #include <string>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#include <unistd.h>
-#endif
-
 #include "common/op_common.h"
 #include "common/ort_parallel.h"
+#include "common/resident_memory.h"
 #include "sparseonnx/kernels.h"
 
 namespace sparseonnx::cpu {
@@ -40,8 +36,6 @@ using op::TypedOp;
 // MatMul run through the op invocation API cannot use the pre-packed B a MatMul node gets and was measured
 // slower at every M from 1 to 16 (docs/benchmarks.md). Beyond it (prefill), the masked dense GEMM wins.
 constexpr int64_t kMaxSelectedRowsBatch = 16;
-
-using Buffer = ScratchBuffer;
 
 class Kernel {
  public:
@@ -64,36 +58,23 @@ class Kernel {
   void Compute(OrtKernelContext* context) const;
 
  private:
-  struct FreeDeleter {
-    void operator()(void* p) const { std::free(p); }
-  };
-
-  // A constant B is copied once, at session creation, into memory of our own: 2 MiB-aligned and advised
-  // for transparent huge pages. ORT memory-maps large external initializers, and reading selected rows of a
-  // file-backed mapping was measured 1.7× slower than the same rows in anonymous memory on a
-  // Llama-3.2-1B-sized model (huge pages add another 15%); ORT's own MatMul never reads the mapping after
-  // it pre-packs B, so without the copy the sparse op would lose exactly where it should win. The mapped
-  // pages stay in the page cache, reclaimable. Without a constant B (or when the allocation fails) the op
-  // reads B where ORT keeps it.
+  // A constant B is copied once, at session creation, into memory of our own (common/resident_memory.h):
+  // ORT's own MatMul never reads the mapping after it pre-packs B, so without the copy the sparse op would
+  // lose exactly where it should win. Without a constant B (or when the allocation fails) the op reads B
+  // where ORT keeps it.
   void KeepResidentCopyOfB(const OrtValue* b) {
     const op::TensorView view = op::Describe(b);
     const size_t bytes = static_cast<size_t>(view.dims[0] * view.dims[1]) * ElementSize(op_.element_type);
     const void* source = nullptr;
     Check(Api(), Api().GetTensorData(b, &source));
-    constexpr size_t kHugePage = size_t{2} << 20;
-    const size_t reserved = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-    void* copy = nullptr;
-    if (bytes == 0 || posix_memalign(&copy, kHugePage, reserved) != 0) return;
-    resident_b_.reset(copy);
-#if defined(__linux__)
-    madvise(copy, reserved, MADV_HUGEPAGE);  // advice only: failure is harmless
-#endif
-    std::memcpy(copy, source, bytes);
+    resident_b_ = AllocateResident(bytes);
+    if (!resident_b_) return;
+    std::memcpy(resident_b_.get(), source, bytes);
     // The copy is only an optimisation: if ORT cannot wrap it as a tensor, drop it rather than fail the session.
     OrtStatus* wrap = Api().CreateCpuMemoryInfo(OrtDeviceAllocator, OrtMemTypeDefault, &resident_b_memory_);
     if (wrap == nullptr)
-      wrap = Api().CreateTensorWithDataAsOrtValue(resident_b_memory_, copy, bytes, view.dims.data(), view.dims.size(), op_.onnx_type,
-                                                  &resident_b_value_);
+      wrap = Api().CreateTensorWithDataAsOrtValue(resident_b_memory_, resident_b_.get(), bytes, view.dims.data(), view.dims.size(),
+                                                  op_.onnx_type, &resident_b_value_);
     if (wrap != nullptr) {
       Api().ReleaseStatus(wrap);
       if (resident_b_memory_) Api().ReleaseMemoryInfo(resident_b_memory_);
@@ -102,16 +83,7 @@ class Kernel {
       resident_b_.reset();
       return;
     }
-#if defined(__linux__) && defined(MADV_PAGEOUT)
-    // The source is usually a read-only mapping of the external data file that nothing reads again: ask the
-    // kernel to reclaim those pages now rather than under pressure later (reclaim of a large model's page
-    // cache while decoding was measured to cost whole tokens). MADV_PAGEOUT never discards data: clean file
-    // pages are re-read if touched, anonymous ones are kept (or swapped). Only whole pages inside the source.
-    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    const auto first = (reinterpret_cast<uintptr_t>(source) + page - 1) / page * page;
-    const auto last = (reinterpret_cast<uintptr_t>(source) + bytes) / page * page;
-    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_PAGEOUT);  // advice only
-#endif
+    PageOut(source, bytes);
   }
 
   // ORT's own MatMul (MLAS) for float32 prefill. Float16 and bfloat16 use DenseGemm: ORT has no bfloat16
@@ -144,7 +116,7 @@ class Kernel {
   const SelectionRule rule_;
   OrtOp* dense_matmul_ = nullptr;
   OrtMemoryInfo* memory_info_ = nullptr;
-  std::unique_ptr<void, FreeDeleter> resident_b_;  // the copy of a constant B, or null
+  ResidentMemory resident_b_;  // the copy of a constant B, or null
   OrtMemoryInfo* resident_b_memory_ = nullptr;
   OrtValue* resident_b_value_ = nullptr;          // resident_b_ as a tensor, for ORT's MatMul
 };
@@ -192,9 +164,9 @@ void Kernel::MaskedDenseProduct(OrtKernelContext* context, const op::TensorView&
     return;
   }
   const size_t row_bytes = static_cast<size_t>(K) * ElementSize(op_.element_type);
-  Buffer masked(scratch, keep_all ? 1 : static_cast<size_t>(M) * row_bytes);
+  ScratchBuffer masked(scratch, keep_all ? 1 : static_cast<size_t>(M) * row_bytes);
   if (!keep_all) {
-    Buffer keys(scratch, static_cast<size_t>(M * K) * sizeof(uint32_t));
+    ScratchBuffer keys(scratch, static_cast<size_t>(M * K) * sizeof(uint32_t));
     parallel_for(static_cast<size_t>(M), [&](size_t m) {
       MaskRow(static_cast<const unsigned char*>(a_data) + m * row_bytes, op_.element_type, K, rule_,
               masked.As<unsigned char>() + m * row_bytes, keys.As<uint32_t>() + m * static_cast<size_t>(K));
@@ -221,13 +193,13 @@ void Kernel::SelectedRowsPath(const void* a_data, const void* b_data, void* y_da
                               const ParallelFor& parallel_for, ScratchAllocator& scratch) const {
   const size_t element = ElementSize(op_.element_type);
   const int64_t chunk = std::min(M, kMaxSelectedRowsBatch);
-  Buffer indices(scratch, static_cast<size_t>(chunk * K) * sizeof(int32_t));
-  Buffer values(scratch, static_cast<size_t>(chunk * K) * sizeof(float));
-  Buffer keys(scratch, static_cast<size_t>(chunk * K) * sizeof(uint32_t));
-  Buffer counts(scratch, static_cast<size_t>(chunk) * sizeof(size_t));
-  Buffer union_rows(scratch, static_cast<size_t>(K) * sizeof(int32_t));
-  Buffer position(scratch, static_cast<size_t>(K) * sizeof(int32_t));
-  Buffer coef(scratch, static_cast<size_t>(chunk * K) * sizeof(float));
+  ScratchBuffer indices(scratch, static_cast<size_t>(chunk * K) * sizeof(int32_t));
+  ScratchBuffer values(scratch, static_cast<size_t>(chunk * K) * sizeof(float));
+  ScratchBuffer keys(scratch, static_cast<size_t>(chunk * K) * sizeof(uint32_t));
+  ScratchBuffer counts(scratch, static_cast<size_t>(chunk) * sizeof(size_t));
+  ScratchBuffer union_rows(scratch, static_cast<size_t>(K) * sizeof(int32_t));
+  ScratchBuffer position(scratch, static_cast<size_t>(K) * sizeof(int32_t));
+  ScratchBuffer coef(scratch, static_cast<size_t>(chunk * K) * sizeof(float));
 
   for (int64_t m0 = 0; m0 < M; m0 += chunk) {
     const int64_t rows = std::min(chunk, M - m0);
