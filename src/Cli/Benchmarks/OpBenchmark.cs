@@ -256,11 +256,11 @@ public static class OpBenchmark
         _ => OrtValue.CreateTensorValueFromMemory(values, shape),
     };
 
-    private static float[] Normal(Random random, int count) =>
+    internal static float[] Normal(Random random, int count) =>
         Enumerable.Range(0, count).Select(_ => (float)(Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()))).ToArray();
 
     /// <summary>Which op library file ran (path, size, modification time), so a result can be traced to a build.</summary>
-    private static string LibraryDescription()
+    internal static string LibraryDescription()
     {
         var file = new FileInfo(SparseOnnxOps.LibraryPath);
         return $"{file.FullName} ({file.Length} bytes, {file.LastWriteTimeUtc:yyyy-MM-dd HH:mm:ss} UTC)";

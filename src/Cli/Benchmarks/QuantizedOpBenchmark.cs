@@ -37,8 +37,7 @@ public static class QuantizedOpBenchmark
 
         var random = new Random(1234);
         var weights = Enumerable.Range(0, copies).Select(c => RandomWeight(bits, k, n, blockSize, new Random(100 + c))).ToArray();
-        bool half = float16Scales;
-        var inputs = Enumerable.Range(0, 8).Select(_ => Normal(random, options.M * options.K)).ToArray();
+        var inputs = Enumerable.Range(0, 8).Select(_ => OpBenchmark.Normal(random, options.M * options.K)).ToArray();
 
         string folder = Path.Combine(Path.GetTempPath(), $"sparseonnx-bench-q-{Guid.NewGuid():N}");
         Directory.CreateDirectory(folder);
@@ -57,18 +56,17 @@ public static class QuantizedOpBenchmark
             foreach (double sparsity in options.Sparsities)
             {
                 long kept = SparsifyOptions.KeptEntries(sparsity, k);
-                string path = Write(folder, $"sparse_{kept}.onnx", o => SparseModel(o, weights, bits, blockSize, accuracyLevel, kept, half), options);
+                string path = Write(folder, $"sparse_{kept}.onnx", o => SparseModel(o, weights, bits, blockSize, accuracyLevel, kept, float16Scales), options);
                 using var sparse = new InferenceSession(path, sessionOptions);
                 progress($"sparsity {sparsity:0.##}: {options.Iterations} interleaved runs of each op");
                 var sessions = new[] { (sparse, copies), (dense4, copies), (dense0, copies), (dense32, floatCopies) };
                 var times = TimeInterleaved(sessions, options, inputs);
                 double sparseMs = times[0], l4 = times[1], l0 = times[2], f32 = times[3];
-                double bytes = SparseBytes(inputs, options, kept, bits, blockSize, half ? 2 : 4);
+                double bytes = SparseBytes(inputs, options, kept, bits, blockSize, float16Scales ? 2 : 4);
                 rows.Add(new QuantizedBenchmarkRow(sparsity, kept, sparseMs, l4, l0, f32, l4 / sparseMs, l0 / sparseMs, f32 / sparseMs, bytes, bytes / (sparseMs * 1e6)));
             }
-            var file = new FileInfo(SparseOnnxOps.LibraryPath);
             return new QuantizedBenchmarkReport(options, bits, blockSize, accuracyLevel, float16Scales, copies, machine, OrtEnv.Instance().GetVersionString(),
-                $"{file.FullName} ({file.Length} bytes, {file.LastWriteTimeUtc:yyyy-MM-dd HH:mm:ss} UTC)", denseBytes, rows);
+                OpBenchmark.LibraryDescription(), denseBytes, rows);
         }
         finally
         {
@@ -222,7 +220,4 @@ public static class QuantizedOpBenchmark
             foreach (var v in values) v.Dispose();
         }
     }
-
-    private static float[] Normal(Random random, int count) =>
-        Enumerable.Range(0, count).Select(_ => (float)(Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()))).ToArray();
 }
