@@ -75,16 +75,7 @@ public sealed class QuantizePass(QuantizeOptions options) : IPass
         long k = projection.InFeatures, n = projection.OutFeatures, blocks = (k + q.BlockSize - 1) / q.BlockSize;
         var tensor = ProjectionFinder.ConstantTensor(projection.Weight)!;
         bool transposed = projection.WeightStoredTransposed;
-        NBitsBlocks Read()
-        {
-            using var lease = tensor.Data.Acquire();
-            var values = lease.AsSpan<float>();
-            if (!transposed) return RtnQuantizer.Quantize(values, k, n, q.Bits, q.BlockSize, q.Float16Scales);
-            var kn = new float[checked(k * n)];
-            for (long row = 0; row < n; row++)
-                for (long col = 0; col < k; col++) kn[col * n + row] = values[(int)(row * k + col)];
-            return RtnQuantizer.Quantize(kn, k, n, q.Bits, q.BlockSize, q.Float16Scales);
-        }
+        NBitsBlocks Read() => RtnQuantizer.Quantize(TopKSparseMatMulNBitsRule.WeightKn(tensor, transposed, k, n), k, n, q.Bits, q.BlockSize, q.Float16Scales);
         string name = projection.DisplayName;
         long blob = q.BlockSize * q.Bits / 8;
         var b = graph.Initializers.Add(new Tensor(model.UniqueName(name + ".qweight"), DataType.UInt8, [n, blocks, blob],

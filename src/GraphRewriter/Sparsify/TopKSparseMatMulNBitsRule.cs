@@ -181,7 +181,7 @@ internal static class TopKSparseMatMulNBitsRule
     }
 
     /// <summary>The float weight as [K, N] row-major values.</summary>
-    private static float[] WeightKn(Tensor tensor, bool storedTransposed, long k, long n)
+    internal static float[] WeightKn(Tensor tensor, bool storedTransposed, long k, long n)
     {
         using var lease = tensor.Data.Acquire();
         var values = lease.AsSpan<float>();
