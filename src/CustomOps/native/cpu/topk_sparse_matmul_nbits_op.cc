@@ -3,8 +3,9 @@
 // Y = (A ⊙ mask) · W (+ bias) for a weight W of N-bit codes stored by input row (quantized_rows.h):
 //   * up to kMaxSelectedRowsBatch rows of A (decode): each row selects its entries, and only the selected
 //     rows of W are read (QuantizedSelectedProduct), under the node's accuracy_level.
-//   * more rows (prefill): A ⊙ mask is multiplied densely by W dequantized panel by panel
-//     (QuantizedDenseProduct), in float32 whatever the accuracy_level.
+//   * more rows (prefill): A ⊙ mask is multiplied densely by W (QuantizedDenseProduct): at accuracy_level 4
+//     with 4-bit codes in the decode product's integer arithmetic, otherwise in float32 with W dequantized
+//     panel by panel.
 // Every entry point converts errors into an OrtStatus: nothing throws across the C ABI, and a malformed
 // weight fails the node (at session creation when the weight is a constant) with a message naming it.
 #include "topk_sparse_matmul_nbits_op.h"
@@ -248,7 +249,7 @@ void Kernel::Compute(OrtKernelContext* context) const {
         MaskRow(a_data + m * K, ElementType::kFloat32, K_, rule_, masked.As<float>() + m * K, keys.As<uint32_t>() + m * K);
       });
     }
-    QuantizedDenseProduct(w, keep_all ? a_data : masked.As<float>(), M, bias, y_data, parallel_for, scratch);
+    QuantizedDenseProduct(w, accuracy_, keep_all ? a_data : masked.As<float>(), M, bias, y_data, parallel_for, scratch);
     return;
   }
   ScratchBuffer indices(scratch, static_cast<size_t>(M) * K * sizeof(int32_t));

@@ -62,8 +62,12 @@ float QuantizeActivations(const float* values, size_t count, int8_t* a_int) {
   for (size_t i = 0; i < count; ++i) absmax = std::max(absmax, std::abs(values[i]));
   const float scale = absmax / 127.f;
   const float inverse = absmax > 0.f ? 127.f / absmax : 0.f;
-  for (size_t i = 0; i < count; ++i)
-    a_int[i] = static_cast<int8_t>(std::clamp(std::nearbyint(values[i] * inverse), -127.f, 127.f));
+  for (size_t i = 0; i < count; ++i) {
+    // A block with Inf or NaN quantizes to garbage that no caller uses (such rows are multiplied in float32),
+    // but never converts NaN to an integer.
+    const float r = std::nearbyint(values[i] * inverse);
+    a_int[i] = std::isnan(r) ? int8_t{0} : static_cast<int8_t>(std::clamp(r, -127.f, 127.f));
+  }
   return scale;
 }
 
@@ -249,8 +253,10 @@ void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, in
   });
 }
 
-void QuantizedDenseProduct(const QuantizedRows& w, const float* A, int64_t M, const float* bias, float* Y,
+void QuantizedDenseProduct(const QuantizedRows& w, QuantAccuracy accuracy, const float* A, int64_t M, const float* bias, float* Y,
                            const ParallelFor& parallel_for, ScratchAllocator& scratch) {
+  if (M <= 0 || w.N <= 0) return;
+  if (accuracy == QuantAccuracy::kInt8 && w.bits == 4) return detail::Int8DenseProduct(w, A, M, bias, Y, parallel_for, scratch);
   const detail::DequantizePanelFn dequantize = detail::ActiveDequantizePanel();
   const detail::PanelSource source = [&w, dequantize](int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t nr, float* panel) {
     dequantize(w, k0, kc, n0, width, nr, panel);

@@ -51,4 +51,33 @@ void DequantizePanelAvx2(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t
 using DequantizePanelFn = void (*)(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t n0, int64_t width, int64_t nr, float* panel);
 DequantizePanelFn ActiveDequantizePanel();
 
+// The int8 prefill GEMM (kInt8, 4-bit codes): one group of W's rows (group_rows consecutive input channels,
+// within one block) against `rows` rows of A quantized to int8. Pairs of W rows are byte-interleaved and
+// multiplied by vpmaddubsw as in the decode kernel, but one unpacked pair serves several rows of A.
+struct Int8GemmGroup {
+  const uint8_t* const* rows = nullptr;  // group_rows pointers to each W row's codes at this tile's first column
+  int64_t pairs = 0;                     // pairs of rows (rows past K point at a real row; their activations are 0)
+  const int8_t* a = nullptr;             // a[m * lda + 2p], a[m * lda + 2p + 1]: the pair's activations of row m
+  int64_t lda = 0;
+  const float* activation_scales = nullptr;  // [m * scale_stride]: the block's sa of row m
+  int64_t scale_stride = 0;
+  const int32_t* activation_sums = nullptr;  // [m * sum_stride]: sum of the group's int8 activations of row m
+  int64_t sum_stride = 0;
+  const float* scales = nullptr;  // the block's weight scales for the tile's columns, float32
+  const float* zeros = nullptr;   // the block's zero points for the tile's columns, or null (symmetric: 8)
+};
+
+// C[m][j] += the group's contribution for m < rows, j < width (width a multiple of 64, rows <= kInt8GemmRows):
+//   C[m][j] += (sa_m * s[j]) * (sum over the group of a q - z[j] * asum_m), the integer part exact.
+// Symmetric groups may hold up to 32 rows (the sum of a * (q - 8) fits int16); with zero points, 16.
+constexpr int64_t kInt8GemmRows = 3;
+using Int8GemmFn = void (*)(const Int8GemmGroup& g, int64_t rows, int64_t width, float* C, int64_t ldc);
+void Int8GemmScalar(const Int8GemmGroup& g, int64_t rows, int64_t width, float* C, int64_t ldc);
+void Int8GemmAvx2(const Int8GemmGroup& g, int64_t rows, int64_t width, float* C, int64_t ldc);
+Int8GemmFn ActiveInt8Gemm();
+
+// QuantizedDenseProduct for kInt8 and 4-bit codes (quantized_int8_gemm.cc).
+void Int8DenseProduct(const QuantizedRows& w, const float* A, int64_t M, const float* bias, float* Y, const ParallelFor& parallel_for,
+                      ScratchAllocator& scratch);
+
 }  // namespace sparseonnx::detail

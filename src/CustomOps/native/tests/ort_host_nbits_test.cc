@@ -91,9 +91,11 @@ TEST(OrtHostNBits, AccuracyLevel0EqualsMatMulNBitsOnTheMaskedInput) {
 TEST(OrtHostNBits, AccuracyLevel4IsTheInt8ActivationProductOfMatMulNBits) {
   std::mt19937 random(67);
   std::normal_distribution<float> normal;
-  const Shape shapes[] = {{4, false, 1, 2048, 256, 32, 1024}, {4, true, 4, 512, 300, 32, 128}};
+  // Decode (1 and 4 rows) and prefill (40 and 20 rows: the integer GEMM), symmetric and with zero points.
+  const Shape shapes[] = {{4, false, 1, 2048, 256, 32, 1024}, {4, true, 4, 512, 300, 32, 128}, {4, false, 40, 512, 300, 32, 256, true},
+                          {4, true, 20, 256, 200, 64, 100}};
   for (const Shape& s : shapes) {
-    const NBitsWeight w = RandomNBitsWeight(s.bits, s.K, s.N, s.block_size, s.zero_points, random);
+    const NBitsWeight w = RandomNBitsWeight(s.bits, s.K, s.N, s.block_size, s.zero_points, random, s.float16_scales);
     auto level4 = OpenModel(Model(w, 4, 4, s.k));
     auto level0 = OpenModel(Model(w, 0, 0, s.k));
     std::vector<float> a(static_cast<size_t>(s.M * s.K));
@@ -110,8 +112,8 @@ TEST(OrtHostNBits, AccuracyLevel4IsTheInt8ActivationProductOfMatMulNBits) {
       scale += std::pow(exact[i], 2);
     }
     const double rms = std::sqrt(scale / exact.size());
-    std::printf("level 4, K %ld k %ld: rms error vs level 0: ours %.3g, MatMulNBits %.3g; ours vs MatMulNBits %.3g (rms output %.3g)\n",
-                static_cast<long>(s.K), static_cast<long>(s.k), std::sqrt(ours_error / exact.size()),
+    std::printf("level 4, M %ld K %ld k %ld: rms error vs level 0: ours %.3g, MatMulNBits %.3g; ours vs MatMulNBits %.3g (rms output %.3g)\n",
+                static_cast<long>(s.M), static_cast<long>(s.K), static_cast<long>(s.k), std::sqrt(ours_error / exact.size()),
                 std::sqrt(theirs_error / exact.size()), std::sqrt(between / exact.size()), rms);
     EXPECT_LT(std::sqrt(ours_error / exact.size()), 0.02 * rms);  // int8 activations: about 1% of the output
     EXPECT_LT(std::sqrt(ours_error / exact.size()), 1.5 * std::sqrt(theirs_error / exact.size()) + 1e-6 * rms);

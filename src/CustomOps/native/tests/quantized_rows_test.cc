@@ -237,27 +237,61 @@ TEST(QuantizedSelectedProduct, HandlesTiesZerosAndNonFiniteInputsAsTheReference)
   ExpectMatches(t, QuantAccuracy::kInt8, inf_row, 1, SelectionRule::TopK(K), {}, "Inf on a zero weight");
 }
 
-// The prefill product (dequantized panels through the blocked GEMM) against the same reference.
+// The prefill product against the same reference: kFloat (dequantized panels through the blocked GEMM) for
+// both bit widths, and kInt8 (the integer GEMM for 4 bits, float32 for 8), symmetric groups of 32 and
+// zero-point groups of 16, K not a multiple of the block, row counts that leave partial micro-tiles, a row
+// with Inf and NaN, and N spanning several column tiles with a partial last chunk.
 TEST(QuantizedDenseProduct, MatchesTheDequantizedReference) {
   IsaScope scope;
   std::mt19937 random(47);
   struct Case { int bits; int64_t block; bool zero_points; int64_t M, K, N; };
-  const Case cases[] = {{4, 32, true, 19, 300, 333}, {8, 16, false, 33, 257, 129}, {4, 32, false, 1, 5, 17}, {8, 64, false, 40, 520, 700}};
-  for (const Case& c : cases) {
-    const TestWeight t = MakeWeight(c.bits, c.K, c.N, c.block, c.zero_points, random, c.K == 300);
-    const auto A = Normal(random, static_cast<size_t>(c.M * c.K));
-    const auto bias = Normal(random, static_cast<size_t>(c.N));
-    std::vector<double> expected, bound;
-    Reference(t, QuantAccuracy::kFloat, A, c.M, SelectionRule::TopK(c.K), bias, expected, bound);
-    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
-      if (!SetActiveIsa(isa)) continue;
-      CountingScratch scratch;
-      GuardedBuffer Y(static_cast<size_t>(c.M * c.N) * sizeof(float));
-      QuantizedDenseProduct(t.View(), A.data(), c.M, bias.data(), static_cast<float*>(Y.data()), ThreadedFor(3), scratch);
-      EXPECT_EQ(scratch.live.load(), 0);
-      const float* y = static_cast<const float*>(Y.data());
-      for (size_t i = 0; i < expected.size(); ++i) ASSERT_NEAR(y[i], expected[i], bound[i]) << IsaName(isa) << " at " << i;
+  const Case cases[] = {{4, 32, true, 19, 300, 333}, {8, 16, false, 33, 257, 129}, {4, 32, false, 1, 5, 17}, {8, 64, false, 40, 520, 700},
+                        {4, 64, false, 70, 200, 601}, {4, 16, false, 6, 96, 64},   {4, 128, true, 23, 260, 300}};
+  for (const Case& c : cases)
+    for (QuantAccuracy accuracy : {QuantAccuracy::kFloat, QuantAccuracy::kInt8}) {
+      const TestWeight t = MakeWeight(c.bits, c.K, c.N, c.block, c.zero_points, random, c.K == 300);
+      auto A = Normal(random, static_cast<size_t>(c.M * c.K));
+      if (c.M > 3) {
+        A[2 * c.K + 1] = std::numeric_limits<float>::infinity();
+        A[2 * c.K + 2] = std::numeric_limits<float>::quiet_NaN();
+      }
+      const auto bias = Normal(random, static_cast<size_t>(c.N));
+      std::vector<double> expected, bound;
+      // 8-bit codes are multiplied in float32 at either level (the documented prefill semantics).
+      const QuantAccuracy semantics = c.bits == 4 ? accuracy : QuantAccuracy::kFloat;
+      Reference(t, semantics, A, c.M, SelectionRule::TopK(c.K), bias, expected, bound);
+      const std::string what = "bits " + std::to_string(c.bits) + " block " + std::to_string(c.block) + " M " + std::to_string(c.M) +
+                               " accuracy " + std::to_string(static_cast<int>(accuracy));
+      for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+        if (!SetActiveIsa(isa)) continue;
+        CountingScratch scratch;
+        GuardedBuffer Y(static_cast<size_t>(c.M * c.N) * sizeof(float));
+        QuantizedDenseProduct(t.View(), accuracy, A.data(), c.M, bias.data(), static_cast<float*>(Y.data()), ThreadedFor(3), scratch);
+        EXPECT_EQ(scratch.live.load(), 0);
+        const float* y = static_cast<const float*>(Y.data());
+        for (size_t i = 0; i < expected.size(); ++i) {
+          if (std::isnan(expected[i])) ASSERT_TRUE(std::isnan(y[i])) << what << " " << IsaName(isa) << " at " << i;
+          else ASSERT_NEAR(y[i], expected[i], bound[i]) << what << " " << IsaName(isa) << " at " << i;
+        }
+      }
     }
+}
+
+// Prefill and decode at accuracy_level 4 compute the same integer sums: on the same rows (all kept) they
+// agree to float32 rounding of the scaling, far inside the int8 quantization error.
+TEST(QuantizedDenseProduct, Int8PrefillAgreesWithDecode) {
+  IsaScope scope;
+  std::mt19937 random(53);
+  const TestWeight t = MakeWeight(4, 256, 200, 32, false, random, true);
+  const int64_t M = 5;
+  const auto A = Normal(random, static_cast<size_t>(M * t.K));
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2}) {
+    if (!SetActiveIsa(isa)) continue;
+    const auto decode = SparseProduct(t, QuantAccuracy::kInt8, A, M, SelectionRule::TopK(t.K), {}, 1);
+    CountingScratch scratch;
+    std::vector<float> prefill(static_cast<size_t>(M * t.N));
+    QuantizedDenseProduct(t.View(), QuantAccuracy::kInt8, A.data(), M, nullptr, prefill.data(), SerialFor(), scratch);
+    for (size_t i = 0; i < prefill.size(); ++i) ASSERT_NEAR(prefill[i], decode[i], 1e-5 * (1 + std::abs(decode[i]))) << IsaName(isa) << " at " << i;
   }
 }
 

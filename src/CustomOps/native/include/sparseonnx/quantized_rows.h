@@ -77,9 +77,12 @@ void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, in
                               const float* values, const size_t* counts, const float* bias, float* Y,
                               const ParallelFor& parallel_for, ScratchAllocator& scratch);
 
-// The prefill product Y[M, N] = A[M, K] · W (+ bias), A float32 (already masked), kFloat semantics: the packed
-// GEMM of DenseGemm with W dequantized into its panels.
-void QuantizedDenseProduct(const QuantizedRows& w, const float* A, int64_t M, const float* bias, float* Y,
+// The prefill product Y[M, N] = A[M, K] · W (+ bias), A float32 (already masked).
+//   kInt8, 4-bit codes: the decode product's arithmetic on every entry of each row (the same int8
+//     quantization per block, the same exact integer sums), in an integer GEMM; rows with Inf or NaN in
+//     float32, as in decode.
+//   kFloat, or 8-bit codes: float32, the packed GEMM of DenseGemm with W dequantized into its panels.
+void QuantizedDenseProduct(const QuantizedRows& w, QuantAccuracy accuracy, const float* A, int64_t M, const float* bias, float* Y,
                            const ParallelFor& parallel_for, ScratchAllocator& scratch);
 
 }  // namespace sparseonnx
