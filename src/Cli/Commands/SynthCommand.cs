@@ -6,8 +6,9 @@ using SparseOnnx.GraphRewriter.Synthesis;
 namespace SparseOnnx.Cli.Commands;
 
 /// <summary>
-/// <c>sparseonnx synth -o OUT [--preset llama-3.2-1b] [--layers N] [--seed S]</c>: writes a runnable Llama-architecture
-/// decoder with seeded random weights, for benchmarks at real model sizes without downloading a model.
+/// <c>sparseonnx synth -o OUT [--preset llama-3.2-1b] [--layout optimum|genai] [--layers N] [--seed S]</c>: writes a runnable
+/// Llama-architecture decoder with seeded random weights, for benchmarks at real model sizes without downloading a model:
+/// fp32 in the graph Optimum exports, or int4 in the graph the onnxruntime-genai builder writes for CPU.
 /// </summary>
 public static class SynthCommand
 {
@@ -20,12 +21,21 @@ public static class SynthCommand
             DefaultValueFactory = _ => "llama-3.2-1b",
         };
         var layers = new Option<int?>("--layers") { Description = "Override the preset's number of layers." };
+        var layout = new Option<string>("--layout")
+        {
+            Description = "optimum: fp32, the graph torch.onnx / Optimum export (MatMul projections, decomposed RMSNorm, explicit attention, " +
+                "position_ids); genai: int4, the graph the onnxruntime-genai builder writes with -p int4 for CPU (MatMulNBits block 32 " +
+                "accuracy_level 4, packed qkv_proj, GroupQueryAttention, SkipSimplifiedLayerNormalization). Both hold the same float weights " +
+                "for the same seed.",
+            DefaultValueFactory = _ => "optimum",
+        };
+        layout.AcceptOnlyFromAmong("optimum", "genai");
         var seed = new Option<ulong>("--seed") { Description = "Seed of the random weights (the same seed writes the same bytes).", DefaultValueFactory = _ => 1 };
         var command = new Command("synth",
-            "Write a runnable Llama-architecture decoder (Optimum KV-cache I/O, fp32) with seeded random weights: a stand-in for benchmarks " +
+            "Write a runnable Llama-architecture decoder (fp32 in Optimum's graph, or int4 in onnxruntime-genai's) with seeded random weights: a stand-in for benchmarks " +
             "at real sizes. Its outputs mean nothing; only its shapes and speed do.")
         {
-            output, preset, layers, seed,
+            output, preset, layout, layers, seed,
         };
         command.SetAction(parse =>
         {
@@ -34,12 +44,13 @@ public static class SynthCommand
             dims.Validate();
             string target = parse.GetValue(output)!.FullName;
             var clock = Stopwatch.StartNew();
-            using var model = SyntheticLlama.Build(dims, parse.GetValue(seed));
+            bool genai = parse.GetValue(layout) == "genai";
+            using var model = genai ? SyntheticGenaiLlama.Build(dims, parse.GetValue(seed)) : SyntheticLlama.Build(dims, parse.GetValue(seed));
             var saved = ProgressDisplay.Run(parse.InvocationConfiguration.Error, $"Writing {dims.ParameterCount / 1e9:F2} B parameters",
                 _ => ModelSaver.Save(model, target));
             clock.Stop();
             parse.InvocationConfiguration.Output.WriteLine(
-                $"wrote {saved.ModelPath} ({dims.Layers} layers, hidden {dims.Hidden}, {dims.Heads}/{dims.KvHeads} heads, MLP {dims.Intermediate}, " +
+                $"wrote {saved.ModelPath} ({(genai ? "onnxruntime-genai layout, int4; " : "")}{dims.Layers} layers, hidden {dims.Hidden}, {dims.Heads}/{dims.KvHeads} heads, MLP {dims.Intermediate}, " +
                 $"vocabulary {dims.Vocab}; {dims.ParameterCount:N0} parameters; {(saved.ModelFileBytes + saved.ExternalBytes) / 1e9:F2} GB) in {clock.Elapsed.TotalSeconds:F1} s");
             return ExitCodes.Success;
         });

@@ -1,0 +1,161 @@
+using Microsoft.ML.OnnxRuntime;
+using SparseOnnx.GraphRewriter.Analysis.Projections;
+using SparseOnnx.GraphRewriter.Quantization;
+using SparseOnnx.GraphRewriter.Sparsify;
+using SparseOnnx.GraphRewriter.Synthesis;
+using SparseOnnx.GraphRewriter.Tests.TestUtil;
+using Xunit.Abstractions;
+
+namespace SparseOnnx.GraphRewriter.Tests.Synthesis;
+
+/// <summary>
+/// The synthetic decoder in the onnxruntime-genai builder's int4 graph: the classifier sees it, ONNX Runtime
+/// runs it (GroupQueryAttention, SkipSimplifiedLayerNormalization, MatMulNBits) and it computes what the
+/// Optimum-layout model of the same weights computes once that one is quantized the same way, and the sparse
+/// rewrite at k = K keeps its logits.
+/// </summary>
+public class SyntheticGenaiLlamaTests(ITestOutputHelper output)
+{
+    private static readonly LlamaDimensions Tiny = LlamaDimensions.Tiny;
+
+    private static readonly (string Module, ProjectionKind Kind)[] LayerProjections =
+    [
+        ("attn/qkv_proj", ProjectionKind.Qkv), ("attn/o_proj", ProjectionKind.O), ("mlp/gate_proj", ProjectionKind.Gate),
+        ("mlp/up_proj", ProjectionKind.Up), ("mlp/down_proj", ProjectionKind.Down),
+    ];
+
+    [Theory]
+    [InlineData("tiny")]
+    [InlineData("llama-3.2-1b")]
+    public void ClassifierFindsEveryProjectionOfEveryLayer(string preset)
+    {
+        var dims = LlamaDimensions.Preset(preset);
+        using var model = SyntheticGenaiLlama.Build(dims);  // the 1B one without computing a weight: they are deferred
+
+        var projections = ProjectionClassifier.Classify(model);
+
+        var expected = Enumerable.Range(0, dims.Layers)
+            .SelectMany(layer => LayerProjections.Select(p => ($"/model/layers.{layer}/{p.Module}/MatMul_Q4", p.Kind, (int?)layer)))
+            .Append(("/lm_head/MatMul_Q4", ProjectionKind.LmHead, null))
+            .Order().ToArray();
+        Assert.Equal(expected, projections.Select(p => (p.DisplayName, p.Kind, p.Layer)).Order().ToArray());
+        Assert.All(projections, p => Assert.NotNull(p.Quantized));
+        var qkv = projections.First(p => p.Kind == ProjectionKind.Qkv);
+        Assert.Equal((dims.Hidden, dims.Hidden + 2L * dims.KvHeads * dims.HeadDim), (qkv.InFeatures, qkv.OutFeatures));
+    }
+
+    /// <summary>
+    /// Prefill from an empty cache and then token by token through the cache, against the Optimum-layout model
+    /// of the same seed quantized by <see cref="QuantizePass"/> (the same int4 weights): decomposed RMSNorm,
+    /// explicit rotary attention and separate q/k/v against the fused contrib ops. Both quantize activations
+    /// to int8 per block (accuracy_level 4) from inputs that differ only by float rounding (measured: 1e-6;
+    /// a wrong rotation, head mapping or residual moves logits by 1e-2 or more).
+    /// </summary>
+    [Fact]
+    public void ComputesWhatTheOptimumLayoutComputesWithTheSameInt4Weights()
+    {
+        using var genai = SyntheticGenaiLlama.Build(Tiny, seed: 3);
+        using var optimum = SyntheticLlama.Build(Tiny, seed: 3);
+        Assert.True(new QuantizePass(new QuantizeOptions()).Run(optimum).Changed);
+        using var genaiSession = Sessions.Open(ModelSaver.ToBytes(genai));
+        using var optimumSession = Sessions.Open(ModelSaver.ToBytes(optimum));
+        Assert.DoesNotContain("position_ids", genaiSession.InputNames);
+
+        const int batch = 2, total = 9, prefill = 6;
+        var random = new Random(17);
+        long[] ids = Enumerable.Range(0, batch * total).Select(_ => (long)random.Next(Tiny.Vocab)).ToArray();
+        Dictionary<string, FloatTensor>? genaiPast = null, optimumPast = null;
+        double worst = 0;
+        for (int start = 0; start < total; start = start == 0 ? prefill : start + 1)
+        {
+            int end = start == 0 ? prefill : start + 1;
+            var stepIds = Enumerable.Range(0, batch).SelectMany(b => ids.Skip(b * total + start).Take(end - start)).ToArray();
+            var mask = Enumerable.Repeat(1L, batch * end).ToArray();
+            var positions = Enumerable.Range(0, batch).SelectMany(_ => Enumerable.Range(start, end - start).Select(p => (long)p)).ToArray();
+            var a = DecoderRun.Step(genaiSession, Tiny, batch, stepIds, mask, positions, genaiPast);
+            var b = DecoderRun.Step(optimumSession, Tiny, batch, stepIds, mask, positions, optimumPast);
+            Assert.Equal(b["logits"].Shape, a["logits"].Shape);
+            Assert.Equal(b["present.1.key"].Shape, a["present.1.key"].Shape);
+            double scale = b["logits"].Data.Max(v => Math.Abs(v));
+            for (int i = 0; i < a["logits"].Data.Length; i++)
+            {
+                double difference = Math.Abs(a["logits"].Data[i] - b["logits"].Data[i]);
+                worst = Math.Max(worst, difference);
+                Assert.True(difference <= 1e-4 + 1e-4 * Math.Abs(b["logits"].Data[i]),
+                    $"positions {start}..{end - 1}, flat logit {i}: genai {a["logits"].Data[i]} vs optimum {b["logits"].Data[i]} (max |logit| {scale})");
+            }
+            (genaiPast, optimumPast) = (a, b);
+        }
+        output.WriteLine($"genai int4 layout vs optimum layout + QuantizePass: worst |logit difference| {worst:E2}");
+    }
+
+    [Fact]
+    public void SparsifyAtSparsityZeroRewritesEveryLayerProjectionAndKeepsTheLogits()
+    {
+        using var dense = SyntheticGenaiLlama.Build(Tiny, seed: 5);
+        using var sparse = SyntheticGenaiLlama.Build(Tiny, seed: 5);
+        var pass = new SparsifyPass(new SparsifyOptions { Sparsity = 0 });
+
+        Assert.True(pass.Run(sparse).Changed);
+
+        Assert.Equal(LayerProjections.Length * Tiny.Layers, pass.Report!.Rewritten.Count);
+        Assert.Equal(ProjectionKind.LmHead, Assert.Single(pass.Report.Skipped).Kind);
+        Assert.Equal(LayerProjections.Length * Tiny.Layers, sparse.Graph.Nodes.Count(n => n.OpType == TopKSparseMatMulNBitsOp.OpType));
+        using var denseSession = Sessions.Open(ModelSaver.ToBytes(dense));
+        using var sparseSession = Sessions.Open(ModelSaver.ToBytes(sparse));
+        const int batch = 1, length = 20;  // more than 16 rows: the prefill path of the op
+        var random = new Random(23);
+        long[] ids = Enumerable.Range(0, length).Select(_ => (long)random.Next(Tiny.Vocab)).ToArray();
+        long[] mask = Enumerable.Repeat(1L, length).ToArray();
+        long[] positions = Enumerable.Range(0, length).Select(p => (long)p).ToArray();
+        var densePrefill = DecoderRun.Step(denseSession, Tiny, batch, ids, mask, positions, null);
+        var sparsePrefill = DecoderRun.Step(sparseSession, Tiny, batch, ids, mask, positions, null);
+        // Then one token through the cache: the decode path of the op (selected rows).
+        long[] next = [7], nextMask = Enumerable.Repeat(1L, length + 1).ToArray(), nextPosition = [length];
+        var denseDecode = DecoderRun.Step(denseSession, Tiny, batch, next, nextMask, nextPosition, densePrefill);
+        var sparseDecode = DecoderRun.Step(sparseSession, Tiny, batch, next, nextMask, nextPosition, sparsePrefill);
+        double worst = 0;
+        foreach (var (what, expected, actual) in new[] { ("prefill", densePrefill, sparsePrefill), ("decode", denseDecode, sparseDecode) })
+            for (int i = 0; i < expected["logits"].Data.Length; i++)
+            {
+                float e = expected["logits"].Data[i], a = actual["logits"].Data[i];
+                worst = Math.Max(worst, Math.Abs(a - e));
+                Assert.True(Math.Abs(a - e) <= 1e-4 + 1e-4 * Math.Abs(e), $"{what}, flat logit {i}: sparse {a} vs dense {e}");
+            }
+        output.WriteLine($"sparsity 0 vs dense genai int4: worst |logit difference| {worst:E2}");
+    }
+}
+
+/// <summary>One forward pass of a decoder with Optimum's or onnxruntime-genai's KV-cache I/O (position_ids only when the model has it).</summary>
+internal static class DecoderRun
+{
+    public static Dictionary<string, FloatTensor> Step(InferenceSession session, LlamaDimensions dims, int batch, long[] inputIds, long[] attentionMask,
+        long[] positionIds, IReadOnlyDictionary<string, FloatTensor>? past)
+    {
+        var inputs = new Dictionary<string, OrtValue>();
+        try
+        {
+            inputs["input_ids"] = OrtValue.CreateTensorValueFromMemory(inputIds, [batch, inputIds.Length / batch]);
+            inputs["attention_mask"] = OrtValue.CreateTensorValueFromMemory(attentionMask, [batch, attentionMask.Length / batch]);
+            if (session.InputNames.Contains("position_ids"))
+                inputs["position_ids"] = OrtValue.CreateTensorValueFromMemory(positionIds, [batch, positionIds.Length / batch]);
+            for (int layer = 0; layer < dims.Layers; layer++)
+                foreach (string kv in new[] { "key", "value" })
+                {
+                    var cache = past?[$"present.{layer}.{kv}"] ?? new FloatTensor([], [batch, dims.KvHeads, 0, dims.HeadDim]);
+                    inputs[$"past_key_values.{layer}.{kv}"] = OrtValue.CreateTensorValueFromMemory(cache.Data, cache.Shape);
+                }
+            var outputNames = session.OutputNames.ToArray();
+            using var runOptions = new RunOptions();
+            using var outputs = session.Run(runOptions, inputs, outputNames);
+            var result = new Dictionary<string, FloatTensor>();
+            for (int i = 0; i < outputNames.Length; i++)
+                result[outputNames[i]] = new FloatTensor(outputs[i].GetTensorDataAsSpan<float>().ToArray(), outputs[i].GetTensorTypeAndShape().Shape);
+            return result;
+        }
+        finally
+        {
+            foreach (var value in inputs.Values) value.Dispose();
+        }
+    }
+}
