@@ -53,6 +53,27 @@ public class SparsifyCommandTests : IDisposable
         Assert.Equal("lm_head", (string)Assert.Single(inspected["projections"]!.AsArray())!["kind"]!);
     }
 
+    /// <summary>The committed onnxruntime-genai int4 graph: every MatMulNBits layer projection (packed qkv, o, gate, up,
+    /// down) becomes TopKSparseMatMulNBits with its vector in the bias input (no Adds), and the model still runs.</summary>
+    [Fact]
+    public void AGenaiInt4ModelBecomesTheQuantizedSparseOp()
+    {
+        string output = Path.Combine(_dir, "sparse.onnx");
+        var (code, stdout, error) = Run("sparsify", Fixture("genai-int4"), "-o", output, "--sparsity", "0.5");
+        Assert.True(code == 0, error);
+        Assert.Contains("rewrote 10 of 11 projections; they read 50% of their weight rows per token", stdout);
+        Assert.Contains("spontaneous-neuron vectors: 10", stdout);
+        var inspected = JsonNode.Parse(Run("inspect", output, "--json").Output)!;
+        Assert.Equal(10, (long)inspected["op_histogram"]!["ai.sparseonnx::TopKSparseMatMulNBits"]!);
+        Assert.Equal(1, (long)inspected["op_histogram"]!["com.microsoft::MatMulNBits"]!);
+        Assert.Null(inspected["op_histogram"]!["Add"]);
+        using var model = SparseOnnx.Runtime.Inference.CausalLm.Open(output);
+        using var sequence = model.StartSequence();
+        float[] logits = sequence.Append([1, 17, 5, 9]);
+        Assert.Equal(128, logits.Length);
+        Assert.All(logits, v => Assert.True(float.IsFinite(v)));
+    }
+
     [Fact]
     public void JsonReportListsEveryProjectionWithItsSetting()
     {

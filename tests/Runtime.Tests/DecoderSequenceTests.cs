@@ -67,9 +67,10 @@ public class DecoderSequenceTests(ReferenceModel reference) : IClassFixture<Refe
         Assert.Contains("no past_key_values", error.Message);
     }
 
-    /// <summary>Every committed export (Llama, Qwen2, Gemma, GPT-2, Phi-3, nn.Linear-on-2-D) runs through the cache.</summary>
+    /// <summary>Every committed export (Llama, Qwen2, Gemma, GPT-2, Phi-3, nn.Linear-on-2-D, the onnxruntime-genai int4 graph) runs through the cache.</summary>
     [Theory]
     [InlineData("families/gemma")]
+    [InlineData("families/genai-int4")]
     [InlineData("families/gpt2")]
     [InlineData("families/linear2d")]
     [InlineData("families/phi3")]

@@ -249,8 +249,9 @@ public static class SparsifyCommand
         console.MarkupLine($"rewrote {report.Rewritten.Count} of {total} projections{kept}");
         int spontaneous = report.Rewritten.Count(r => r.Spontaneous);
         int calibrated = report.Rewritten.Count(r => r.SpontaneousCalibrated);
-        console.MarkupLine(spontaneous == 0 ? "no spontaneous-neuron Adds (--no-spontaneous)"
-            : $"spontaneous-neuron Adds: {spontaneous} ({calibrated} calibrated from the plan, {spontaneous - calibrated} zeros until calibrated)");
+        // Float projections get an Add after the op; quantized ones hold the vector in the op's bias input.
+        console.MarkupLine(spontaneous == 0 ? "no spontaneous-neuron vectors (--no-spontaneous)"
+            : $"spontaneous-neuron vectors: {spontaneous} ({calibrated} calibrated from the plan, {spontaneous - calibrated} zeros until calibrated)");
         if (report.Rewritten.Any(r => r.Spontaneous && r.DataType == DataType.BFloat16))
             console.MarkupLine("[yellow]note[/]: ONNX Runtime's CPU provider has no bfloat16 Add; run this model on a GPU provider, " +
                 "or sparsify with --no-spontaneous for CPU.");

@@ -175,29 +175,41 @@ public static class SyntheticGenaiLlama
         private Value Projection(Value x, string name, int k, string[] weightNames, int[] widths)
         {
             long n = widths.Sum(w => (long)w), blocks = (k + BlockSize - 1) / BlockSize, blob = BlockSize * Bits / 8;
-            NBitsBlocks Quantize() => RtnQuantizer.Quantize(ConcatenatedWeight(k, weightNames, widths), k, n, Bits, BlockSize);
+            var quantized = new QuantizedOnce(() => RtnQuantizer.Quantize(ConcatenatedWeight(k, weightNames, widths), k, n, Bits, BlockSize));
             var b = _builder.Initializer(new Tensor($"{name}.qweight", DataType.UInt8, [n, blocks, blob],
-                new DeferredTensorData(n * blocks * blob, () => MatMulNBitsFormat.PackB(Quantize()))));
+                new DeferredTensorData(n * blocks * blob, () => MatMulNBitsFormat.PackB(quantized.Take()))));
             var scales = _builder.Initializer(new Tensor($"{name}.scales", DataType.Float, [n * blocks],
-                new DeferredTensorData(n * blocks * sizeof(float), () => MemoryMarshal.AsBytes(Quantize().Scales.AsSpan()).ToArray())));
+                new DeferredTensorData(n * blocks * sizeof(float), () => MemoryMarshal.AsBytes(quantized.Take().Scales.AsSpan()).ToArray())));
             return Node(MatMulNBitsFormat.Domain, MatMulNBitsFormat.OpType, [x, b, scales], name, 1,
                 OnnxAttribute.Int("K", k), OnnxAttribute.Int("N", n), OnnxAttribute.Int("bits", Bits),
                 OnnxAttribute.Int("block_size", BlockSize), OnnxAttribute.Int("accuracy_level", AccuracyLevel)).Outputs[0];
         }
 
-        /// <summary>The [K, sum of widths] float matrix whose columns are each named weight's in turn.</summary>
+        /// <summary>
+        /// The [K, sum of widths] float matrix whose columns are each named weight's in turn, read row by row
+        /// from the weights' generators (no intermediate copy: the 1B head alone is 1 GB).
+        /// </summary>
         private float[] ConcatenatedWeight(int k, string[] weightNames, int[] widths)
         {
             long n = widths.Sum(w => (long)w);
             var result = new float[k * n];
-            long offset = 0;
-            for (int j = 0; j < weightNames.Length; j++)
+            var streams = weightNames.Select((weightName, j) => new GeneratedTensorData(DataType.Float, (long)k * widths[j],
+                SyntheticLlama.WeightSeed(seed, weightName), MathF.Sqrt(3f / k)).OpenRead()).ToArray();
+            try
             {
-                var generated = new GeneratedTensorData(DataType.Float, (long)k * widths[j], SyntheticLlama.WeightSeed(seed, weightNames[j]), MathF.Sqrt(3f / k));
-                var values = MemoryMarshal.Cast<byte, float>(generated.ToArray());
                 for (long row = 0; row < k; row++)
-                    values.Slice((int)(row * widths[j]), widths[j]).CopyTo(result.AsSpan((int)(row * n + offset), widths[j]));
-                offset += widths[j];
+                {
+                    long offset = row * n;
+                    for (int j = 0; j < streams.Length; j++)
+                    {
+                        streams[j].ReadExactly(MemoryMarshal.AsBytes(result.AsSpan((int)offset, widths[j])));
+                        offset += widths[j];
+                    }
+                }
+            }
+            finally
+            {
+                foreach (var stream in streams) stream.Dispose();
             }
             return result;
         }
@@ -214,6 +226,27 @@ public static class SyntheticGenaiLlama
 
         private Node Node(string domain, string opType, Value?[] inputs, string name, params OnnxAttribute[] attributes) =>
             Node(domain, opType, inputs, name, 1, attributes);
+
+        /// <summary>
+        /// One projection's quantization, shared by its two tensors (codes and scales), which the saver writes
+        /// one after the other: computed on the first request, dropped after the second, so it runs once and
+        /// no more than one projection's worth is held. A later read recomputes it.
+        /// </summary>
+        private sealed class QuantizedOnce(Func<NBitsBlocks> compute)
+        {
+            private NBitsBlocks? _held;
+
+            public NBitsBlocks Take()
+            {
+                if (_held is { } held)
+                {
+                    _held = null;
+                    return held;
+                }
+                _held = compute();
+                return _held;
+            }
+        }
 
         private Node Node(string domain, string opType, Value?[] inputs, string name, int outputs, params OnnxAttribute[] attributes)
         {

@@ -47,25 +47,30 @@ public class SyntheticGenaiLlamaTests(ITestOutputHelper output)
     /// <summary>
     /// Prefill from an empty cache and then token by token through the cache, against the Optimum-layout model
     /// of the same seed quantized by <see cref="QuantizePass"/> (the same int4 weights): decomposed RMSNorm,
-    /// explicit rotary attention and separate q/k/v against the fused contrib ops. Both quantize activations
-    /// to int8 per block (accuracy_level 4) from inputs that differ only by float rounding (measured: 1e-6;
-    /// a wrong rotation, head mapping or residual moves logits by 1e-2 or more).
+    /// explicit rotary attention and separate q/k/v against the fused contrib ops. Both quantize each block of
+    /// a projection's input to int8 (accuracy_level 4) from inputs that differ by float rounding, so now and
+    /// then an entry sits on an int8 rounding boundary and rounds the other way in one model: that position's
+    /// logits then differ by about 2e-2 (measured on random ids: one position in 60-70). Every other position
+    /// agrees to 1e-6; a wrong rotation, head mapping, mask or residual moves every position by 1e-2 or more.
+    /// So: at most one position in ten beyond 1e-4, none beyond 0.1.
     /// </summary>
-    [Fact]
-    public void ComputesWhatTheOptimumLayoutComputesWithTheSameInt4Weights()
+    [Theory]
+    [InlineData(3)]
+    [InlineData(1)]
+    public void ComputesWhatTheOptimumLayoutComputesWithTheSameInt4Weights(int seed)
     {
-        using var genai = SyntheticGenaiLlama.Build(Tiny, seed: 3);
-        using var optimum = SyntheticLlama.Build(Tiny, seed: 3);
+        using var genai = SyntheticGenaiLlama.Build(Tiny, (ulong)seed);
+        using var optimum = SyntheticLlama.Build(Tiny, (ulong)seed);
         Assert.True(new QuantizePass(new QuantizeOptions()).Run(optimum).Changed);
         using var genaiSession = Sessions.Open(ModelSaver.ToBytes(genai));
         using var optimumSession = Sessions.Open(ModelSaver.ToBytes(optimum));
         Assert.DoesNotContain("position_ids", genaiSession.InputNames);
 
-        const int batch = 2, total = 9, prefill = 6;
-        var random = new Random(17);
+        const int batch = 2, total = 12, prefill = 8;
+        var random = new Random(17 + seed);
         long[] ids = Enumerable.Range(0, batch * total).Select(_ => (long)random.Next(Tiny.Vocab)).ToArray();
         Dictionary<string, FloatTensor>? genaiPast = null, optimumPast = null;
-        double worst = 0;
+        var rowDifferences = new List<(string Where, double Difference, double Tolerance)>();
         for (int start = 0; start < total; start = start == 0 ? prefill : start + 1)
         {
             int end = start == 0 ? prefill : start + 1;
@@ -76,17 +81,24 @@ public class SyntheticGenaiLlamaTests(ITestOutputHelper output)
             var b = DecoderRun.Step(optimumSession, Tiny, batch, stepIds, mask, positions, optimumPast);
             Assert.Equal(b["logits"].Shape, a["logits"].Shape);
             Assert.Equal(b["present.1.key"].Shape, a["present.1.key"].Shape);
-            double scale = b["logits"].Data.Max(v => Math.Abs(v));
-            for (int i = 0; i < a["logits"].Data.Length; i++)
+            int rows = a["logits"].Data.Length / Tiny.Vocab;
+            for (int row = 0; row < rows; row++)
             {
-                double difference = Math.Abs(a["logits"].Data[i] - b["logits"].Data[i]);
-                worst = Math.Max(worst, difference);
-                Assert.True(difference <= 1e-4 + 1e-4 * Math.Abs(b["logits"].Data[i]),
-                    $"positions {start}..{end - 1}, flat logit {i}: genai {a["logits"].Data[i]} vs optimum {b["logits"].Data[i]} (max |logit| {scale})");
+                var x = a["logits"].Data.AsSpan(row * Tiny.Vocab, Tiny.Vocab);
+                var y = b["logits"].Data.AsSpan(row * Tiny.Vocab, Tiny.Vocab);
+                double worst = 0, tolerance = 0;
+                for (int i = 0; i < Tiny.Vocab; i++)
+                    if (Math.Abs(x[i] - y[i]) > worst) (worst, tolerance) = (Math.Abs(x[i] - y[i]), 1e-4 + 1e-4 * Math.Abs(y[i]));
+                rowDifferences.Add(($"batch {row / (end - start)}, position {start + row % (end - start)}", worst, tolerance));
             }
             (genaiPast, optimumPast) = (a, b);
         }
-        output.WriteLine($"genai int4 layout vs optimum layout + QuantizePass: worst |logit difference| {worst:E2}");
+        var off = rowDifferences.Where(r => r.Difference > r.Tolerance).ToList();
+        output.WriteLine($"seed {seed}: {rowDifferences.Count} positions, {off.Count} beyond 1e-4 ({string.Join("; ", off.Select(r => $"{r.Where}: {r.Difference:E1}"))}); " +
+            $"the others within {rowDifferences.Except(off).Max(r => r.Difference):E1}");
+        Assert.All(rowDifferences, r => Assert.True(r.Difference <= 0.1, $"{r.Where}: logits differ by {r.Difference}"));
+        Assert.True(off.Count * 10 <= rowDifferences.Count, $"{off.Count} of {rowDifferences.Count} positions differ beyond 1e-4: " +
+            string.Join("; ", off.Select(r => $"{r.Where}: {r.Difference:E1}")));
     }
 
     [Fact]

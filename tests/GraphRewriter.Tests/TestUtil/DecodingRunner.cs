@@ -46,7 +46,8 @@ public static class DecodingRunner
                 var inputs = new Dictionary<string, OrtValue>();
                 try
                 {
-                    foreach (string input in new[] { "input_ids", "attention_mask", "position_ids" })
+                    // onnxruntime-genai's graphs have no position_ids (GroupQueryAttention derives them).
+                    foreach (string input in new[] { "input_ids", "attention_mask", "position_ids" }.Where(session.InputNames.Contains))
                     {
                         var rows = step![input]!.AsArray().Select(r => r!.AsArray().Select(v => (long)v!).ToArray()).ToArray();
                         inputs[input] = OrtValue.CreateTensorValueFromMemory(rows.SelectMany(r => r).ToArray(), [rows.Length, rows[0].Length]);
