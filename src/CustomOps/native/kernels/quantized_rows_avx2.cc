@@ -5,8 +5,9 @@
 // each row's 32 bytes are split into low and high nibbles, the two rows' codes are byte-interleaved (the
 // layout's column permutation makes the interleave come out in column order) and one vpmaddubsw per 16
 // columns multiplies them by the pair of int8 activations and adds the two products: 64 weights of one
-// row per two multiply-adds. Sums stay in int16 for up to 8 pairs (|sum| <= 8 * 2 * 127 * 15 < 2^15),
-// then are scaled into the float accumulators: y += (sa * s) * (isum - z * asum).
+// row per two multiply-adds. Sums stay in int16 for up to 8 pairs with zero points (|sum| <= 8 * 2 * 127 * 15
+// < 2^15), 16 for symmetric weights (see kSymmetricPairsPerFlush), then are scaled into the float
+// accumulators: y += (sa * s) * (isum - z * asum).
 // kFloat, and 8-bit codes: each code is widened to float and multiplied in float32 (t), then
 // y += s * (t - z * asum) per block.
 #include <immintrin.h>
@@ -19,7 +20,10 @@
 namespace sparseonnx::detail {
 namespace {
 
-constexpr size_t kPairsPerFlush = 8;
+// Pairs of rows summed in int16 before the sums are scaled into float: with zero points the sum of a * q
+// must itself fit (8 pairs: 16 * 127 * 15 < 2^15); symmetric weights need only sum a * (q - 8) to fit, since
+// int16 additions wrap and subtracting 8 * asum at the end recovers it exactly (16 pairs: 32 * 127 * 8 < 2^15).
+constexpr size_t kPairsPerFlush = 8, kSymmetricPairsPerFlush = 16;
 
 [[maybe_unused]] inline void PrefetchRow(const uint8_t* row, int64_t bytes) {
   for (int64_t i = 0; i < bytes; i += 64) _mm_prefetch(reinterpret_cast<const char*>(row + i), _MM_HINT_T0);
@@ -43,21 +47,32 @@ inline void Flush16(__m256i sum, __m256 sa, __m256 asum, const void* scales, int
   _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(_mm256_mul_ps(sa, LoadScales<Float16>(scales, at + 8)), t_hi, _mm256_loadu_ps(y + 8)));
 }
 
+// Symmetric weights: y += (sa * s) * (isum - 8 * asum), the subtraction exact in int16 (see kSymmetricPairsPerFlush).
+template <bool Float16>
+inline void FlushSymmetric16(__m256i sum, __m256 sa, __m256i correction, const void* scales, int64_t at, float* y) {
+  sum = _mm256_sub_epi16(sum, correction);
+  const __m256 t_lo = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sum)));
+  const __m256 t_hi = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(sum, 1)));
+  _mm256_storeu_ps(y, _mm256_fmadd_ps(_mm256_mul_ps(sa, LoadScales<Float16>(scales, at)), t_lo, _mm256_loadu_ps(y)));
+  _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(_mm256_mul_ps(sa, LoadScales<Float16>(scales, at + 8)), t_hi, _mm256_loadu_ps(y + 8)));
+}
+
 // Chunk by chunk of 64 columns, the group's pairs of rows accumulate in four int16 registers, which are
 // then scaled into y: the group's rows are read as parallel streams, each row's stretch front to back.
-template <bool Float16>
+template <bool Float16, bool Symmetric>
 void Int8Block4Bit(const QuantizedRows& w, const BlockSelection& s, int64_t n0, int64_t width, float* y) {
+  constexpr size_t kPairs = Symmetric ? kSymmetricPairsPerFlush : kPairsPerFlush;
   const int64_t row_bytes = QuantRowBytes(4, w.N), padded = QuantPaddedColumns(w.N);
   const int64_t scales = s.block * padded + n0;  // index of this task's first scale
   const float* zeros = w.zero_points ? w.zero_points + s.block * padded + n0 : nullptr;
   const uint8_t* codes = w.codes + n0 / 2;
   const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
   const __m256 sa = _mm256_set1_ps(s.activation_scale), default_zero = _mm256_set1_ps(8.f);
-  for (size_t r0 = 0; r0 < s.count; r0 += 2 * kPairsPerFlush) {
-    const size_t rows = std::min(2 * kPairsPerFlush, s.count - r0), pairs = (rows + 1) / 2;
-    const uint8_t* first[kPairsPerFlush];
-    const uint8_t* second[kPairsPerFlush];
-    int16_t weights[kPairsPerFlush];
+  for (size_t r0 = 0; r0 < s.count; r0 += 2 * kPairs) {
+    const size_t rows = std::min(2 * kPairs, s.count - r0), pairs = (rows + 1) / 2;
+    const uint8_t* first[kPairs];
+    const uint8_t* second[kPairs];
+    int16_t weights[kPairs];
     int32_t activation_sum = 0;
     for (size_t p = 0; p < pairs; ++p) {
       const size_t r = r0 + 2 * p;
@@ -69,6 +84,7 @@ void Int8Block4Bit(const QuantizedRows& w, const BlockSelection& s, int64_t n0, 
       weights[p] = static_cast<int16_t>(static_cast<uint16_t>(static_cast<uint8_t>(a1)) | static_cast<uint16_t>(static_cast<uint8_t>(a2)) << 8);
     }
     const __m256 asum = _mm256_set1_ps(static_cast<float>(activation_sum));
+    const __m256i correction = _mm256_set1_epi16(static_cast<int16_t>(8 * activation_sum));  // |8 asum| <= 8 * 32 * 127
     for (int64_t c = 0; c < width; c += 64) {
       __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
       const int64_t at = c / 2;
@@ -88,10 +104,17 @@ void Int8Block4Bit(const QuantizedRows& w, const BlockSelection& s, int64_t n0, 
         acc2 = _mm256_add_epi16(acc2, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(u_lo, 4), low_nibbles), a));
         acc3 = _mm256_add_epi16(acc3, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(u_hi, 4), low_nibbles), a));
       }
-      Flush16<Float16>(acc0, sa, asum, w.scales, scales + c, zeros ? zeros + c : nullptr, default_zero, y + c);
-      Flush16<Float16>(acc1, sa, asum, w.scales, scales + c + 16, zeros ? zeros + c + 16 : nullptr, default_zero, y + c + 16);
-      Flush16<Float16>(acc2, sa, asum, w.scales, scales + c + 32, zeros ? zeros + c + 32 : nullptr, default_zero, y + c + 32);
-      Flush16<Float16>(acc3, sa, asum, w.scales, scales + c + 48, zeros ? zeros + c + 48 : nullptr, default_zero, y + c + 48);
+      if constexpr (Symmetric) {
+        FlushSymmetric16<Float16>(acc0, sa, correction, w.scales, scales + c, y + c);
+        FlushSymmetric16<Float16>(acc1, sa, correction, w.scales, scales + c + 16, y + c + 16);
+        FlushSymmetric16<Float16>(acc2, sa, correction, w.scales, scales + c + 32, y + c + 32);
+        FlushSymmetric16<Float16>(acc3, sa, correction, w.scales, scales + c + 48, y + c + 48);
+      } else {
+        Flush16<Float16>(acc0, sa, asum, w.scales, scales + c, zeros ? zeros + c : nullptr, default_zero, y + c);
+        Flush16<Float16>(acc1, sa, asum, w.scales, scales + c + 16, zeros ? zeros + c + 16 : nullptr, default_zero, y + c + 16);
+        Flush16<Float16>(acc2, sa, asum, w.scales, scales + c + 32, zeros ? zeros + c + 32 : nullptr, default_zero, y + c + 32);
+        Flush16<Float16>(acc3, sa, asum, w.scales, scales + c + 48, zeros ? zeros + c + 48 : nullptr, default_zero, y + c + 48);
+      }
     }
   }
 }
@@ -197,11 +220,13 @@ void DequantizePanelAvx2(const QuantizedRows& w, int64_t k0, int64_t kc, int64_t
 
 void QuantBlockAvx2(const QuantizedRows& w, QuantAccuracy accuracy, const BlockSelection& s, int64_t n0, int64_t width, float* y) {
   if (w.float16_scales) {
-    if (accuracy == QuantAccuracy::kInt8 && w.bits == 4) return Int8Block4Bit<true>(w, s, n0, width, y);
+    if (accuracy == QuantAccuracy::kInt8 && w.bits == 4)
+      return w.zero_points ? Int8Block4Bit<true, false>(w, s, n0, width, y) : Int8Block4Bit<true, true>(w, s, n0, width, y);
     if (w.bits == 4) return FloatBlock<4, true>(w, accuracy, s, n0, width, y);
     return FloatBlock<8, true>(w, accuracy, s, n0, width, y);
   }
-  if (accuracy == QuantAccuracy::kInt8 && w.bits == 4) return Int8Block4Bit<false>(w, s, n0, width, y);
+  if (accuracy == QuantAccuracy::kInt8 && w.bits == 4)
+    return w.zero_points ? Int8Block4Bit<false, false>(w, s, n0, width, y) : Int8Block4Bit<false, true>(w, s, n0, width, y);
   if (w.bits == 4) return FloatBlock<4, false>(w, accuracy, s, n0, width, y);
   return FloatBlock<8, false>(w, accuracy, s, n0, width, y);
 }

@@ -191,7 +191,7 @@ TEST(QuantizedSelectedProduct, MatchesTheDequantizedReference) {
   IsaScope scope;
   std::mt19937 random(41);
   struct Case { int bits; int64_t block; bool zero_points; bool float16_scales = false; };
-  const Case cases[] = {{4, 32, false}, {4, 16, true}, {4, 128, true}, {8, 32, true}, {8, 64, false}, {4, 32, false, true}, {8, 16, true, true}};
+  const Case cases[] = {{4, 32, false}, {4, 16, true}, {4, 128, true}, {4, 128, false}, {8, 32, true}, {8, 64, false}, {4, 32, false, true}, {8, 16, true, true}};
   for (const Case& c : cases)
     for (int64_t K : {int64_t{1}, int64_t{77}, int64_t{600}})
       for (int64_t N : {int64_t{301}, int64_t{2113}}) {
