@@ -15,8 +15,20 @@ namespace {
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 
-// Runs SelectRow and MaskRow on a row and checks both against the reference mask.
+void ExpectSelectionOnActiveIsa(const std::vector<float>& row, const SelectionRule& rule, const std::string& what);
+
+// Runs SelectRow and MaskRow on a row, on every instruction set this CPU has, and checks both against the
+// reference mask.
 void ExpectSelection(const std::vector<float>& row, const SelectionRule& rule, const std::string& what) {
+  const Isa saved = ActiveIsa();
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (!SetActiveIsa(isa)) continue;
+    ExpectSelectionOnActiveIsa(row, rule, what + " (" + IsaName(isa) + ")");
+  }
+  SetActiveIsa(saved);
+}
+
+void ExpectSelectionOnActiveIsa(const std::vector<float>& row, const SelectionRule& rule, const std::string& what) {
   const int64_t K = static_cast<int64_t>(row.size());
   const auto expected = ReferenceMask(row, rule);
   std::vector<int32_t> indices(K + 1, -7);
