@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "element_convert.h"
@@ -72,6 +73,11 @@ float QuantizeActivations(const float* values, size_t count, int8_t* a_int) {
 }
 
 namespace detail {
+
+int64_t HardwareThreads() {
+  static const int64_t threads = std::clamp<int64_t>(static_cast<int64_t>(std::thread::hardware_concurrency()), 1, 256);
+  return threads;
+}
 
 // The scalar block kernel, the definition the vector ones follow. kFloat: every weight dequantized, one
 // FMA per kept row in row order. kInt8: exact integer sums per column, then one scaling per block.
@@ -194,9 +200,15 @@ void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, in
   // instead, so every thread gets work. Each partition sums into its own tile; the partition that finishes
   // a range last adds the tiles in partition order (the result does not depend on the thread count or on
   // which task finished last) and stores Y, so the product is one parallel section.
-  const int64_t ranges = (padded + detail::kQuantTaskColumns - 1) / detail::kQuantTaskColumns;
+  // The partitions depend on the shape alone (they set the order of the float sums); the column ranges may
+  // then be narrowed so that their number is a multiple of the machine's threads (columns are summed
+  // independently, so that changes no result): three ranges on two threads would leave one idle a third of
+  // the time (measured at N = 16384: 1.18x against 1.40x for two products of N = 8192).
+  const int64_t shape_ranges = (padded + detail::kQuantTaskColumns - 1) / detail::kQuantTaskColumns;
+  const int64_t partitions = std::clamp<int64_t>((detail::kQuantMinTasks + shape_ranges - 1) / shape_ranges, 1, blocks);
+  const int64_t workers = detail::HardwareThreads();
+  const int64_t ranges = shape_ranges >= 2 ? std::min(chunks, (shape_ranges + workers - 1) / workers * workers) : shape_ranges;
   const int64_t range_chunks = (chunks + ranges - 1) / ranges;
-  const int64_t partitions = std::clamp<int64_t>((detail::kQuantMinTasks + ranges - 1) / ranges, 1, blocks);
   const int64_t tile_width = range_chunks * kQuantChunkColumns;
   ScratchBuffer tiles(scratch, static_cast<size_t>(ranges * partitions * M * tile_width) * sizeof(float));
   std::vector<std::atomic<int64_t>> finished(static_cast<size_t>(ranges));

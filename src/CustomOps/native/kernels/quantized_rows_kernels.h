@@ -15,6 +15,9 @@ namespace sparseonnx::detail {
 constexpr int64_t kQuantTaskColumns = 5504;
 // At least this many tasks (column ranges × partitions of K) per product, for the thread pool.
 constexpr int64_t kQuantMinTasks = 2;
+// std::thread::hardware_concurrency(), at least 1: what the column ranges are balanced for (ORT's own
+// thread count is not visible to a kernel).
+int64_t HardwareThreads();
 
 // One block's kept entries of one row of A: indices (ascending, all in `block`), their values and, for
 // kInt8, their int8 quantization with its scale.
