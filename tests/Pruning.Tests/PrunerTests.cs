@@ -20,6 +20,20 @@ public class PrunerTests : IDisposable
         Assert.All(result.Layers, l => Assert.True(l.Networks is { Components: 16 }));
         Assert.False(Directory.Exists(Path.Combine(_dir, "work")));
     }
+
+    /// <summary>A MatMulNBits MLP (the committed onnxruntime-genai int4 model) is refused with the way around,
+    /// before any work: slicing down_proj's input channels would break its quantization blocks.</summary>
+    [Fact]
+    public void AQuantizedMlpIsRefusedWithTheWayAround()
+    {
+        string model = Path.Combine(RepositoryPaths.Models, "families", "genai-int4", "model.onnx");
+        var error = Assert.Throws<PruningModelException>(() =>
+            Pruner.Run(model, ReferenceModel.Windows(length: 16, samples: 2), new PruneOptions { Ratio = 0.3, Threads = 1 }, Path.Combine(_dir, "work")));
+        Assert.Contains("/model/layers.0/mlp/", error.Message);
+        Assert.Contains("is MatMulNBits", error.Message);
+        Assert.Contains("prune the float model, then quantize the pruned one", error.Message);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "work")));
+    }
 }
 
 public class CompensationTests : IDisposable

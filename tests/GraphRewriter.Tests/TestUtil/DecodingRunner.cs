@@ -22,6 +22,25 @@ public static class DecodingRunner
             .Where(f => Path.GetFileName(Path.GetDirectoryName(f)) == "golden")
             .Select(f => Path.GetRelativePath(RepositoryPaths.Models, Path.GetDirectoryName(Path.GetDirectoryName(f))!));
 
+    /// <summary>Whether the committed model in <paramref name="relativeFolder"/> has MatMulNBits (quantized) projections.</summary>
+    public static bool IsQuantized(string relativeFolder)
+    {
+        using var model = ModelLoader.Load(Path.Combine(RepositoryPaths.Models, relativeFolder, "model.onnx"));
+        return model.Graph.Nodes.Any(SparseOnnx.GraphRewriter.Quantization.MatMulNBitsFormat.IsMatMulNBits);
+    }
+
+    /// <summary>
+    /// Sets accuracy_level 0 (float32 activations) on every MatMulNBits node. At level 4 both ONNX Runtime and
+    /// the sparse op round each block of activations to int8, and float rounding differences of 1e-7 in a
+    /// projection's input now and then tip an entry across an int8 rounding boundary, which moves that position's
+    /// logits by ~1e-2: exactness is checked at level 0, the level-4 agreement per position.
+    /// </summary>
+    public static void UseFloatActivations(Model model)
+    {
+        foreach (var node in model.Graph.Nodes.Where(SparseOnnx.GraphRewriter.Quantization.MatMulNBitsFormat.IsMatMulNBits))
+            node.Attributes.Set(OnnxAttribute.Int("accuracy_level", 0));
+    }
+
     /// <summary>The parsed cases.json of a model folder (relative to models/).</summary>
     public static JsonNode Spec(string relativeFolder) =>
         JsonNode.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.Models, relativeFolder, "golden", "cases.json")))!;
