@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using SparseOnnx.Runtime.Inference;
 using SparseOnnx.CustomOps;
@@ -212,36 +211,9 @@ public static class OpBenchmark
         var values = inputs.Select(a => Input(o.Type, a, [o.M, o.K])).ToArray();
         try
         {
-            using var runOptions = new RunOptions();
-            double Time(InferenceSession session, int i)
-            {
-                var feed = new Dictionary<string, OrtValue> { ["A"] = values[i % values.Length] };
-                var watch = Stopwatch.StartNew();
-                using var result = session.Run(runOptions, feed, session.OutputNames);
-                return watch.Elapsed.TotalMilliseconds;
-            }
-            for (int w = 0; w < 3; w++)
-            {
-                if (dense is not null) Time(dense, w);
-                Time(sparse, w);
-            }
-            var denseTimes = new List<double>();
-            var sparseTimes = new List<double>();
-            for (int i = 0; i < o.Iterations; i++)
-            {
-                // Alternate which goes first so neither always runs right after the other.
-                if (i % 2 == 0)
-                {
-                    if (dense is not null) denseTimes.Add(Time(dense, i));
-                    sparseTimes.Add(Time(sparse, i));
-                }
-                else
-                {
-                    sparseTimes.Add(Time(sparse, i));
-                    if (dense is not null) denseTimes.Add(Time(dense, i));
-                }
-            }
-            return (dense is null ? [double.NaN] : denseTimes, sparseTimes);
+            if (dense is null) return ([double.NaN], InterleavedTimer.Time([sparse], values, o.Iterations)[0]);
+            var times = InterleavedTimer.Time([dense, sparse], values, o.Iterations);
+            return (times[0], times[1]);
         }
         finally
         {
@@ -266,9 +238,5 @@ public static class OpBenchmark
         return $"{file.FullName} ({file.Length} bytes, {file.LastWriteTimeUtc:yyyy-MM-dd HH:mm:ss} UTC)";
     }
 
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
+    private static double Median(List<double> values) => InterleavedTimer.Median(values);
 }

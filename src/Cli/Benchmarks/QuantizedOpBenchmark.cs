@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using SparseOnnx.CustomOps;
 using SparseOnnx.GraphRewriter.IO;
@@ -190,30 +189,14 @@ public static class QuantizedOpBenchmark
         });
     }
 
-    /// <summary>Per-op medians of each session, run in rotating order so none always follows another.</summary>
+    /// <summary>Per-op medians of each session (a run's time over its weight copies), interleaved by <see cref="InterleavedTimer"/>.</summary>
     private static double[] TimeInterleaved((InferenceSession Session, int Copies)[] sessions, OpBenchmarkOptions o, float[][] inputs)
     {
         var values = inputs.Select(a => OrtValue.CreateTensorValueFromMemory(a, [o.M, o.K])).ToArray();
         try
         {
-            using var runOptions = new RunOptions();
-            double Time(InferenceSession session, int i)
-            {
-                var feed = new Dictionary<string, OrtValue> { ["A"] = values[i % values.Length] };
-                var watch = Stopwatch.StartNew();
-                using var result = session.Run(runOptions, feed, session.OutputNames);
-                return watch.Elapsed.TotalMilliseconds;
-            }
-            for (int w = 0; w < 3; w++)
-                foreach (var (session, _) in sessions) Time(session, w);
-            var times = sessions.Select(_ => new List<double>()).ToArray();
-            for (int i = 0; i < o.Iterations; i++)
-                for (int j = 0; j < sessions.Length; j++)
-                {
-                    int s = (i + j) % sessions.Length;
-                    times[s].Add(Time(sessions[s].Session, i) / sessions[s].Copies);
-                }
-            return times.Select(t => t.Order().ElementAt(t.Count / 2)).ToArray();
+            var times = InterleavedTimer.Time(sessions.Select(s => s.Session).ToArray(), values, o.Iterations);
+            return times.Select((t, s) => InterleavedTimer.Median(t) / sessions[s].Copies).ToArray();
         }
         finally
         {
