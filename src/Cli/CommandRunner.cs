@@ -42,9 +42,15 @@ public static class CommandRunner
         output ??= Console.Out;
         error ??= Console.Error;
         var configuration = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false };
+        // --progress applies to every command: added here, so every root (the tool's, and the tests') has it.
+        var progress = root.Options.OfType<Option<string>>().FirstOrDefault(o => o.Name == ProgressDisplay.OptionName);
+        if (progress is null) root.Options.Add(progress = ProgressDisplay.CreateOption());
+        var previousStyle = ProgressDisplay.Style;
         try
         {
-            return root.Parse(args).Invoke(configuration);
+            var parse = root.Parse(args);
+            ProgressDisplay.Style = ProgressDisplay.Parse(parse.GetValue(progress));
+            return parse.Invoke(configuration);
         }
         catch (SparseOnnxException e)
         {
@@ -71,6 +77,10 @@ public static class CommandRunner
             error.WriteLine("This is a bug in SparseOnnx; please report it with the command line and, if you can, the model.");
             if (Environment.GetEnvironmentVariable("SPARSEONNX_DEBUG") == "1") error.WriteLine(e);
             return ExitCodes.InternalError;
+        }
+        finally
+        {
+            ProgressDisplay.Style = previousStyle;
         }
     }
 }
