@@ -34,8 +34,32 @@ public static class CommandRunner
         ScratchPaths.DeleteAll();
         string name = context.Signal == System.Runtime.InteropServices.PosixSignal.SIGINT ? "SIGINT" : "SIGTERM";
         Console.Error.WriteLine($"interrupted ({name}); removed {removed.Count} unfinished file(s) and folder(s)");
-        Environment.Exit(context.Signal == System.Runtime.InteropServices.PosixSignal.SIGINT ? 130 : 143);
+        Console.Error.Flush();
+        Console.Out.Flush();
+        ExitNow(context.Signal == System.Runtime.InteropServices.PosixSignal.SIGINT ? 130 : 143);
     }
+
+    /// <summary>
+    /// Ends the process at once. Environment.Exit runs the runtime's shutdown and the native libraries' exit
+    /// handlers while ONNX Runtime's worker threads may still be inside a kernel, and CI once saw that end in
+    /// SIGSEGV (exit 139) instead of 130; after the cleanup above nothing is left to flush, so on Unix the process
+    /// leaves through _exit, which runs no handlers.
+    /// </summary>
+    private static void ExitNow(int code)
+    {
+        if (!OperatingSystem.IsWindows())
+            try
+            {
+                ImmediateExit(code);
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+            }
+        Environment.Exit(code);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "_exit")]
+    private static extern void ImmediateExit(int code);
 
     public static int Run(RootCommand root, string[] args, TextWriter? output = null, TextWriter? error = null)
     {
