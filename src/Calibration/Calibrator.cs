@@ -64,6 +64,10 @@ public sealed class Calibrator
     {
         var clock = Stopwatch.StartNew();
         _data = data;
+        // The source's weights are linked into the work folder, not copied, where the file system allows it.
+        IReadOnlyList<string> externalData;
+        using (var source = ModelLoader.Load(modelPath)) externalData = source.ExternalDataPaths;
+        modelPath = SourceStaging.Stage(modelPath, externalData, workFolder, out long linkedBytes);
         using var model = ModelLoader.Load(modelPath);
         // A quantized model (MatMulNBits) is calibrated as the float model it computes: its dequantized weights
         // under the same node names, so the plan applies to the quantized model unchanged.
@@ -73,6 +77,12 @@ public sealed class Calibrator
             throw new CalibrationModelException($"the block objective of greedy allocation measures each block's output, but {problem}; use --greedy-objective logits");
         using var session = ProbeSession.Open(model, layout, workFolder, _options.Threads);
         _session = session;
+        if (linkedBytes > 0)
+            _notes.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"the work folder links the source's {linkedBytes / 1e9:F2} GB of weights instead of copying them (the probe wrote {session.Saved.ExternalBytes / 1e6:F1} MB)"));
+        else if (session.Saved.ExternalBytes > 1_000_000_000)
+            _notes.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"the probe copied {session.Saved.ExternalBytes / 1e9:F2} GB of weights into the work folder: the source's weights are inline, or its data file could not be hard-linked there (another file system); save it with external data on the output's file system to avoid the copy"));
 
         var dense = new ProbeSettings(layout);
         double denseLoss = Validate(dense, "held-out loss, dense").Loss;

@@ -36,6 +36,49 @@ public sealed class CalibratorTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(_folder, "uniform")), "the work folder is deleted");
     }
 
+    /// <summary>
+    /// A model with external data is calibrated without a copy of its weights in the work folder: its data file is
+    /// hard-linked there and the probe references it (issue 21: the 1B model's probe was a 5.6 GB copy). The plan
+    /// is the one the same weights inline give, the links go with the work folder, and the source is untouched.
+    /// </summary>
+    [Fact]
+    public void AnExternalDataModelIsCalibratedWithoutACopyOfItsWeights()
+    {
+        string source = Path.Combine(_folder, "src", "model.onnx");
+        using (var model = ModelLoader.Load(ModelPath)) ModelSaver.Save(model, source, new SaveOptions { ExternalData = ExternalDataMode.Always });
+        var sourceData = new FileInfo(source + ".data");
+        long sourceBytes = sourceData.Length;
+        DateTime sourceTime = sourceData.LastWriteTimeUtc;
+        string work = Path.Combine(_folder, "linked");
+        long probeBytes = -1;
+        bool linked = false;
+        var progress = new ImmediateProgress<CalibrationProgress>(_ =>
+        {
+            if (probeBytes >= 0 || !File.Exists(Path.Combine(work, "probe.onnx"))) return;
+            linked = File.Exists(Path.Combine(work, "model.onnx.data"));
+            probeBytes = Directory.GetFiles(work).Where(f => Path.GetFileName(f).StartsWith("probe.onnx", StringComparison.Ordinal)).Sum(f => new FileInfo(f).Length);
+        });
+        var options = new CalibrationOptions { Sparsity = 0.5, Compensation = CompensationMode.Off } with { Threads = 1, GreedySamples = 3, GreedyStep = 0.1 };
+
+        var result = Calibrator.Run(source, Data.Value, options, work, progress);
+
+        Assert.True(linked, "the source's data file is linked into the work folder while calibrating");
+        Assert.InRange(probeBytes, 1, sourceBytes / 10);
+        string note = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the work folder links the source's {sourceBytes / 1e9:F2} GB of weights instead of copying them");
+        Assert.Contains(result.Notes, n => n.StartsWith(note, StringComparison.Ordinal));
+        var inline = Calibrate(new CalibrationOptions { Sparsity = 0.5, Compensation = CompensationMode.Off }, "inline");
+        Assert.Equal(inline.Plan.Projections.Select(p => (p.Node, p.Threshold)), result.Plan.Projections.Select(p => (p.Node, p.Threshold)));
+        Assert.Equal(inline.Validation, result.Validation);
+        Assert.False(Directory.Exists(work), "the work folder, with its links, is deleted");
+        sourceData.Refresh();
+        Assert.Equal((sourceBytes, sourceTime), (sourceData.Length, sourceData.LastWriteTimeUtc));
+    }
+
+    private sealed class ImmediateProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+
     [Fact]
     public void Auto_Compensation_NeverMakesTheHeldOutLossWorse_AndThePlanAppliesToTheModel()
     {

@@ -73,6 +73,9 @@ public sealed class ProbeSession : IDisposable
     /// <summary>The saved probe model.</summary>
     public string ModelPath { get; }
 
+    /// <summary>What saving it wrote: the tensors it copied and those it left referencing the source's data.</summary>
+    public SaveResult Saved { get; private init; } = null!;
+
     /// <summary>The logits output's name.</summary>
     public string Logits => _signature.Logits;
 
@@ -87,7 +90,8 @@ public sealed class ProbeSession : IDisposable
     {
         Directory.CreateDirectory(workFolder);
         string path = Path.Combine(workFolder, fileName);
-        ModelSaver.Save(probe, path, new SaveOptions { ExternalData = ExternalDataMode.Auto });
+        // External data already in the work folder (the source's, linked there by SourceStaging) is referenced, not copied.
+        var saved = ModelSaver.Save(probe, path, new SaveOptions { ExternalData = ExternalDataMode.Auto, ReuseExternalDataInOutputFolder = true });
         using var options = new SessionOptions
         {
             // Basic optimizations only: the probe's outputs are intermediate values that fusions would otherwise absorb.
@@ -101,7 +105,7 @@ public sealed class ProbeSession : IDisposable
         var session = new InferenceSession(path, options);
         try
         {
-            return new ProbeSession(session, DecoderSignature.Discover(session, path), layout, path);
+            return new ProbeSession(session, DecoderSignature.Discover(session, path), layout, path) { Saved = saved };
         }
         catch
         {
