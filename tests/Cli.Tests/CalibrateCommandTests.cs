@@ -50,6 +50,23 @@ public class CalibrateCommandTests : IDisposable
         Assert.Equal(first, second);
     }
 
+    /// <summary>A calibration killed with SIGKILL leaves its work folder; the next run for the same output removes it and says so.</summary>
+    [Fact]
+    public void Calibration_RemovesTheWorkFolderOfAnEarlierKilledRun()
+    {
+        using var ended = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("true") { UseShellExecute = false })!;
+        ended.WaitForExit();
+        string leftover = Path.Combine(_dir, $".sparse.onnx.calibration-{ended.Id}");
+        Directory.CreateDirectory(leftover);
+        File.WriteAllBytes(Path.Combine(leftover, "probe.onnx.data"), new byte[4096]);
+        string output = Path.Combine(_dir, "sparse.onnx");
+        var (code, _, error) = Run(["sparsify", Llama, "-o", output, "--mode", "threshold", "--sparsity", "0.5", "--calibration", Valid,
+            "--compensation", "off", "--spontaneous", "off", .. Small]);
+        Assert.True(code == 0, error);
+        Assert.Contains($"note: removed {leftover}, the work folder of an earlier run that did not finish", error);
+        Assert.Empty(Directory.GetDirectories(_dir));
+    }
+
     [Theory]
     [InlineData("--plan", "x.json", "either --plan or --calibration")]
     [InlineData("--threshold", "0.1", "give --sparsity, not --threshold")]

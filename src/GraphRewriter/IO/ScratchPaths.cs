@@ -88,3 +88,58 @@ public sealed class ScratchFolder : IDisposable
         public void Dispose() { }
     }
 }
+
+/// <summary>
+/// The work folders of jobs that write next to an output: <c>.{output name}.{purpose}-{process id}</c> (and that
+/// name with a suffix, such as <c>.quantized</c>), in the output's folder. A run ended by SIGKILL or a power cut
+/// cannot remove its own; the next run for the same output removes those whose process is gone, so they never
+/// pile up (a calibration's may hold a copy of the model's weights).
+/// </summary>
+public static class WorkFolders
+{
+    /// <summary>
+    /// This process's work folder for <paramref name="outputPath"/> and <paramref name="purpose"/> (not created),
+    /// after removing the folders of the same output and purpose left by processes that no longer run; returns
+    /// the path and what was removed.
+    /// </summary>
+    public static (string Path, IReadOnlyList<string> RemovedLeftovers) ForOutput(string outputPath, string purpose)
+    {
+        string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(outputPath))!;
+        string prefix = $".{System.IO.Path.GetFileName(outputPath)}.{purpose}-";
+        var removed = new List<string>();
+        if (Directory.Exists(folder))
+            foreach (string candidate in Directory.GetDirectories(folder, prefix + "*"))
+            {
+                string rest = System.IO.Path.GetFileName(candidate)[prefix.Length..];
+                int digits = 0;
+                while (digits < rest.Length && char.IsAsciiDigit(rest[digits])) digits++;
+                if (digits == 0 || (digits < rest.Length && rest[digits] != '.')) continue;  // not a name this class makes
+                if (!int.TryParse(rest[..digits], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid)
+                    || IsRunning(pid)) continue;
+                try
+                {
+                    Directory.Delete(candidate, recursive: true);
+                    removed.Add(candidate);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Someone else's, or in use: leave it.
+                }
+            }
+        return (System.IO.Path.Combine(folder, prefix + Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)), removed);
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        if (pid == Environment.ProcessId) return true;
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return false;  // no such process
+        }
+    }
+}
