@@ -93,9 +93,9 @@ public sealed class CalibratorTests : IDisposable
         result.Plan.Save(planPath);
         using var model = ModelLoader.Load(ModelPath);
         var pass = new SparsifyPass(new SparsifyOptions { Mode = SparsityMode.Threshold, Plan = SparsityPlan.Load(planPath) });
-        pass.Run(model);
-        Assert.Equal(42, pass.Report!.Rewritten.Count);
-        Assert.Equal(result.Plan.Projections.Count(p => p.Spontaneous is not null), pass.Report.Rewritten.Count(r => r.SpontaneousCalibrated));
+        var report = pass.Run(model).Report;
+        Assert.Equal(42, report.Rewritten.Count);
+        Assert.Equal(result.Plan.Projections.Count(p => p.Spontaneous is not null), report.Rewritten.Count(r => r.SpontaneousCalibrated));
     }
 
     [Fact]

@@ -142,9 +142,7 @@ public static class SparsifyCommand
                 // Rewrite from the saved plan, so the model records the file it can be re-made from.
                 options = options with { Plan = SparsityPlan.Load(planPath) };
             }
-            var pass = new SparsifyPass(options);
-            pass.Run(model);
-            var report = pass.Report!;
+            var report = new SparsifyPass(options).Run(model).Report;
             if (report.Rewritten.Count == 0) throw new NothingToRewriteException(NothingRewrittenMessage(report, model));
             var saved = ModelSaver.Save(model, outputPath, saveOptions);
             clock.Stop();

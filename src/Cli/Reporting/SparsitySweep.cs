@@ -159,12 +159,11 @@ internal static class SparsitySweep
         if (Directory.Exists(Path.GetDirectoryName(target)))
             throw new ArgumentException($"'{Path.GetDirectoryName(target)}' already exists; choose another output folder or remove it.");
         using var model = ModelLoader.Load(modelPath);
-        var pass = new SparsifyPass(sparsify);
-        pass.Run(model);
-        if (pass.Report!.Rewritten.Count == 0)
+        var report = new SparsifyPass(sparsify).Run(model).Report;
+        if (report.Rewritten.Count == 0)
             throw new ArgumentException($"Nothing in '{modelPath}' could be sparsified with the chosen kinds; see 'sparseonnx sparsify' for the reasons.");
         ModelSaver.Save(model, target);
-        return (variant, sparsity, target, pass.Report.Rewritten.Count, calibration);
+        return (variant, sparsity, target, report.Rewritten.Count, calibration);
     }
 
     /// <summary>The model's file and its external data files: the bytes one dense decode step reads.</summary>

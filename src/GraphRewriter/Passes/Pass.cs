@@ -5,7 +5,7 @@ namespace SparseOnnx.GraphRewriter.Passes;
 /// <summary>What one pass did.</summary>
 /// <param name="Changed">Whether the pass modified the model.</param>
 /// <param name="Messages">Human-readable notes: what it rewrote, what it skipped and why. The library never prints them.</param>
-public sealed record PassResult(bool Changed, IReadOnlyList<string> Messages)
+public record PassResult(bool Changed, IReadOnlyList<string> Messages)
 {
     /// <summary>A result for a pass that changed nothing.</summary>
     public static PassResult Unchanged(params string[] messages) => new(false, messages);
@@ -25,6 +25,21 @@ public interface IPass
 
     /// <summary>Runs the pass on <paramref name="model"/> in place.</summary>
     PassResult Run(Model model);
+}
+
+/// <summary>What a pass with a report of its own did: <see cref="PassResult"/> and that report.</summary>
+/// <param name="Changed">Whether the pass modified the model.</param>
+/// <param name="Messages">Human-readable notes, as for <see cref="PassResult"/>.</param>
+/// <param name="Report">The pass's account of its work (for <see cref="Sparsify.SparsifyPass"/>, every projection rewritten or skipped).</param>
+public sealed record PassResult<TReport>(bool Changed, IReadOnlyList<string> Messages, TReport Report) : PassResult(Changed, Messages);
+
+/// <summary>A pass that returns a typed report with its result (run in a <see cref="PassPipeline"/>, the report is in its <see cref="PassReport"/>).</summary>
+public interface IPass<TReport> : IPass
+{
+    /// <summary>Runs the pass on <paramref name="model"/> in place.</summary>
+    new PassResult<TReport> Run(Model model);
+
+    PassResult IPass.Run(Model model) => Run(model);
 }
 
 /// <summary>One pass's entry in a pipeline report.</summary>

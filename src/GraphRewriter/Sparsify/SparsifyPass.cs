@@ -11,7 +11,7 @@ namespace SparseOnnx.GraphRewriter.Sparsify;
 /// Everything is decided before anything changes: a plan that does not fit the model throws and leaves the
 /// model untouched. Adds the <c>ai.sparseonnx</c> opset import and records what it did in model metadata.
 /// </summary>
-public sealed class SparsifyPass : IPass
+public sealed class SparsifyPass : IPass<SparsifyReport>
 {
     /// <summary>Model metadata key recording the sparsify run.</summary>
     public const string ModelMetadataKey = TopKSparseMatMulOp.MetadataPrefix + "sparsify";
@@ -28,11 +28,8 @@ public sealed class SparsifyPass : IPass
     /// <inheritdoc />
     public string Name => "sparsify";
 
-    /// <summary>What the last <see cref="Run"/> rewrote and skipped.</summary>
-    public SparsifyReport? Report { get; private set; }
-
-    /// <inheritdoc />
-    public PassResult Run(Model model)
+    /// <summary>Runs the pass; the result's report says what it rewrote and skipped.</summary>
+    public PassResult<SparsifyReport> Run(Model model)
     {
         CheckOpsetImport(model);
         var projections = ProjectionClassifier.Classify(model);
@@ -75,11 +72,11 @@ public sealed class SparsifyPass : IPass
             model.MetadataProps.Add(new(ModelMetadataKey, Summary(rewritten.Count)));
         }
 
-        Report = new SparsifyReport(rewritten, skipped);
+        var report = new SparsifyReport(rewritten, skipped);
         var messages = rewritten.Select(r => $"rewrote {r.Node} ({r.Kind.ToShortName()}, layer {r.Layer?.ToString() ?? "-"}): " +
                 (r.K is { } k ? $"k = {k} of {r.InFeatures}" : $"threshold {r.Threshold}"))
             .Concat(skipped.Select(s => $"skipped {s.Node} ({s.Kind.ToShortName()}): {s.Reason}")).ToArray();
-        return rewritten.Count > 0 ? PassResult.Modified(messages) : PassResult.Unchanged(messages);
+        return new PassResult<SparsifyReport>(rewritten.Count > 0, messages, report);
     }
 
     /// <summary>Why <paramref name="projection"/> stays dense, or null with the setting to rewrite it with.</summary>

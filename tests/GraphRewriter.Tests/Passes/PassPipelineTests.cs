@@ -23,7 +23,26 @@ public class PassPipelineTests
         public PassResult Run(Model model) => throw new InvalidOperationException("boom");
     }
 
+    /// <summary>A pass with a typed report: the graph's node count before it ran.</summary>
+    private sealed class CountNodes : IPass<int>
+    {
+        public string Name => "count-nodes";
+
+        public PassResult<int> Run(Model model) => new(false, [], model.Graph.Nodes.Count);
+    }
+
     private static Model EmptyModel() => new(new Graph("g")) { IrVersion = 8 };
+
+    [Fact]
+    public void ATypedReportReachesTheCallerDirectlyAndThroughThePipeline()
+    {
+        using var model = EmptyModel();
+        var pass = new CountNodes();
+        Assert.Equal(0, pass.Run(model).Report);
+        var reports = new PassPipeline(new RenameGraph("a"), pass).Run(model);
+        Assert.Equal(0, Assert.IsType<PassResult<int>>(reports[1].Result).Report);
+        Assert.False(reports[1].Result.Changed);
+    }
 
     [Fact]
     public void RunsPassesInOrderAndReportsWhetherEachChangedTheModel()

@@ -46,8 +46,7 @@ public class CommittedModelTests
         using (var model = ModelLoader.Load(source))
         {
             var pass = new SparsifyPass(new SparsifyOptions { Sparsity = 0, Kinds = kinds });
-            pass.Run(model);
-            report = pass.Report!;
+            report = pass.Run(model).Report;
             ModelSaver.Save(model, sparse);
         }
         Assert.DoesNotContain(report.Skipped, s => kinds.Contains(s.Kind));

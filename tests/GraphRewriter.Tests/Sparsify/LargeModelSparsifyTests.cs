@@ -55,8 +55,7 @@ public class LargeModelSparsifyTests
         {
             using var model = ModelLoader.Load(input);
             var pass = new SparsifyPass(new SparsifyOptions { Sparsity = 0.5 });
-            pass.Run(model);
-            report = pass.Report;
+            report = pass.Run(model).Report;
             saved = ModelSaver.Save(model, output);
         });
         clock.Stop();

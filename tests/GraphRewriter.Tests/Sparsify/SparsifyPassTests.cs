@@ -152,8 +152,7 @@ public class SparsifyPassTests
             using (model)
             {
                 var pass = new SparsifyPass(new SparsifyOptions { Sparsity = 0.5 });
-                pass.Run(model);
-                var report = pass.Report!;
+                var report = pass.Run(model).Report;
                 var expectedRewritten = expected.Where(e => SparsifyOptions.DefaultKinds.Contains(e.Kind)).Select(e => e.Node).Order().ToArray();
                 Assert.Equal(expectedRewritten, report.Rewritten.Select(r => r.Node).Order().ToArray());
                 Assert.All(report.Skipped, s => Assert.Equal(ProjectionKind.LmHead, s.Kind));
@@ -180,9 +179,10 @@ public class SparsifyPassTests
         using var model = ProjectionModels.NewModel(graph);
         byte[] before = ModelSaver.ToBytes(model);
         var pass = new SparsifyPass(new SparsifyOptions { Sparsity = 0.5 });
-        Assert.False(pass.Run(model).Changed);
-        Assert.Empty(pass.Report!.Rewritten);
-        Assert.Empty(pass.Report.Skipped);
+        var result = pass.Run(model);
+        Assert.False(result.Changed);
+        Assert.Empty(result.Report.Rewritten);
+        Assert.Empty(result.Report.Skipped);
         Assert.Equal(before, ModelSaver.ToBytes(model));
     }
 

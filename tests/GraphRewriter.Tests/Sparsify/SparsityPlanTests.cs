@@ -127,8 +127,7 @@ public class SparsityPlanTests
 
         using var again = ModelLoader.Load(original);
         var pass = new SparsifyPass(new SparsifyOptions { Plan = plan, Sparsity = 0.5, Kinds = ProjectionModels.AllKinds });
-        pass.Run(again);
-        var byNode = pass.Report!.Rewritten.ToDictionary(r => r.Node);
+        var byNode = pass.Run(again).Report.Rewritten.ToDictionary(r => r.Node);
         Assert.Equal((null, 0.25f), (byNode["first"].K, byNode["first"].Threshold));
         Assert.Equal((8L, null), (byNode["second"].K, byNode["second"].Threshold));
     }

@@ -56,9 +56,10 @@ public class SyntheticLlamaTests(ITestOutputHelper output)
         using var sparse = SyntheticLlama.Build(Tiny);
         var pass = new SparsifyPass(new SparsifyOptions { Sparsity = 0 });
 
-        Assert.True(pass.Run(sparse).Changed);
+        var result = pass.Run(sparse);
+        Assert.True(result.Changed);
 
-        var report = pass.Report!;
+        var report = result.Report;
         Assert.Equal(7 * Tiny.Layers, report.Rewritten.Count);
         foreach (var (_, kind) in LayerProjections)
             Assert.Equal(Enumerable.Range(0, Tiny.Layers).Select(l => (int?)l), report.Rewritten.Where(r => r.Kind == kind).Select(r => r.Layer).Order());

@@ -94,7 +94,6 @@ public static class ProjectionModels
     public static SparsifyReport SparsifyAll(Model model, double sparsity = 0, bool spontaneous = true, SparsityPlan? plan = null)
     {
         var pass = new SparsifyPass(new SparsifyOptions { Sparsity = plan is null ? sparsity : null, Kinds = AllKinds, SpontaneousNeurons = spontaneous, Plan = plan });
-        pass.Run(model);
-        return pass.Report!;
+        return pass.Run(model).Report;
     }
 }
