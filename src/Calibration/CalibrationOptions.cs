@@ -63,6 +63,12 @@ public sealed record CalibrationOptions
     /// <summary>ONNX Runtime intra-op threads (0: its default).</summary>
     public int Threads { get; init; }
 
+    /// <summary>Where the probes run: the CPU (default), CUDA (fails when the ONNX Runtime in use has no CUDA provider), or auto (CUDA when available).</summary>
+    public SparseOnnx.Runtime.Inference.ExecutionDevice Device { get; init; } = SparseOnnx.Runtime.Inference.ExecutionDevice.Cpu;
+
+    /// <summary>ORT's CUDA provider library to register when the runtime has none built in (default: $SPARSEONNX_ORT_CUDA_PROVIDER).</summary>
+    public string? CudaProviderLibrary { get; init; }
+
     /// <summary>
     /// Most bytes of captured outputs (activations exposed by the probe, logits) held at once; batches are sized
     /// to fit, down to one window. The rest of calibration's memory does not grow with the number of samples.

@@ -12,6 +12,7 @@ using SparseOnnx.GraphRewriter.IO;
 using SparseOnnx.GraphRewriter.Quantization;
 using SparseOnnx.GraphRewriter.Sparsify;
 using SparseOnnx.Runtime.Evaluation;
+using SparseOnnx.Runtime.Inference;
 
 namespace SparseOnnx.Calibration;
 
@@ -75,8 +76,10 @@ public sealed class Calibrator
         var layout = ProbeModelBuilder.Instrument(model, new ProbeOptions { Kinds = _options.Kinds, Mode = _options.Mode });
         if (_options.Allocation == AllocationMethod.Greedy && _options.GreedyObjective == GreedyObjective.BlockOutput && layout.BlockOutputProblem is { } problem)
             throw new CalibrationModelException($"the block objective of greedy allocation measures each block's output, but {problem}; use --greedy-objective logits");
-        using var session = ProbeSession.Open(model, layout, workFolder, _options.Threads);
+        using var session = ProbeSession.Open(model, layout, workFolder, _options.Threads, device: _options.Device, cudaProviderLibrary: _options.CudaProviderLibrary);
         _session = session;
+        if (_options.Device == ExecutionDevice.Auto)
+            _notes.Add(session.Device == ExecutionDevice.Cuda ? "calibrated on CUDA" : "calibrated on the CPU: this ONNX Runtime has no usable CUDA provider");
         if (linkedBytes > 0)
             _notes.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"the work folder links the source's {linkedBytes / 1e9:F2} GB of weights instead of copying them (the probe wrote {session.Saved.ExternalBytes / 1e6:F1} MB)"));
@@ -357,7 +360,8 @@ public sealed class Calibrator
             new DequantizePass().Run(trainingModel);  // as the first instrumentation saw it
             ProbeModelBuilder.Instrument(trainingModel, new ProbeOptions { Kinds = _options.Kinds, Mode = _options.Mode });
             graph = TrainingGraph.Build(trainingModel, layout, _session.Logits, options.Space);
-            session = ProbeSession.Open(trainingModel, layout, workFolder, _options.Threads, "training.onnx", memoryArena: false);
+            session = ProbeSession.Open(trainingModel, layout, workFolder, _options.Threads, "training.onnx", memoryArena: false,
+                _options.Device, _options.CudaProviderLibrary);
         }
         TrainingOutcome outcome;
         using (session)

@@ -74,6 +74,25 @@ public sealed class CalibratorTests : IDisposable
         Assert.Equal((sourceBytes, sourceTime), (sourceData.Length, sourceData.LastWriteTimeUtc));
     }
 
+    /// <summary>
+    /// The CUDA provider for the probes: this CPU-only ONNX Runtime has none, so asking for CUDA fails with ONNX
+    /// Runtime's reason and leaves no work folder, and auto calibrates on the CPU and says so (the CUDA path
+    /// itself runs where a GPU is lent).
+    /// </summary>
+    [Fact]
+    public void CudaWithoutTheProviderFailsCleanlyAndAutoCalibratesOnTheCpu()
+    {
+        var options = new CalibrationOptions { Sparsity = 0.5, Compensation = CompensationMode.Off, Device = SparseOnnx.Runtime.Inference.ExecutionDevice.Cuda };
+        var error = Assert.Throws<SparseOnnx.Runtime.Inference.ExecutionProviderUnavailableException>(() => Calibrate(options, "cuda"));
+        Assert.Contains("CUDA execution provider is not available", error.Message);
+        Assert.False(Directory.Exists(Path.Combine(_folder, "cuda")));
+
+        var auto = Calibrate(options with { Device = SparseOnnx.Runtime.Inference.ExecutionDevice.Auto }, "auto");
+        Assert.Contains("calibrated on the CPU: this ONNX Runtime has no usable CUDA provider", auto.Notes);
+        var cpu = Calibrate(options with { Device = SparseOnnx.Runtime.Inference.ExecutionDevice.Cpu }, "cpu");
+        Assert.Equal(cpu.Plan.Projections.Select(p => p.Threshold), auto.Plan.Projections.Select(p => p.Threshold));
+    }
+
     private sealed class ImmediateProgress<T>(Action<T> report) : IProgress<T>
     {
         public void Report(T value) => report(value);

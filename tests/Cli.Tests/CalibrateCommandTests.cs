@@ -50,6 +50,19 @@ public class CalibrateCommandTests : IDisposable
         Assert.Equal(first, second);
     }
 
+    /// <summary>--device cuda on an ONNX Runtime without the CUDA provider: a clear error, no model, no work folder.</summary>
+    [Fact]
+    public void Calibration_OnCudaWithoutTheProviderIsAnInputError()
+    {
+        string output = Path.Combine(_dir, "sparse.onnx");
+        var (code, _, error) = Run(["sparsify", Llama, "-o", output, "--mode", "threshold", "--sparsity", "0.5", "--calibration", Valid,
+            "--device", "cuda", .. Small]);
+        Assert.Equal(1, code);
+        Assert.Contains("CUDA execution provider is not available", error);
+        Assert.False(File.Exists(output));
+        Assert.Empty(Directory.GetDirectories(_dir));
+    }
+
     /// <summary>A calibration killed with SIGKILL leaves its work folder; the next run for the same output removes it and says so.</summary>
     [Fact]
     public void Calibration_RemovesTheWorkFolderOfAnEarlierKilledRun()

@@ -73,6 +73,9 @@ public sealed class ProbeSession : IDisposable
     /// <summary>The saved probe model.</summary>
     public string ModelPath { get; }
 
+    /// <summary>Where the probe runs (<see cref="ExecutionDevice.Auto"/> resolved).</summary>
+    public ExecutionDevice Device { get; private init; }
+
     /// <summary>What saving it wrote: the tensors it copied and those it left referencing the source's data.</summary>
     public SaveResult Saved { get; private init; } = null!;
 
@@ -86,7 +89,8 @@ public sealed class ProbeSession : IDisposable
     /// Saves <paramref name="probe"/> (instrumented by <see cref="ProbeModelBuilder"/>) as <c>probe.onnx</c> in
     /// <paramref name="workFolder"/> (large weights go to an external data file there) and opens it.
     /// </summary>
-    public static ProbeSession Open(Model probe, ProbeLayout layout, string workFolder, int threads, string fileName = "probe.onnx", bool memoryArena = true)
+    public static ProbeSession Open(Model probe, ProbeLayout layout, string workFolder, int threads, string fileName = "probe.onnx", bool memoryArena = true,
+        ExecutionDevice device = ExecutionDevice.Cpu, string? cudaProviderLibrary = null)
     {
         Directory.CreateDirectory(workFolder);
         string path = Path.Combine(workFolder, fileName);
@@ -102,10 +106,11 @@ public sealed class ProbeSession : IDisposable
             EnableCpuMemArena = memoryArena,
         };
         options.RegisterSparseOnnxOps();
+        var used = ExecutionProviders.Apply(options, device, cudaProviderLibrary);
         var session = new InferenceSession(path, options);
         try
         {
-            return new ProbeSession(session, DecoderSignature.Discover(session, path), layout, path) { Saved = saved };
+            return new ProbeSession(session, DecoderSignature.Discover(session, path), layout, path) { Saved = saved, Device = used };
         }
         catch
         {

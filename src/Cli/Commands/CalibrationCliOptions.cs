@@ -7,6 +7,7 @@ using SparseOnnx.Calibration.Data;
 using SparseOnnx.Calibration.Training;
 using SparseOnnx.GraphRewriter.Analysis.Projections;
 using SparseOnnx.GraphRewriter.Sparsify;
+using SparseOnnx.Runtime.Inference;
 
 namespace SparseOnnx.Cli.Commands;
 
@@ -38,10 +39,16 @@ internal sealed class CalibrationCliOptions
     public Option<double> GreedyStep { get; } = new("--greedy-step") { Description = "Greedy: sparsity step of one group per iteration.", DefaultValueFactory = _ => 0.05 };
     public Option<int> GreedySamples { get; } = new("--greedy-samples") { Description = "Greedy: calibration windows the block-output error is measured on.", DefaultValueFactory = _ => 8 };
     public Option<int> Threads { get; } = new("--threads") { Description = "ONNX Runtime threads for calibration (0: all cores).", DefaultValueFactory = _ => 0 };
+    public Option<ExecutionDevice> Device { get; } = new("--device")
+    {
+        Description = "Where calibration runs the model: cpu, cuda (fails without ONNX Runtime's CUDA provider: a GPU build of ONNX Runtime, " +
+                      "or ORT's libonnxruntime_providers_cuda.so named in $SPARSEONNX_ORT_CUDA_PROVIDER), or auto (CUDA when available).",
+        DefaultValueFactory = _ => ExecutionDevice.Cpu,
+    };
     public Option<FileInfo?> PlanOutput { get; } = new("--plan-out") { Description = "Where to save the calibrated plan (default: beside the output, <name>.plan.json)." };
 
     public IEnumerable<Option> All => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Allocation, Compensation, Spontaneous,
-        TrainSpace, TrainInit, TrainSteps, TrainBatch, TrainLearningRate, TrainPatience, TrainKeep, GreedyObjective, GreedyStep, GreedySamples, Threads, PlanOutput];
+        TrainSpace, TrainInit, TrainSteps, TrainBatch, TrainLearningRate, TrainPatience, TrainKeep, GreedyObjective, GreedyStep, GreedySamples, Threads, Device, PlanOutput];
 
     /// <summary>The options that say which text to read and how to cut it (what pruning needs).</summary>
     public IEnumerable<Option> DataOptions => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Threads];
@@ -112,6 +119,7 @@ internal sealed class CalibrationCliOptions
             GreedyStep = parse.GetValue(GreedyStep),
             GreedySamples = parse.GetValue(GreedySamples),
             Threads = parse.GetValue(Threads),
+            Device = parse.GetValue(Device),
         };
     }
 

@@ -105,14 +105,7 @@ public sealed class CausalLm : IDisposable
             sessionOptions.ProfileOutputPathPrefix = prefix;
             sessionOptions.EnableProfiling = true;
         }
-        var device = ExecutionDevice.Cpu;
-        if (options.Device != ExecutionDevice.Cpu)
-        {
-            if (CudaProvider.TryAppend(sessionOptions, options.CudaProviderLibrary, out var failure))
-                device = ExecutionDevice.Cuda;
-            else if (options.Device == ExecutionDevice.Cuda)
-                throw new ExecutionProviderUnavailableException("CUDA", failure!);
-        }
+        var device = ExecutionProviders.Apply(sessionOptions, options.Device, options.CudaProviderLibrary);
         var session = new InferenceSession(modelPath, sessionOptions);
         try
         {
