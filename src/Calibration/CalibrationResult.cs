@@ -34,7 +34,16 @@ public sealed record ValidationLosses(double Dense, double Uniform, double? Gree
 /// <param name="Elapsed">Wall time of the calibration.</param>
 /// <param name="Training">How training the spontaneous neurons went (null when not trained).</param>
 public sealed record CalibrationResult(SparsityPlan Plan, IReadOnlyList<GroupCalibration> Groups, AllocationMethod Allocation,
-    ValidationLosses Validation, double MeasuredSparsity, IReadOnlyList<string> Notes, TimeSpan Elapsed, TrainingReport? Training = null);
+    ValidationLosses Validation, double MeasuredSparsity, IReadOnlyList<string> Notes, TimeSpan Elapsed, TrainingReport? Training = null)
+{
+    /// <summary>The stages that ran, in order, with their wall times (they add up to about <see cref="Elapsed"/>).</summary>
+    public IReadOnlyList<CalibrationStage> Stages { get; init; } = [];
+}
+
+/// <summary>One stage of a calibration and how long it took.</summary>
+/// <param name="Name">e.g. <c>greedy allocation</c>.</param>
+/// <param name="Elapsed">Its wall time.</param>
+public sealed record CalibrationStage(string Name, TimeSpan Elapsed);
 
 /// <summary>What training the spontaneous neurons did.</summary>
 /// <param name="Kept">Whether the trained vectors are in the plan.</param>

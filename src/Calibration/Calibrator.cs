@@ -35,6 +35,7 @@ namespace SparseOnnx.Calibration;
 public sealed class Calibrator
 {
     private readonly CalibrationOptions _options;
+    private readonly List<CalibrationStage> _stages = new();
     private readonly IProgress<CalibrationProgress>? _progress;
     private readonly List<string> _notes = new();
     private ProbeSession _session = null!;
@@ -87,8 +88,9 @@ public sealed class Calibrator
             _notes.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"the probe copied {session.Saved.ExternalBytes / 1e9:F2} GB of weights into the work folder: the source's weights are inline, or its data file could not be hard-linked there (another file system); save it with external data on the output's file system to avoid the copy"));
 
+        _stages.Add(new CalibrationStage("opening the probe", clock.Elapsed));
         var dense = new ProbeSettings(layout);
-        double denseLoss = Validate(dense, "held-out loss, dense").Loss;
+        double denseLoss = Timed("held-out loss, dense", () => Validate(dense, "held-out loss, dense")).Loss;
         var uniform = Enumerable.Repeat(_options.Sparsity, layout.Groups.Count).ToArray();
         MagnitudeHistogram[]? histograms = null;
         if (_options.Mode == SparsityMode.Threshold)
@@ -96,11 +98,14 @@ public sealed class Calibrator
             // Sparsifying q/k/v moves the distribution of o's input, gate/up that of down's, and every layer
             // that of the next ones: thresholds read off the dense model drop more than asked downstream. A
             // second pass measures each input with the first pass's thresholds applied upstream.
-            histograms = MeasureHistograms(dense, "magnitude histograms, dense");
-            histograms = MeasureHistograms(Selection(layout, uniform, histograms), "magnitude histograms, sparse upstream");
+            histograms = Timed("magnitude histograms", () =>
+            {
+                var first = MeasureHistograms(dense, "magnitude histograms, dense");
+                return MeasureHistograms(Selection(layout, uniform, first), "magnitude histograms, sparse upstream");
+            });
         }
         var uniformSettings = Selection(layout, uniform, histograms);
-        var uniformResult = Validate(uniformSettings, "held-out loss, uniform");
+        var uniformResult = Timed("held-out loss, uniform", () => Validate(uniformSettings, "held-out loss, uniform"));
         double[] allocation = uniform;
         var selection = uniformSettings;
         var chosen = uniformResult;
@@ -108,6 +113,7 @@ public sealed class Calibrator
         double? greedyLoss = null;
         if (_options.Allocation == AllocationMethod.Greedy)
         {
+            var greedyClock = Stopwatch.StartNew();
             var greedy = SearchGreedy(layout, histograms);
             var greedyHistograms = histograms;
             if (histograms is not null)
@@ -117,6 +123,7 @@ public sealed class Calibrator
             var greedySettings = Selection(layout, greedy, greedyHistograms);
             var greedyResult = Validate(greedySettings, "held-out loss, greedy");
             greedyLoss = greedyResult.Loss;
+            _stages.Add(new CalibrationStage("greedy allocation", greedyClock.Elapsed));
             if (greedyResult.Loss <= uniformResult.Loss)
             {
                 (allocation, selection, chosen, method, histograms) = (greedy, greedySettings, greedyResult, AllocationMethod.Greedy, greedyHistograms);
@@ -128,14 +135,16 @@ public sealed class Calibrator
 
         var compensated = new HashSet<ProbeGroup>();
         if (_options.Compensation != CompensationMode.Off)
-            (selection, chosen) = Compensate(layout, selection, chosen, compensated);
+            (selection, chosen) = Timed("compensation", () => Compensate(layout, selection, chosen, compensated));
         TrainingReport? training = null;
         double? trainedLoss = null;
         if (_options.Training is { } trainingOptions)
         {
             try
             {
+                var trainingClock = Stopwatch.StartNew();
                 (selection, chosen, training, trainedLoss) = Train(modelPath, workFolder, layout, selection, chosen, trainingOptions, allocation);
+                _stages.Add(new CalibrationStage("training", trainingClock.Elapsed));
                 if (training.Kept) foreach (var g in layout.Groups) compensated.Add(g);
             }
             catch (UnsupportedGradientException e) when (!trainingOptions.Required)
@@ -152,7 +161,19 @@ public sealed class Calibrator
         var plan = BuildPlan(layout, groups, selection, method, training);
         clock.Stop();
         return new CalibrationResult(plan, groups, method,
-            new ValidationLosses(denseLoss, uniformResult.Loss, greedyLoss, chosen.Loss, trainedLoss), measured, _notes.ToArray(), clock.Elapsed, training);
+            new ValidationLosses(denseLoss, uniformResult.Loss, greedyLoss, chosen.Loss, trainedLoss), measured, _notes.ToArray(), clock.Elapsed, training)
+        {
+            Stages = _stages.ToArray(),
+        };
+    }
+
+    /// <summary>Runs one stage and records how long it took.</summary>
+    private T Timed<T>(string stage, Func<T> work)
+    {
+        var stageClock = Stopwatch.StartNew();
+        T result = work();
+        _stages.Add(new CalibrationStage(stage, stageClock.Elapsed));
+        return result;
     }
 
     private sealed record Evaluation(double Loss, double[] Kept);

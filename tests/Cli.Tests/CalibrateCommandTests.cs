@@ -39,6 +39,12 @@ public class CalibrateCommandTests : IDisposable
         Assert.Equal(42, json["rewritten"]!.AsArray().Count);
         Assert.All(json["rewritten"]!.AsArray(), r => Assert.True((bool)r!["spontaneous_calibrated"]!));
         Assert.InRange((double)json["calibration"]!["measured_sparsity"]!, 0.45, 0.55);
+        // Every stage's wall time is in the report, in order, and they account for the whole run.
+        var stages = json["calibration"]!["stages"]!.AsArray();
+        Assert.Equal(["opening the probe", "held-out loss, dense", "magnitude histograms", "held-out loss, uniform", "compensation"],
+            stages.Select(st => (string)st!["name"]!));
+        double total = (double)json["calibration"]!["seconds"]!, sum = stages.Sum(st => (double)st!["seconds"]!);
+        Assert.InRange(sum, 0.5 * total, total + 0.01);
         Assert.Empty(Directory.GetDirectories(_dir)); // the probe's work folder is gone
 
         // The plan re-applied gives the same thresholds.

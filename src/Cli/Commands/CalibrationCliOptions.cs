@@ -172,6 +172,11 @@ internal sealed class CalibrationCliOptions
             ["compensated"] = g.Compensated,
         }).ToArray()),
         ["notes"] = new JsonArray(result.Notes.Select(n => (JsonNode)JsonValue.Create(n)!).ToArray()),
+        ["stages"] = new JsonArray(result.Stages.Select(st => (JsonNode)new JsonObject
+        {
+            ["name"] = st.Name,
+            ["seconds"] = Math.Round(st.Elapsed.TotalSeconds, 3),
+        }).ToArray()),
     };
 
     public static void Render(CalibrationResult result, string planPath, IAnsiConsole console)
@@ -189,6 +194,6 @@ internal sealed class CalibrationCliOptions
         console.MarkupLine($"held-out perplexity: dense {Ppl(v.Dense)}, uniform {Ppl(v.Uniform)}" +
             (v.Greedy is { } g2 ? $", greedy {Ppl(g2)}" : "") + (v.Trained is { } t2 ? $", trained spontaneous {Ppl(t2)}" : "") + $", plan {Ppl(v.Final)}");
         foreach (var note in result.Notes) console.MarkupLine($"note: {Markup.Escape(note)}");
-        console.MarkupLine($"calibrated in {result.Elapsed.TotalSeconds:0.0} s; plan saved to {Markup.Escape(planPath)}");
+        console.MarkupLine($"calibrated in {result.Elapsed.TotalSeconds:0.0} s ({Markup.Escape(string.Join(", ", result.Stages.Select(st => $"{st.Name} {st.Elapsed.TotalSeconds:0.0} s")))}); plan saved to {Markup.Escape(planPath)}");
     }
 }
