@@ -1,6 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
 using SparseOnnx.GraphRewriter.Synthesis;
-using SparseOnnx.GraphRewriter.Tests.Synthesis;
 using SparseOnnx.GraphRewriter.Tests.TestUtil;
 
 namespace SparseOnnx.GraphRewriter.Tests.Ir;

@@ -165,37 +165,3 @@ public class SyntheticGenaiLlamaTests(ITestOutputHelper output)
         output.WriteLine($"accuracy_level {accuracyLevel}, sparsity 0 vs dense genai int4: worst |logit difference| {worst:E2}, {off} of {rows} positions beyond 1e-5");
     }
 }
-
-/// <summary>One forward pass of a decoder with Optimum's or onnxruntime-genai's KV-cache I/O (position_ids only when the model has it).</summary>
-internal static class DecoderRun
-{
-    public static Dictionary<string, FloatTensor> Step(InferenceSession session, LlamaDimensions dims, int batch, long[] inputIds, long[] attentionMask,
-        long[] positionIds, IReadOnlyDictionary<string, FloatTensor>? past)
-    {
-        var inputs = new Dictionary<string, OrtValue>();
-        try
-        {
-            inputs["input_ids"] = OrtValue.CreateTensorValueFromMemory(inputIds, [batch, inputIds.Length / batch]);
-            inputs["attention_mask"] = OrtValue.CreateTensorValueFromMemory(attentionMask, [batch, attentionMask.Length / batch]);
-            if (session.InputNames.Contains("position_ids"))
-                inputs["position_ids"] = OrtValue.CreateTensorValueFromMemory(positionIds, [batch, positionIds.Length / batch]);
-            for (int layer = 0; layer < dims.Layers; layer++)
-                foreach (string kv in new[] { "key", "value" })
-                {
-                    var cache = past?[$"present.{layer}.{kv}"] ?? new FloatTensor([], [batch, dims.KvHeads, 0, dims.HeadDim]);
-                    inputs[$"past_key_values.{layer}.{kv}"] = OrtValue.CreateTensorValueFromMemory(cache.Data, cache.Shape);
-                }
-            var outputNames = session.OutputNames.ToArray();
-            using var runOptions = new RunOptions();
-            using var outputs = session.Run(runOptions, inputs, outputNames);
-            var result = new Dictionary<string, FloatTensor>();
-            for (int i = 0; i < outputNames.Length; i++)
-                result[outputNames[i]] = new FloatTensor(outputs[i].GetTensorDataAsSpan<float>().ToArray(), outputs[i].GetTensorTypeAndShape().Shape);
-            return result;
-        }
-        finally
-        {
-            foreach (var value in inputs.Values) value.Dispose();
-        }
-    }
-}

@@ -71,8 +71,8 @@ public class SyntheticLlamaTests(ITestOutputHelper output)
         using var denseSession = Sessions.Open(ModelSaver.ToBytes(dense));
         using var sparseSession = Sessions.Open(ModelSaver.ToBytes(sparse));
         var rows = AttendedPositions(mask, batch, length).ToArray();
-        double worst = AssertClose(LogitRows(Run(denseSession, Tiny, batch, ids, mask, positions)["logits"], rows),
-            LogitRows(Run(sparseSession, Tiny, batch, ids, mask, positions)["logits"], rows), "sparsity 0 vs dense", DescribeLogit(rows));
+        double worst = AssertClose(LogitRows(DecoderRun.Step(denseSession, Tiny, batch, ids, mask, positions)["logits"], rows),
+            LogitRows(DecoderRun.Step(sparseSession, Tiny, batch, ids, mask, positions)["logits"], rows), "sparsity 0 vs dense", DescribeLogit(rows));
         output.WriteLine($"sparsity 0 vs dense: worst |difference| {worst:E2}");
     }
 
@@ -85,7 +85,7 @@ public class SyntheticLlamaTests(ITestOutputHelper output)
         var reference = new LlamaReference(model, Tiny).Logits(batch, length, ids, mask, positions);
 
         using var session = Sessions.Open(ModelSaver.ToBytes(model));
-        var outputs = Run(session, Tiny, batch, ids, mask, positions);
+        var outputs = DecoderRun.Step(session, Tiny, batch, ids, mask, positions);
 
         var logits = outputs["logits"];
         Assert.Equal([batch, length, Tiny.Vocab], logits.Shape);
@@ -107,17 +107,17 @@ public class SyntheticLlamaTests(ITestOutputHelper output)
         using var session = Sessions.Open(ModelSaver.ToBytes(model));
         const int batch = 2, total = 9, prefill = 6;
         var (ids, mask, positions) = LeftPaddedBatch(batch, total, padding: 2, Tiny.Vocab, seed: 13);
-        var full = Run(session, Tiny, batch, ids, mask, positions);
+        var full = DecoderRun.Step(session, Tiny, batch, ids, mask, positions);
 
         // Prefill from an empty cache, then one token at a time, each step's present.* fed back as past.
-        var step = Run(session, Tiny, batch, Columns(ids, batch, 0, prefill), Columns(mask, batch, 0, prefill), Columns(positions, batch, 0, prefill));
+        var step = DecoderRun.Step(session, Tiny, batch, Columns(ids, batch, 0, prefill), Columns(mask, batch, 0, prefill), Columns(positions, batch, 0, prefill));
         AssertPresentShapes(step, batch, prefill);
         var prefillRows = AttendedPositions(mask, batch, total).Where(r => r.Position < prefill).ToArray();
         double worst = AssertClose(LogitRows(full["logits"], prefillRows), LogitRows(step["logits"], prefillRows), "prefill vs full pass",
             DescribeLogit(prefillRows));
         for (int t = prefill; t < total; t++)
         {
-            step = Run(session, Tiny, batch, Columns(ids, batch, t, t + 1), Columns(mask, batch, 0, t + 1), Columns(positions, batch, t, t + 1), past: step);
+            step = DecoderRun.Step(session, Tiny, batch, Columns(ids, batch, t, t + 1), Columns(mask, batch, 0, t + 1), Columns(positions, batch, t, t + 1), past: step);
             AssertPresentShapes(step, batch, t + 1);
             Assert.Equal([batch, 1, Tiny.Vocab], step["logits"].Shape);
             var fullRows = Enumerable.Range(0, batch).Select(b => (b, t)).ToArray();
@@ -151,8 +151,8 @@ public class SyntheticLlamaTests(ITestOutputHelper output)
         var (ids, mask, positions) = LeftPaddedBatch(batch, length, padding: 2, Tiny.Vocab, seed: 19);
 
         var rows = AttendedPositions(mask, batch, length).ToArray();
-        double worst = AssertClose(LogitRows(Run(plain, Tiny, batch, ids, mask, positions)["logits"], rows),
-            LogitRows(Run(optimized, Tiny, batch, ids, mask, positions)["logits"], rows), "optimized vs unoptimized", DescribeLogit(rows));
+        double worst = AssertClose(LogitRows(DecoderRun.Step(plain, Tiny, batch, ids, mask, positions)["logits"], rows),
+            LogitRows(DecoderRun.Step(optimized, Tiny, batch, ids, mask, positions)["logits"], rows), "optimized vs unoptimized", DescribeLogit(rows));
         output.WriteLine($"optimized vs unoptimized session: worst |difference| {worst:E2}");
     }
 
@@ -180,7 +180,7 @@ public class SyntheticLlamaTests(ITestOutputHelper output)
         var (ids, mask, positions) = LeftPaddedBatch(batch, length, padding: 1, Tiny.Vocab, seed: 17);
         using var fromFile = Sessions.Open(path);
         using var fromMemory = Sessions.Open(ModelSaver.ToBytes(built));
-        Assert.Equal(Run(fromMemory, Tiny, batch, ids, mask, positions)["logits"].Data, Run(fromFile, Tiny, batch, ids, mask, positions)["logits"].Data);
+        Assert.Equal(DecoderRun.Step(fromMemory, Tiny, batch, ids, mask, positions)["logits"].Data, DecoderRun.Step(fromFile, Tiny, batch, ids, mask, positions)["logits"].Data);
     }
 
     [Fact]
@@ -369,38 +369,5 @@ public class SyntheticLlamaTests(ITestOutputHelper output)
         for (int layer = 0; layer < Tiny.Layers; layer++)
             foreach (string kv in new[] { "key", "value" })
                 Assert.Equal([batch, Tiny.KvHeads, totalLength, Tiny.HeadDim], outputs[$"present.{layer}.{kv}"].Shape);
-    }
-
-    /// <summary>
-    /// One forward pass in ONNX Runtime on inputs [batch, ·] given row-major; the past is the previous pass's
-    /// present.* outputs, or empty ([batch, kvHeads, 0, headDim]) without one. Returns every output by name.
-    /// </summary>
-    private static Dictionary<string, FloatTensor> Run(InferenceSession session, LlamaDimensions dims, int batch,
-        long[] inputIds, long[] attentionMask, long[] positionIds, IReadOnlyDictionary<string, FloatTensor>? past = null)
-    {
-        var inputs = new Dictionary<string, OrtValue>();
-        try
-        {
-            inputs["input_ids"] = OrtValue.CreateTensorValueFromMemory(inputIds, [batch, inputIds.Length / batch]);
-            inputs["attention_mask"] = OrtValue.CreateTensorValueFromMemory(attentionMask, [batch, attentionMask.Length / batch]);
-            inputs["position_ids"] = OrtValue.CreateTensorValueFromMemory(positionIds, [batch, positionIds.Length / batch]);
-            for (int layer = 0; layer < dims.Layers; layer++)
-                foreach (string kv in new[] { "key", "value" })
-                {
-                    var cache = past?[$"present.{layer}.{kv}"] ?? new FloatTensor([], [batch, dims.KvHeads, 0, dims.HeadDim]);
-                    inputs[$"past_key_values.{layer}.{kv}"] = OrtValue.CreateTensorValueFromMemory(cache.Data, cache.Shape);
-                }
-            var outputNames = session.OutputNames.ToArray();
-            using var runOptions = new RunOptions();
-            using var outputs = session.Run(runOptions, inputs, outputNames);
-            var result = new Dictionary<string, FloatTensor>();
-            for (int i = 0; i < outputNames.Length; i++)
-                result[outputNames[i]] = new FloatTensor(outputs[i].GetTensorDataAsSpan<float>().ToArray(), outputs[i].GetTensorTypeAndShape().Shape);
-            return result;
-        }
-        finally
-        {
-            foreach (var value in inputs.Values) value.Dispose();
-        }
     }
 }
