@@ -108,15 +108,7 @@ public static class SyntheticGenaiLlama
             var (final, _) = SkipNorm(pending!, residual, "model.norm.weight", $"/model/layers.{dims.Layers}/final_norm_layernorm/SkipLayerNorm");
             var logits = Projection(final, "/lm_head/MatMul_Q4", dims.Hidden, ["lm_head.weight"], [dims.Vocab]);
 
-            logits.Name = "logits";
-            _builder.Output(logits, DataType.Float, "batch_size", "sequence_length", (long)dims.Vocab);
-            for (int i = 0; i < presents.Count; i++)
-            {
-                presents[i].Key.Name = $"present.{i}.key";
-                presents[i].Value.Name = $"present.{i}.value";
-                _builder.Output(presents[i].Key, DataType.Float, "batch_size", (long)dims.KvHeads, "total_sequence_length", (long)HeadDim);
-                _builder.Output(presents[i].Value, DataType.Float, "batch_size", (long)dims.KvHeads, "total_sequence_length", (long)HeadDim);
-            }
+            SyntheticLlama.AddDecoderOutputs(_builder, dims, logits, presents);
         }
 
         private Value KvInput(string name) =>

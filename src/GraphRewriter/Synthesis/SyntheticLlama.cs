@@ -60,6 +60,23 @@ public static class SyntheticLlama
         return hash;
     }
 
+    /// <summary>
+    /// Names and declares the KV-cache decoder's outputs, as Optimum and the onnxruntime-genai builder both name them:
+    /// <c>logits</c> [batch, sequence, vocab] and <c>present.{i}.key/value</c> [batch, kv heads, total sequence, head dim].
+    /// </summary>
+    internal static void AddDecoderOutputs(GraphBuilder builder, LlamaDimensions dims, Value logits, IReadOnlyList<(Value Key, Value Value)> presents)
+    {
+        logits.Name = "logits";
+        builder.Output(logits, DataType.Float, "batch_size", "sequence_length", (long)dims.Vocab);
+        for (int i = 0; i < presents.Count; i++)
+        {
+            presents[i].Key.Name = $"present.{i}.key";
+            presents[i].Value.Name = $"present.{i}.value";
+            builder.Output(presents[i].Key, DataType.Float, "batch_size", (long)dims.KvHeads, "total_sequence_length", (long)dims.HeadDim);
+            builder.Output(presents[i].Value, DataType.Float, "batch_size", (long)dims.KvHeads, "total_sequence_length", (long)dims.HeadDim);
+        }
+    }
+
     /// <summary>Writes the decoder into a model's main graph.</summary>
     private sealed class DecoderWriter
     {
@@ -118,15 +135,7 @@ public static class SyntheticLlama
             hidden = RmsNorm(hidden, "model.norm");
             var logits = Linear(hidden, "lm_head", _dims.Hidden, _dims.Vocab);
 
-            logits.Name = "logits";
-            _builder.Output(logits, DataType.Float, "batch_size", "sequence_length", (long)_dims.Vocab);
-            for (int i = 0; i < presents.Count; i++)
-            {
-                presents[i].Key.Name = $"present.{i}.key";
-                presents[i].Value.Name = $"present.{i}.value";
-                _builder.Output(presents[i].Key, DataType.Float, "batch_size", (long)_dims.KvHeads, "total_sequence_length", (long)HeadDim);
-                _builder.Output(presents[i].Value, DataType.Float, "batch_size", (long)_dims.KvHeads, "total_sequence_length", (long)HeadDim);
-            }
+            AddDecoderOutputs(_builder, _dims, logits, presents);
         }
 
         private Value KvInput(string name) =>
