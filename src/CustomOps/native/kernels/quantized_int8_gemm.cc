@@ -64,12 +64,6 @@ constexpr int64_t kTileRows = 64;      // float32 accumulators of a tile: 128 Ki
 // (measured at [128, 4096] x [4096, 11008]: 256 x 64 tiles 5% slower, 1024 x 32 and 256 x 128 15% slower;
 // kInt8GemmRows 3 against 2 and 4: 8% faster)
 
-bool RowFinite(const float* row, int64_t count) {
-  for (int64_t i = 0; i < count; ++i)
-    if (!std::isfinite(row[i])) return false;
-  return true;
-}
-
 }  // namespace
 
 void detail::Int8DenseProduct(const QuantizedRows& w, const float* A, int64_t M, const float* bias, float* Y,
@@ -90,7 +84,7 @@ void detail::Int8DenseProduct(const QuantizedRows& w, const float* A, int64_t M,
     const int64_t m = static_cast<int64_t>(row);
     const float* a = A + m * K;
     int8_t* q = quantized.As<int8_t>() + m * padded_k;
-    finite[row] = RowFinite(a, K);
+    finite[row] = detail::AllFinite(a, static_cast<size_t>(K));
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t k0 = b * block_size;
       activation_scales.As<float>()[m * blocks + b] = QuantizeActivations(a + k0, static_cast<size_t>(std::min(block_size, K - k0)), q + k0);

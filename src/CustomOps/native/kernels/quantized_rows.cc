@@ -74,6 +74,12 @@ float QuantizeActivations(const float* values, size_t count, int8_t* a_int) {
 
 namespace detail {
 
+bool AllFinite(const float* values, size_t count) {
+  for (size_t i = 0; i < count; ++i)
+    if (!std::isfinite(values[i])) return false;
+  return true;
+}
+
 int64_t HardwareThreads() {
   static const int64_t threads = std::clamp<int64_t>(static_cast<int64_t>(std::thread::hardware_concurrency()), 1, 256);
   return threads;
@@ -159,12 +165,6 @@ namespace {
 // each stretch; the kernel's own prefetch runs ahead within a stretch once it is under way.
 constexpr int64_t kLeadBytes = 128;
 
-bool AllFinite(const float* values, size_t count) {
-  for (size_t i = 0; i < count; ++i)
-    if (!std::isfinite(values[i])) return false;
-  return true;
-}
-
 }  // namespace
 
 void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, int64_t M, const int32_t* indices,
@@ -187,7 +187,7 @@ void QuantizedSelectedProduct(const QuantizedRows& w, QuantAccuracy accuracy, in
       while (r < counts[m] && row_indices[r] < b * w.block_size) ++r;
       start[b] = r;
     }
-    finite[static_cast<size_t>(m)] = AllFinite(values + m * K, counts[m]);
+    finite[static_cast<size_t>(m)] = detail::AllFinite(values + m * K, counts[m]);
     if (accuracy == QuantAccuracy::kInt8)
       for (int64_t b = 0; b < blocks; ++b)
         activation_scales.As<float>()[m * blocks + b] = QuantizeActivations(

@@ -15,6 +15,8 @@ namespace sparseonnx::detail {
 constexpr int64_t kQuantTaskColumns = 5504;
 // At least this many tasks (column ranges × partitions of K) per product, for the thread pool.
 constexpr int64_t kQuantMinTasks = 2;
+// Whether no value is Inf or NaN (rows that are go to the float32 path, in decode and prefill).
+bool AllFinite(const float* values, size_t count);
 // std::thread::hardware_concurrency(), at least 1: what the column ranges are balanced for (ORT's own
 // thread count is not visible to a kernel).
 int64_t HardwareThreads();
