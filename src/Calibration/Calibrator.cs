@@ -67,10 +67,25 @@ public sealed class Calibrator
         var clock = Stopwatch.StartNew();
         _data = data;
         // The source's weights are linked into the work folder, not copied, where the file system allows it.
-        IReadOnlyList<string> externalData;
-        using (var source = ModelLoader.Load(modelPath)) externalData = source.ExternalDataPaths;
-        modelPath = SourceStaging.Stage(modelPath, externalData, workFolder, out long linkedBytes);
-        using var model = ModelLoader.Load(modelPath);
+        // Loaded again from the links only when they were made, so its tensors reference the work folder's names.
+        var loaded = ModelLoader.Load(modelPath);
+        long linkedBytes;
+        try
+        {
+            string staged = SourceStaging.Stage(modelPath, loaded.ExternalDataPaths, workFolder, out linkedBytes);
+            if (staged != modelPath)
+            {
+                loaded.Dispose();
+                loaded = ModelLoader.Load(staged);
+                modelPath = staged;
+            }
+        }
+        catch
+        {
+            loaded.Dispose();
+            throw;
+        }
+        using var model = loaded;
         // A quantized model (MatMulNBits) is calibrated as the float model it computes: its dequantized weights
         // under the same node names, so the plan applies to the quantized model unchanged.
         new DequantizePass().Run(model);
