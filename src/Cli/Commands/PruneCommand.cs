@@ -78,9 +78,7 @@ public static class PruneCommand
             // Refuse a target that would overwrite the input (or its data) before the long part, not after.
             using (var source = ModelLoader.Load(inputPath)) ModelSaver.CheckTarget(source, outputPath, saveOptions);
             var data = calibration.ReadData(parse, inputPath);
-            var (workFolder, leftovers) = WorkFolders.ForOutput(outputPath, "prune");
-            foreach (string leftover in leftovers)
-                parse.InvocationConfiguration.Error.WriteLine($"note: removed {leftover}, the work folder of an earlier run that did not finish");
+            string workFolder = CommandWorkFolders.For(outputPath, "prune", parse.InvocationConfiguration.Error);
             Directory.CreateDirectory(Path.GetDirectoryName(outputPath)!);
             var clock = Stopwatch.StartNew();
             using var result = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Pruning", bar =>

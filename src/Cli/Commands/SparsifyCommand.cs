@@ -119,9 +119,7 @@ public static class SparsifyCommand
                 planPath = calibration.PlanPath(parse, outputPath);
                 if (Path.GetFullPath(planPath) == inputPath || Path.GetFullPath(planPath) == outputPath)
                     throw new ArgumentException($"The plan would be written over '{planPath}'; choose another --plan-out.");
-                var (workFolder, leftovers) = WorkFolders.ForOutput(outputPath, "calibration");
-                foreach (string leftover in leftovers)
-                    parse.InvocationConfiguration.Error.WriteLine($"note: removed {leftover}, the work folder of an earlier run that did not finish");
+                string workFolder = CommandWorkFolders.For(outputPath, "calibration", parse.InvocationConfiguration.Error);
                 Directory.CreateDirectory(Path.GetDirectoryName(outputPath)!);
                 // Quantizing on the way: calibrate the quantized model (the Calibrator runs a MatMulNBits model as the
                 // float model it computes), so thresholds and spontaneous vectors see the int4 weights.
