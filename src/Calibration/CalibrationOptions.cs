@@ -41,6 +41,12 @@ public sealed record CalibrationOptions
     /// <summary>Target average sparsity (fraction of input entries dropped, weighted by each group's weights), in [0, 1).</summary>
     public double Sparsity { get; init; } = 0.5;
 
+    /// <summary>Block by block (default) or on the whole model.</summary>
+    public SparseOnnx.Calibration.Sequential.CalibrationMethod Method { get; init; } = SparseOnnx.Calibration.Sequential.CalibrationMethod.Sequential;
+
+    /// <summary>What the sequential method does in each block.</summary>
+    public SparseOnnx.Calibration.Sequential.SequentialOptions Sequential { get; init; } = new();
+
     /// <summary>Threshold mode writes per-projection thresholds; top-k mode writes per-projection k.</summary>
     public SparsityMode Mode { get; init; } = SparsityMode.Threshold;
 
@@ -99,5 +105,6 @@ public sealed record CalibrationOptions
             throw new ArgumentException($"The greedy maximum per group must be above the target ({Sparsity}) and below 1, not {GreedyMaxSparsity}.");
         if (Kinds.Count == 0) throw new ArgumentException("No projection kinds selected.");
         Training?.Validate();
+        Sequential.Validate();
     }
 }

@@ -38,6 +38,9 @@ public sealed record CalibrationResult(SparsityPlan Plan, IReadOnlyList<GroupCal
 {
     /// <summary>The stages that ran, in order, with their wall times (they add up to about <see cref="Elapsed"/>).</summary>
     public IReadOnlyList<CalibrationStage> Stages { get; init; } = [];
+
+    /// <summary>How the model was run: block by block, or whole (also when sequential was asked for and the blocks could not be cut).</summary>
+    public Sequential.CalibrationMethod Method { get; init; } = Sequential.CalibrationMethod.FullModel;
 }
 
 /// <summary>One stage of a calibration and how long it took.</summary>

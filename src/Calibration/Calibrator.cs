@@ -4,6 +4,7 @@ using SparseOnnx.Calibration.Allocation;
 using SparseOnnx.Calibration.Capture;
 using SparseOnnx.Calibration.Compensation;
 using SparseOnnx.Calibration.Data;
+using SparseOnnx.Calibration.Sequential;
 using SparseOnnx.Calibration.Statistics;
 using SparseOnnx.Calibration.Training;
 using SparseOnnx.GraphRewriter.Analysis.Projections;
@@ -90,6 +91,13 @@ public sealed class Calibrator
         // under the same node names, so the plan applies to the quantized model unchanged.
         new DequantizePass().Run(model);
         var layout = ProbeModelBuilder.Instrument(model, new ProbeOptions { Kinds = _options.Kinds, Mode = _options.Mode });
+        if (_options.Method == CalibrationMethod.Sequential)
+        {
+            if (SequentialCalibrator.Problem(layout) is { } problem2)
+                _notes.Add($"calibrated on the whole model: its blocks cannot be cut one by one ({problem2})");
+            else
+                return CalibrateSequentially(model, layout, workFolder, linkedBytes, clock);
+        }
         if (_options.Allocation == AllocationMethod.Greedy && _options.GreedyObjective == GreedyObjective.BlockOutput && layout.BlockOutputProblem is { } problem)
             throw new CalibrationModelException($"the block objective of greedy allocation measures each block's output, but {problem}; use --greedy-objective logits");
         using var session = ProbeSession.Open(model, layout, workFolder, _options.Threads, device: _options.Device, cudaProviderLibrary: _options.CudaProviderLibrary);
@@ -179,6 +187,36 @@ public sealed class Calibrator
             new ValidationLosses(denseLoss, uniformResult.Loss, greedyLoss, chosen.Loss, trainedLoss), measured, _notes.ToArray(), clock.Elapsed, training)
         {
             Stages = _stages.ToArray(),
+        };
+    }
+
+    /// <summary>The sequential method (<see cref="SequentialCalibrator"/>) on the instrumented model, and its result.</summary>
+    private CalibrationResult CalibrateSequentially(SparseOnnx.GraphRewriter.Ir.Model probe, ProbeLayout layout, string workFolder, long linkedBytes, Stopwatch clock)
+    {
+        if (_options.Device == ExecutionDevice.Auto)
+            _notes.Add("the device is chosen per block session (CUDA when this ONNX Runtime has a usable provider)");
+        if (_options.Allocation == AllocationMethod.Greedy && _options.GreedyObjective == GreedyObjective.Logits)
+            _notes.Add("greedy allocation minimises each block's output error in sequential calibration (the logits objective needs --calibration-method full)");
+        _stages.Add(new CalibrationStage("loading and instrumenting", clock.Elapsed));
+        var outcome = SequentialCalibrator.Run(probe, layout, _data, _options, workFolder, Report, _stages, _notes, out var saved);
+        if (linkedBytes > 0)
+            _notes.Add(string.Create(CultureInfo.InvariantCulture,
+                $"the work folder links the source's {linkedBytes / 1e9:F2} GB of weights instead of copying them (the probe wrote {saved.ExternalBytes / 1e6:F1} MB)"));
+        var method = outcome.Allocation.Zip(Enumerable.Repeat(_options.Sparsity, outcome.Allocation.Length)).Any(p => p.First != p.Second)
+            ? AllocationMethod.Greedy : AllocationMethod.Uniform;
+        var groups = layout.Groups.Select(g => new GroupCalibration(g.Id, g.Layer, g.KindsName, g.InFeatures, g.Parameters, outcome.Allocation[g.Index],
+            _options.Mode == SparsityMode.Threshold ? outcome.Settings.Threshold(g) : null,
+            _options.Mode == SparsityMode.TopK ? SparsifyOptions.KeptEntries(outcome.Allocation[g.Index], g.InFeatures) : null,
+            1 - outcome.Kept[g.Index], outcome.Compensated.Contains(g))).ToArray();
+        double measured = groups.Sum(g => g.MeasuredSparsity * g.Parameters) / groups.Sum(g => (double)g.Parameters);
+        var plan = BuildPlan(layout, groups, outcome.Settings, method, null, sequential: true);
+        _notes.Add($"calibrated block by block ({layout.Layers.Count} blocks); {outcome.Compensated.Count} of {layout.Groups.Count} groups carry vectors");
+        clock.Stop();
+        return new CalibrationResult(plan, groups, method, new ValidationLosses(outcome.DenseLoss, outcome.UniformLoss, null, outcome.FinalLoss), measured,
+            _notes.ToArray(), clock.Elapsed)
+        {
+            Stages = _stages.ToArray(),
+            Method = CalibrationMethod.Sequential,
         };
     }
 
@@ -424,7 +462,7 @@ public sealed class Calibrator
     }
 
     private SparsityPlan BuildPlan(ProbeLayout layout, IReadOnlyList<GroupCalibration> groups, ProbeSettings settings, AllocationMethod method,
-        TrainingReport? training)
+        TrainingReport? training, bool sequential = false)
     {
         var entries = new List<PlanEntry>();
         foreach (var g in layout.Groups)
@@ -452,6 +490,13 @@ public sealed class Calibrator
                 ? $", spontaneous neurons trained by KL to the dense model ({_options.Training!.Space.ToString().ToLowerInvariant()} space, " +
                   $"{(_options.Training.WarmStart ? "warm start" : "from zero")}, the vectors of step {training.BestStep} of {training.Steps})"
                 : ", trained spontaneous neurons not kept (no held-out gain)");
+        if (sequential)
+            source = FormattableString.Invariant(
+                $"{_data.Source}; {(_options.Mode == SparsityMode.Threshold ? "threshold" : "topk")} sparsity {_options.Sparsity}, calibrated block by block: ") +
+                FormattableString.Invariant($"{method.ToString().ToLowerInvariant()} allocation, compensation {_options.Compensation.ToString().ToLowerInvariant()} (closed form)") +
+                (_options.Training is not null && _options.Sequential.TrainingSteps > 0
+                    ? FormattableString.Invariant($", spontaneous neurons trained against each dense block's output ({_options.Training.Space.ToString().ToLowerInvariant()} space, up to {_options.Sequential.TrainingSteps} steps, kept where they lower the block's error)")
+                    : "");
         return new SparsityPlan(entries, source);
     }
 

@@ -1,3 +1,4 @@
+using SparseOnnx.Calibration.Sequential;
 using SparseOnnx.Runtime.Evaluation;
 using SparseOnnx.Calibration.Statistics;
 using SparseOnnx.Calibration.Data;
@@ -7,7 +8,7 @@ using SparseOnnx.Runtime.Tokenization;
 
 namespace SparseOnnx.Calibration.Tests;
 
-/// <summary>The whole calibration on the reference model, with small samples so it runs in seconds.</summary>
+/// <summary>The whole-model calibration (<see cref="CalibrationMethod.FullModel"/>) on the reference model, with small samples so it runs in seconds.</summary>
 public sealed class CalibratorTests : IDisposable
 {
     private static string Folder => Path.Combine(RepositoryPaths.Models, "llama-brown");
@@ -20,7 +21,7 @@ public sealed class CalibratorTests : IDisposable
         TextTokenizer.Load(Path.Combine(Folder, "tokenizer.model")), new CalibrationSetOptions { SequenceLength = 64, Samples = 12, ValidationSamples = 6 }, TextReading.PerLine));
 
     private CalibrationResult Calibrate(CalibrationOptions options, string name) =>
-        Calibrator.Run(ModelPath, Data.Value, options with { Threads = 1, GreedySamples = 3, GreedyStep = 0.1 }, Path.Combine(_folder, name));
+        Calibrator.Run(ModelPath, Data.Value, options with { Threads = 1, GreedySamples = 3, GreedyStep = 0.1, Method = CalibrationMethod.FullModel }, Path.Combine(_folder, name));
 
     [Fact]
     public void Uniform_Thresholds_DropTheTargetFraction_OnHeldOutText()
@@ -58,7 +59,7 @@ public sealed class CalibratorTests : IDisposable
             linked = File.Exists(Path.Combine(work, "model.onnx.data"));
             probeBytes = Directory.GetFiles(work).Where(f => Path.GetFileName(f).StartsWith("probe.onnx", StringComparison.Ordinal)).Sum(f => new FileInfo(f).Length);
         });
-        var options = new CalibrationOptions { Sparsity = 0.5, Compensation = CompensationMode.Off } with { Threads = 1, GreedySamples = 3, GreedyStep = 0.1 };
+        var options = new CalibrationOptions { Sparsity = 0.5, Compensation = CompensationMode.Off } with { Threads = 1, GreedySamples = 3, GreedyStep = 0.1, Method = CalibrationMethod.FullModel };
 
         var result = Calibrator.Run(source, Data.Value, options, work, progress);
 

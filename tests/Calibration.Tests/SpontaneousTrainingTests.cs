@@ -1,3 +1,4 @@
+using SparseOnnx.Calibration.Sequential;
 using SparseOnnx.Runtime.Evaluation;
 using SparseOnnx.Calibration.Data;
 using SparseOnnx.Calibration.Training;
@@ -46,7 +47,7 @@ public sealed class SpontaneousTrainingTests : IDisposable
 
     private CalibrationResult Calibrate(SpontaneousTrainingOptions training, CompensationMode compensation, string name) =>
         Calibrator.Run(Path.Combine(Folder, "model.onnx"), Data.Value,
-            new CalibrationOptions { Sparsity = 0.7, Compensation = compensation, Threads = 1, Training = training }, Path.Combine(_folder, name));
+            new CalibrationOptions { Sparsity = 0.7, Compensation = compensation, Threads = 1, Training = training, Method = CalibrationMethod.FullModel }, Path.Combine(_folder, name));
 
     [Theory]
     [InlineData(SpontaneousSpace.Input)]
@@ -78,7 +79,7 @@ public sealed class SpontaneousTrainingTests : IDisposable
     {
         var result = Calibrator.Run(Path.Combine(Folder, "model.onnx"), Data.Value, new CalibrationOptions
         {
-            Sparsity = 0.6, Mode = GraphRewriter.Sparsify.SparsityMode.TopK, Compensation = CompensationMode.Off, Threads = 1,
+            Sparsity = 0.6, Mode = GraphRewriter.Sparsify.SparsityMode.TopK, Compensation = CompensationMode.Off, Threads = 1, Method = CalibrationMethod.FullModel,
             Training = new SpontaneousTrainingOptions { Steps = 12, BatchWindows = 8, EvaluateEvery = 4, Patience = 0, KeepOnlyIfBetter = false, LearningRate = 0.003 },
         }, Path.Combine(_folder, "topk"));
         Assert.True(result.Training!.Kept);
@@ -101,8 +102,10 @@ public sealed class SpontaneousTrainingTests : IDisposable
         else Assert.Equal(result.Validation.Trained, result.Validation.Final);
     }
 
-    [Fact]
-    public void AnOperatorWithoutGradient_FallsBackToTheClosedForm_UnlessTrainingWasRequired()
+    [Theory]
+    [InlineData(CalibrationMethod.FullModel)]
+    [InlineData(CalibrationMethod.Sequential)]
+    public void AnOperatorWithoutGradient_FallsBackToTheClosedForm_UnlessTrainingWasRequired(CalibrationMethod method)
     {
         // The reference model with its SiLU's sigmoids made HardSigmoid: it still runs, but has no gradient rule.
         string path = Path.Combine(_folder, "hard.onnx");
@@ -111,7 +114,7 @@ public sealed class SpontaneousTrainingTests : IDisposable
             foreach (var node in model.Graph.Nodes.Where(n => n.Is("Sigmoid"))) node.OpType = "HardSigmoid";
             ModelSaver.Save(model, path);
         }
-        var options = new CalibrationOptions { Sparsity = 0.5, Threads = 1, Training = new SpontaneousTrainingOptions { Steps = 2 } };
+        var options = new CalibrationOptions { Sparsity = 0.5, Threads = 1, Training = new SpontaneousTrainingOptions { Steps = 2 }, Method = method };
         var result = Calibrator.Run(path, Data.Value, options, Path.Combine(_folder, "fallback"));
         Assert.Null(result.Training);
         Assert.Contains(result.Notes, n => n.StartsWith("spontaneous neurons not trained") && n.Contains("HardSigmoid node"));

@@ -29,9 +29,10 @@ public class CalibrateCommandTests : IDisposable
     {
         string output = Path.Combine(_dir, "sparse.onnx");
         var (code, stdout, error) = Run(["sparsify", Llama, "-o", output, "--mode", "threshold", "--sparsity", "0.5", "--calibration", Valid,
-            "--compensation", "on", "--spontaneous", "closed-form", "--json", .. Small]);
+            "--compensation", "on", "--spontaneous", "closed-form", "--calibration-method", "full", "--json", .. Small]);
         Assert.True(code == 0, error);
         var json = JsonNode.Parse(stdout)!;
+        Assert.Equal("full", (string)json["calibration"]!["method"]!);
         string plan = Path.Combine(_dir, "sparse.plan.json");
         Assert.Equal(plan, (string)json["calibration"]!["plan"]!);
         Assert.True(File.Exists(output));
@@ -54,6 +55,34 @@ public class CalibrateCommandTests : IDisposable
         var first = json["rewritten"]!.AsArray().Select(r => (float)r!["threshold"]!);
         var second = JsonNode.Parse(stdout2)!["rewritten"]!.AsArray().Select(r => (float)r!["threshold"]!);
         Assert.Equal(first, second);
+    }
+
+    /// <summary>
+    /// The default, sequential calibration, as a log reads it: with <c>--progress plain</c> one line per block with the
+    /// elapsed time and, from the second block on, an estimate of what is left; every block's and stage's time in the JSON.
+    /// </summary>
+    [Fact]
+    public void SequentialCalibration_LogsEachBlockWithWhatIsLeft_AndReportsItsStages()
+    {
+        string output = Path.Combine(_dir, "sparse.onnx");
+        var (code, stdout, error) = Run(["sparsify", Llama, "-o", output, "--sparsity", "0.5", "--calibration", Valid, "--documents", "lines",
+            "--block-train-steps", "4", "--progress", "plain", "--json", .. Small]);
+        Assert.True(code == 0, error);
+        var json = JsonNode.Parse(stdout)!;
+        Assert.Equal("sequential", (string)json["calibration"]!["method"]!);
+        var lines = error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Contains(lines, l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\[\s*\d+ s\]\s+0%  Calibrating: block 1 of 6$"));
+        for (int b = 2; b <= 6; b++)
+            Assert.Contains(lines, l => System.Text.RegularExpressions.Regex.IsMatch(l, $@"^\[\s*\d+ s\]\s+\d+%  Calibrating: block {b} of 6 \(about [\d.]+ (s|min) left\)$"));
+        Assert.Contains(lines, l => l.Contains("Calibrating: block 3 of 6: training spontaneous neurons", StringComparison.Ordinal));
+        Assert.DoesNotContain('\r', error);  // no live bar in a log
+        var stages = json["calibration"]!["stages"]!.AsArray().Select(st => (string)st!["name"]!).ToArray();
+        Assert.Equal("embedding", stages[1]);
+        Assert.Contains("block 6 of 6 (layer 5)", stages);
+        Assert.Contains("blocks: training", stages);
+        Assert.Equal("held-out losses", stages[^1]);
+        Assert.True(File.Exists(output));
+        Assert.Empty(Directory.GetDirectories(_dir));
     }
 
     /// <summary>--device cuda on an ONNX Runtime without the CUDA provider: a clear error, no model, no work folder.</summary>

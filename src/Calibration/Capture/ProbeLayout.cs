@@ -102,6 +102,11 @@ public sealed class ProbeLayout
     public IReadOnlyList<ProbeGroup> Groups { get; }
     /// <summary>Per layer, the probe output holding the block's output (the residual stream after its MLP).</summary>
     public IReadOnlyDictionary<int, string> BlockOutputs { get; }
+    /// <summary>
+    /// Per layer, the residual stream entering the block (the other input of the Add after its attention output):
+    /// with <see cref="BlockOutputs"/>, where a block is cut out of the model for sequential calibration.
+    /// </summary>
+    public IReadOnlyDictionary<int, string> BlockInputs { get; init; } = new Dictionary<int, string>();
     /// <summary>Why <see cref="BlockOutputs"/> misses layers, or null when every layer has one.</summary>
     public string? BlockOutputProblem { get; }
     /// <summary>The layers with groups, ascending.</summary>

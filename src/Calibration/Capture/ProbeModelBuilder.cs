@@ -59,6 +59,10 @@ public static class ProbeModelBuilder
             if (ResidualAddAfter(down.Output) is { } residual) blockOutputs[down.Layer!.Value] = residual;
             else blockProblem ??= $"the output of {down.DisplayName} does not reach a residual Add";
         }
+        // The residual stream entering each block: the other input of the Add after the attention output.
+        var blockInputs = new Dictionary<int, Value>();
+        foreach (var o in projections.Where(p => p.Kind == ProjectionKind.O && p.Layer is not null))
+            if (ResidualStreamJoined(o.Output) is { } stream) blockInputs[o.Layer!.Value] = stream;
 
         var builder = new GraphBuilder(graph, model.UniqueName);
         var zero = builder.Initializer(model.UniqueName(Prefix + "zero"), [], [0f]);
@@ -81,7 +85,10 @@ public static class ProbeModelBuilder
             else
             {
                 selection = builder.Input(model.UniqueName(Prefix + id + ".k"), DataType.Int64, 1L);
-                var top = builder.Node("", "TopK", [magnitude, selection], 2, model.UniqueName(Prefix + id + ".topk"), OnnxAttribute.Int("axis", -1));
+                // Unsorted: which k are chosen does not depend on their order (ties still go to the lower index), and
+                // ORT then selects in linear time instead of sorting every row (dense passes, k = K, sorted them all).
+                var top = builder.Node("", "TopK", [magnitude, selection], 2, model.UniqueName(Prefix + id + ".topk"),
+                    OnnxAttribute.Int("axis", -1), OnnxAttribute.Int("sorted", 0));
                 // Scatter ones at the k indices TopK chose: exactly k per row, ties going to the lower index as
                 // TopK (and TopKSparseMatMul) break them. Comparing with the k-th value would keep every tie.
                 var zeros = builder.Op("ConstantOfShape", builder.Op("Shape", magnitude));
@@ -127,11 +134,19 @@ public static class ProbeModelBuilder
         // Names are read at the end: splicing renames the values it displaces.
         return new ProbeLayout(options.Mode,
             groups.Select((g, i) => new ProbeGroup(i, g.Id, g.Layer, g.Members, g.K, g.Selection.Name, g.Dense.Name, g.Sparse.Name, g.Kept.Name)).ToArray(),
-            blockOutputs.ToDictionary(p => p.Key, p => p.Value.Name), blockProblem);
+            blockOutputs.ToDictionary(p => p.Key, p => p.Value.Name), blockProblem)
+        {
+            BlockInputs = blockInputs.ToDictionary(p => p.Key, p => p.Value.Name),
+        };
     }
 
     /// <summary>The Add that joins <paramref name="value"/> to the residual stream (its other input is computed, not a constant bias), through bias Adds.</summary>
-    private static Value? ResidualAddAfter(Value value)
+    private static Value? ResidualAddAfter(Value value) => ResidualJoin(value)?.Sum;
+
+    /// <summary>The residual stream <paramref name="value"/> is added to (the Add's other, computed input), through bias Adds.</summary>
+    private static Value? ResidualStreamJoined(Value value) => ResidualJoin(value)?.Stream;
+
+    private static (Value Sum, Value Stream)? ResidualJoin(Value value)
     {
         for (int depth = 0; depth < 4; depth++)
         {
@@ -140,7 +155,7 @@ public static class ProbeModelBuilder
             var add = adds[0];
             var other = add.Inputs[0] == value ? add.Inputs[1] : add.Inputs[0];
             if (other is null) return null;
-            if (!other.IsConstant) return add.Outputs[0];
+            if (!other.IsConstant) return (add.Outputs[0], other);
             value = add.Outputs[0];
         }
         return null;

@@ -96,6 +96,22 @@ public sealed class ProbeSession : IDisposable
         string path = Path.Combine(workFolder, fileName);
         // External data already in the work folder (the source's, linked there by SourceStaging) is referenced, not copied.
         var saved = ModelSaver.Save(probe, path, new SaveOptions { ExternalData = ExternalDataMode.Auto, ReuseExternalDataInOutputFolder = true });
+        var session = OpenSession(path, threads, memoryArena, device, cudaProviderLibrary, out var used);
+        try
+        {
+            return new ProbeSession(session, DecoderSignature.Discover(session, path), layout, path) { Saved = saved, Device = used };
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Opens a saved probe (or a part of one) as every calibration session is opened.</summary>
+    internal static InferenceSession OpenSession(string path, int threads, bool memoryArena, ExecutionDevice device, string? cudaProviderLibrary,
+        out ExecutionDevice used)
+    {
         using var options = new SessionOptions
         {
             // Basic optimizations only: the probe's outputs are intermediate values that fusions would otherwise absorb.
@@ -106,16 +122,28 @@ public sealed class ProbeSession : IDisposable
             EnableCpuMemArena = memoryArena,
         };
         options.RegisterSparseOnnxOps();
-        var used = ExecutionProviders.Apply(options, device, cudaProviderLibrary);
-        var session = new InferenceSession(path, options);
-        try
+        used = ExecutionProviders.Apply(options, device, cudaProviderLibrary);
+        return new InferenceSession(path, options);
+    }
+
+    /// <summary>The probe inputs <paramref name="settings"/> set (every group's selection and every projection's vector), created for one run.</summary>
+    internal static void AddSettings(ProbeSettings settings, List<string> names, List<OrtValue> values, IReadOnlySet<string>? only = null)
+    {
+        foreach (var group in settings.Layout.Groups)
         {
-            return new ProbeSession(session, DecoderSignature.Discover(session, path), layout, path) { Saved = saved, Device = used };
-        }
-        catch
-        {
-            session.Dispose();
-            throw;
+            if (only is null || only.Contains(group.SelectionInput))
+            {
+                names.Add(group.SelectionInput);
+                values.Add(settings.Layout.Mode == SparsityMode.Threshold
+                    ? OrtValue.CreateTensorValueFromMemory(new[] { settings.Threshold(group) }, [])
+                    : OrtValue.CreateTensorValueFromMemory(new[] { settings.K(group) }, [1]));
+            }
+            foreach (var projection in group.Members)
+            {
+                if (only is not null && !only.Contains(projection.CompensationInput)) continue;
+                names.Add(projection.CompensationInput);
+                values.Add(OrtValue.CreateTensorValueFromMemory(settings.Compensation(projection) ?? new float[projection.OutFeatures], [projection.OutFeatures]));
+            }
         }
     }
 
@@ -139,18 +167,7 @@ public sealed class ProbeSession : IDisposable
         var fixedNames = new List<string>();
         try
         {
-            foreach (var group in Layout.Groups)
-            {
-                fixedNames.Add(group.SelectionInput);
-                fixedValues.Add(Layout.Mode == SparsityMode.Threshold
-                    ? OrtValue.CreateTensorValueFromMemory(new[] { settings.Threshold(group) }, [])
-                    : OrtValue.CreateTensorValueFromMemory(new[] { settings.K(group) }, [1]));
-                foreach (var projection in group.Members)
-                {
-                    fixedNames.Add(projection.CompensationInput);
-                    fixedValues.Add(OrtValue.CreateTensorValueFromMemory(settings.Compensation(projection) ?? new float[projection.OutFeatures], [projection.OutFeatures]));
-                }
-            }
+            AddSettings(settings, fixedNames, fixedValues);
             for (int first = 0; first < windows.Count; first += batchSize)
             {
                 int batch = Math.Min(batchSize, windows.Count - first);

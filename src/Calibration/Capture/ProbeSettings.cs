@@ -45,6 +45,14 @@ public sealed class ProbeSettings
         return copy;
     }
 
+    /// <summary>Sets <paramref name="group"/>'s threshold and k to those of <paramref name="source"/> (settings of the same probe).</summary>
+    public void CopySelection(ProbeGroup group, ProbeSettings source)
+    {
+        if (source._layout != _layout) throw new ArgumentException("The settings belong to another probe.", nameof(source));
+        _thresholds[group.Index] = source._thresholds[group.Index];
+        _k[group.Index] = source._k[group.Index];
+    }
+
     /// <summary>Makes group <paramref name="group"/> dense again.</summary>
     public void SetDense(ProbeGroup group)
     {

@@ -91,25 +91,7 @@ public sealed class TrainingGraph
         var graph = probe.Graph;
         var builder = new GraphBuilder(graph, hint => probe.UniqueName(Prefix + hint));
         var z = graph.Outputs.FirstOrDefault(o => o.Name == logits) ?? throw new ArgumentException($"The probe has no output '{logits}'.", nameof(logits));
-        var parameters = new List<(TrainingParameter Description, Value Input)>();
-        var firstAxis = space == SpontaneousSpace.Input ? builder.Initializer(probe.UniqueName(Prefix + "axis0"), [1], [0L]) : null;
-        var flatShape = space == SpontaneousSpace.Input ? builder.Initializer(probe.UniqueName(Prefix + "flat"), [1], [-1L]) : null;
-        foreach (var group in layout.Groups)
-        {
-            if (space == SpontaneousSpace.Input)
-            {
-                var alpha = builder.Input(probe.UniqueName(Prefix + group.Id + ".alpha"), DataType.Float, group.InFeatures);
-                var row = builder.Op("Unsqueeze", alpha, firstAxis);
-                foreach (var projection in group.Members) AddToCompensation(probe, builder, projection, row, flatShape!);
-                parameters.Add((new TrainingParameter(alpha.Name, group, null, group.InFeatures), alpha));
-            }
-            else
-                foreach (var projection in group.Members)
-                {
-                    var input = graph.Inputs.First(i => i.Name == projection.CompensationInput);
-                    parameters.Add((new TrainingParameter(input.Name, group, projection, projection.OutFeatures), input));
-                }
-        }
+        var parameters = AddParameters(probe, builder, layout.Groups, space);
 
         var reference = builder.Input(probe.UniqueName(Prefix + "reference"), DataType.Float, "batch", "length", "vocabulary");
         var negativeEntropy = builder.Input(probe.UniqueName(Prefix + "negative_entropy"), DataType.Float);
@@ -129,6 +111,36 @@ public sealed class TrainingGraph
             described.Add(description with { GradientOutput = gradient.Name });
         }
         return new TrainingGraph(space, described, reference.Name, negativeEntropy.Name, scale.Name, loss.Name);
+    }
+
+    /// <summary>
+    /// The trained inputs for <paramref name="groups"/>: per group an α [K] added as W·α to each member's compensation
+    /// input (input space), or each member's compensation input itself (output space).
+    /// </summary>
+    internal static List<(TrainingParameter Description, Value Input)> AddParameters(Model probe, GraphBuilder builder, IEnumerable<ProbeGroup> groups,
+        SpontaneousSpace space)
+    {
+        var graph = probe.Graph;
+        var parameters = new List<(TrainingParameter Description, Value Input)>();
+        var firstAxis = space == SpontaneousSpace.Input ? builder.Initializer(probe.UniqueName(Prefix + "axis0"), [1], [0L]) : null;
+        var flatShape = space == SpontaneousSpace.Input ? builder.Initializer(probe.UniqueName(Prefix + "flat"), [1], [-1L]) : null;
+        foreach (var group in groups)
+        {
+            if (space == SpontaneousSpace.Input)
+            {
+                var alpha = builder.Input(probe.UniqueName(Prefix + group.Id + ".alpha"), DataType.Float, group.InFeatures);
+                var row = builder.Op("Unsqueeze", alpha, firstAxis);
+                foreach (var projection in group.Members) AddToCompensation(probe, builder, projection, row, flatShape!);
+                parameters.Add((new TrainingParameter(alpha.Name, group, null, group.InFeatures), alpha));
+            }
+            else
+                foreach (var projection in group.Members)
+                {
+                    var input = graph.Inputs.First(i => i.Name == projection.CompensationInput);
+                    parameters.Add((new TrainingParameter(input.Name, group, projection, projection.OutFeatures), input));
+                }
+        }
+        return parameters;
     }
 
     /// <summary>c → c + W·α for <paramref name="projection"/>, with W read through the projection's own node.</summary>

@@ -25,6 +25,9 @@ internal sealed class CalibrationCliOptions
     public Option<int> Samples { get; } = new("--samples") { Description = "Calibration windows the statistics are measured on.", DefaultValueFactory = _ => 64 };
     public Option<int> ValidationSamples { get; } = new("--validation-samples") { Description = "Windows held out to judge decisions (greedy vs uniform, which compensation to keep).", DefaultValueFactory = _ => 16 };
     public Option<int> Seed { get; } = new("--seed") { Description = "Seed of the split into calibration and held-out windows.", DefaultValueFactory = _ => 0 };
+    public Option<string> Method { get; } = new("--calibration-method") { Description = "sequential: block by block, each block cut out of the model and calibrated against the dense block's output on its input (GPTQ's and SparseGPT's way; minutes on a 1B model); full: every decision on the whole model's held-out loss, training by KL on the logits.", DefaultValueFactory = _ => "sequential" };
+    public Option<int> BlockTrainSteps { get; } = new("--block-train-steps") { Description = "Sequential: most Adam steps training a block's spontaneous neurons against the dense block's output (0: closed form only).", DefaultValueFactory = _ => 32 };
+    public Option<int> BlockTrainBatch { get; } = new("--block-train-batch") { Description = "Sequential: calibration windows per block training step.", DefaultValueFactory = _ => 2 };
     public Option<string> Allocation { get; } = new("--allocation") { Description = "uniform: every projection group at --sparsity; greedy: TEAL's block-wise search at the same parameter-weighted average.", DefaultValueFactory = _ => "uniform" };
     public Option<string> Compensation { get; } = new("--compensation") { Description = "Closed-form compensation s = W·E[x − S(x)]: auto (kept only where it lowers the held-out loss), on, off.", DefaultValueFactory = _ => "auto" };
     public Option<string> Spontaneous { get; } = new("--spontaneous") { Description = "Spontaneous-neuron vectors: trained (by KL to the dense model, from the closed form; kept only when they lower the held-out loss), closed-form (--compensation decides), off.", DefaultValueFactory = _ => "trained" };
@@ -47,7 +50,7 @@ internal sealed class CalibrationCliOptions
     };
     public Option<FileInfo?> PlanOutput { get; } = new("--plan-out") { Description = "Where to save the calibrated plan (default: beside the output, <name>.plan.json)." };
 
-    public IEnumerable<Option> All => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Allocation, Compensation, Spontaneous,
+    public IEnumerable<Option> All => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Method, BlockTrainSteps, BlockTrainBatch, Allocation, Compensation, Spontaneous,
         TrainSpace, TrainInit, TrainSteps, TrainBatch, TrainLearningRate, TrainPatience, TrainKeep, GreedyObjective, GreedyStep, GreedySamples, Threads, Device, PlanOutput];
 
     /// <summary>The options that say which text to read and how to cut it (what pruning needs).</summary>
@@ -55,6 +58,7 @@ internal sealed class CalibrationCliOptions
 
     public CalibrationCliOptions()
     {
+        Method.AcceptOnlyFromAmong("sequential", "full");
         Allocation.AcceptOnlyFromAmong("uniform", "greedy");
         Compensation.AcceptOnlyFromAmong("auto", "on", "off");
         GreedyObjective.AcceptOnlyFromAmong("logits", "block");
@@ -111,6 +115,12 @@ internal sealed class CalibrationCliOptions
         {
             Sparsity = sparsity,
             Mode = mode,
+            Method = parse.GetValue(Method) == "full" ? Calibration.Sequential.CalibrationMethod.FullModel : Calibration.Sequential.CalibrationMethod.Sequential,
+            Sequential = new Calibration.Sequential.SequentialOptions
+            {
+                TrainingSteps = parse.GetValue(BlockTrainSteps),
+                TrainingWindows = parse.GetValue(BlockTrainBatch),
+            },
             Kinds = kinds,
             Allocation = parse.GetValue(Allocation) == "greedy" ? AllocationMethod.Greedy : AllocationMethod.Uniform,
             Compensation = compensation,
@@ -131,6 +141,7 @@ internal sealed class CalibrationCliOptions
     public static JsonObject ToJson(CalibrationResult result, string planPath) => new()
     {
         ["plan"] = planPath,
+        ["method"] = result.Method == Calibration.Sequential.CalibrationMethod.Sequential ? "sequential" : "full",
         ["allocation"] = result.Allocation.ToString().ToLowerInvariant(),
         ["measured_sparsity"] = result.MeasuredSparsity,
         ["seconds"] = Math.Round(result.Elapsed.TotalSeconds, 3),

@@ -1,0 +1,333 @@
+using System.Diagnostics;
+using System.Globalization;
+using SparseOnnx.Calibration.Capture;
+using SparseOnnx.Calibration.Data;
+using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Ir;
+using SparseOnnx.GraphRewriter.Sparsify;
+using SparseOnnx.Runtime.Evaluation;
+
+namespace SparseOnnx.Calibration.Sequential;
+
+/// <summary>
+/// Sequential calibration, the method GPTQ, SparseGPT and Wanda use to calibrate 70B models on one GPU. The
+/// probe is cut into its embedding, one model per decoder block (the residual stream before it to the one after
+/// it, by <see cref="GraphCut"/>) and its head. The calibration and held-out windows go through the embedding
+/// once; then, block after block:
+/// <list type="number">
+/// <item>targets: the dense block's output on the block's input (which carries every earlier decision), with the
+/// histograms of its group inputs taken on the way;</item>
+/// <item>the stages, in this order: <see cref="BlockThresholds"/>, <see cref="BlockAllocation"/> (greedy only),
+/// <see cref="BlockCompensation"/>, <see cref="BlockTraining"/>, each judged by the block's output error against
+/// the target;</item>
+/// <item>propagation: the block with its decisions runs on its input, and that output is the next block's input.</item>
+/// </list>
+/// The held-out windows also go through the dense blocks and the plain uniform ones, and the head turns the three
+/// streams into the dense, uniform and final held-out losses. Each forward pass runs one block, so a candidate
+/// costs a block, not the model, and the whole calibration is a few dozen block passes per block: linear in
+/// the depth where the full method's greedy search is quadratic. Memory: one block's session and the residual
+/// streams (<see cref="SequentialOptions.HiddenStateBudgetBytes"/>, then files in the work folder).
+/// </summary>
+internal sealed class SequentialCalibrator
+{
+    private static readonly IBlockStage[] Stages = [new BlockThresholds(), new BlockAllocation(), new BlockCompensation(), new BlockTraining()];
+
+    private readonly CalibrationOptions _options;
+    private readonly CalibrationSet _data;
+    private readonly ProbeLayout _layout;
+    private readonly string _probePath;
+    private readonly string _workFolder;
+    private readonly string _logits;
+    private readonly Action<string, double, double> _report;
+    private readonly List<CalibrationStage> _stages;
+    private readonly List<string> _notes;
+    private readonly Dictionary<string, TimeSpan> _stageTotals = new();
+    private bool _trainingUnsupported;
+
+    private SequentialCalibrator(CalibrationOptions options, CalibrationSet data, ProbeLayout layout, string probePath, string workFolder, string logits,
+        Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes)
+    {
+        _logits = logits;
+        _options = options;
+        _data = data;
+        _layout = layout;
+        _probePath = probePath;
+        _workFolder = workFolder;
+        _report = report;
+        _stages = stages;
+        _notes = notes;
+    }
+
+    /// <summary>Why <paramref name="layout"/>'s blocks cannot be cut one by one, or null when they can.</summary>
+    public static string? Problem(ProbeLayout layout)
+    {
+        if (layout.Groups.FirstOrDefault(g => g.Layer is null) is { } loose) return $"projection group {loose.Id} has no layer";
+        if (layout.BlockOutputProblem is { } problem) return problem;
+        var layers = layout.Layers;
+        foreach (int layer in layers)
+        {
+            if (!layout.BlockInputs.ContainsKey(layer)) return $"the residual stream entering layer {layer} was not found (no attention output projection feeding a residual Add)";
+            if (!layout.BlockOutputs.ContainsKey(layer)) return $"layer {layer} has no block output";
+        }
+        for (int i = 1; i < layers.Count; i++)
+            if (layout.BlockInputs[layers[i]] != layout.BlockOutputs[layers[i - 1]])
+                return $"layer {layers[i]} does not read layer {layers[i - 1]}'s output as its residual stream";
+        return null;
+    }
+
+    /// <summary>What the run decided: the final settings, the allocation, the compensated groups, the held-out losses and kept fractions.</summary>
+    public sealed record Outcome(ProbeSettings Settings, double[] Allocation, HashSet<ProbeGroup> Compensated, double DenseLoss, double UniformLoss,
+        double FinalLoss, double[] Kept);
+
+    /// <summary>
+    /// Calibrates the instrumented <paramref name="probe"/> (layout <paramref name="layout"/>, for which <see cref="Problem"/>
+    /// is null): saves it as <c>probe.onnx</c> in <paramref name="workFolder"/> and runs its parts from there.
+    /// </summary>
+    public static Outcome Run(Model probe, ProbeLayout layout, CalibrationSet data, CalibrationOptions options, string workFolder,
+        Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, out SaveResult saved)
+    {
+        string logits = probe.Graph.Outputs.Select(o => o.Name).FirstOrDefault(n => n == "logits")
+            ?? throw new CalibrationModelException("it has no output named 'logits'");
+        string probePath = Path.Combine(workFolder, "probe.onnx");
+        saved = ModelSaver.Save(probe, probePath, new SaveOptions { ExternalData = ExternalDataMode.Auto, ReuseExternalDataInOutputFolder = true });
+        return new SequentialCalibrator(options, data, layout, probePath, workFolder, logits, report, stages, notes).Calibrate();
+    }
+
+    private Outcome Calibrate()
+    {
+        var layers = _layout.Layers;
+        var settings = new ProbeSettings(_layout);
+        var uniform = settings.Clone();     // the block's thresholds (or k) at the target, no vectors
+        var plainPlan = settings.Clone();   // every block's: the plan without vectors that the uniform stream runs
+        var plainKept = new double[_layout.Groups.Count];
+        var allocation = Enumerable.Repeat(_options.Sparsity, _layout.Groups.Count).ToArray();
+        var compensated = new HashSet<ProbeGroup>();
+        var kept = new double[_layout.Groups.Count];
+        long budget = _options.Sequential.HiddenStateBudgetBytes / 8;  // up to eight streams are alive at once
+
+        var clock = Stopwatch.StartNew();
+        HiddenStates calibration, heldOut, heldOutDense, heldOutUniform;
+        using (var embedding = ProbeCut.Open(_probePath, _layout, null, [_layout.BlockInputs[layers[0]]], "embedding.onnx",
+            _options.Threads, _options.Device, _options.CudaProviderLibrary))
+        {
+            calibration = Embed(embedding, _data.Calibration, budget, "calibration");
+            heldOut = Embed(embedding, _data.Validation, budget, "held-out");
+            heldOutDense = Copy(heldOut, budget, "held-out-dense");
+            heldOutUniform = Copy(heldOut, budget, "held-out-uniform");
+        }
+        _stages.Add(new CalibrationStage("embedding", clock.Elapsed));
+        try
+        {
+            var blocksClock = Stopwatch.StartNew();
+            for (int position = 0; position < layers.Count; position++)
+            {
+                var blockClock = Stopwatch.StartNew();
+                int layer = layers[position];
+                string eta = position == 0 ? "" : string.Create(CultureInfo.InvariantCulture,
+                    $" (about {Minutes(blocksClock.Elapsed.TotalSeconds / position * (layers.Count - position))} left)");
+                _report($"block {position + 1} of {layers.Count}{eta}", position, layers.Count);
+                var groups = _layout.Groups.Where(g => g.Layer == layer).ToArray();
+                string output = _layout.BlockOutputs[layer];
+                var outputs = new List<string> { output };
+                outputs.AddRange(groups.SelectMany(g => new[] { g.DenseOutput, g.SparseOutput, g.KeptFractionOutput }));
+                using var cut = ProbeCut.Open(_probePath, _layout, _layout.BlockInputs[layer], outputs, "block.onnx",
+                    _options.Threads, _options.Device, _options.CudaProviderLibrary);
+                var stageClock = Stopwatch.StartNew();
+                using var calibrationTarget = HiddenStates.Create(Math.Min(_options.Sequential.TargetWindows, calibration.Windows), calibration.Length, calibration.Hidden, budget, _workFolder, "target-calibration.bin");
+                using var heldOutTarget = HiddenStates.Create(heldOut.Windows, heldOut.Length, heldOut.Hidden, budget, _workFolder, "target-held-out.bin");
+                var block = new BlockContext(layer, position, layers.Count, cut, output, groups, _data, calibration, heldOut, calibrationTarget, heldOutTarget,
+                    settings, allocation, _options, _options.Sequential, _report, _notes);
+                Targets(block);
+                Count("targets", stageClock);
+                foreach (var stage in Stages)
+                {
+                    if (!stage.Enabled(block) || (stage is BlockTraining && _trainingUnsupported)) continue;
+                    try
+                    {
+                        stage.Run(block);
+                    }
+                    catch (SparseOnnx.GraphRewriter.Autodiff.UnsupportedGradientException e) when (stage is BlockTraining && !_options.Training!.Required)
+                    {
+                        _trainingUnsupported = true;
+                        _notes.Add($"spontaneous neurons not trained, the closed-form result stands: {e.Message}");
+                    }
+                    if (stage is BlockThresholds) uniform = block.Settings.Clone();
+                    Count(stage.Name, stageClock);
+                }
+                settings = block.Settings;
+                foreach (var g in block.Compensated) compensated.Add(g);
+
+                // The next block's inputs: this block with its decisions on the calibration and held-out streams,
+                // dense on the dense stream, uniform without vectors on the uniform one.
+                calibration = Propagate(cut, output, _data.Calibration, calibration, settings, budget, "calibration", null);
+                heldOut = Propagate(cut, output, _data.Validation, heldOut, settings, budget, "held-out", (groups, kept));
+                heldOutDense = Propagate(cut, output, _data.Validation, heldOutDense, new ProbeSettings(_layout), budget, "held-out-dense", null);
+                heldOutUniform = Propagate(cut, output, _data.Validation, heldOutUniform, uniform, budget, "held-out-uniform", (groups, plainKept));
+                foreach (var g in groups) plainPlan.CopySelection(g, uniform);
+                Count("propagation", stageClock);
+                _stages.Add(new CalibrationStage($"block {position + 1} of {layers.Count} (layer {layer})", blockClock.Elapsed));
+            }
+            foreach (var (name, elapsed) in _stageTotals) _stages.Add(new CalibrationStage($"blocks: {name}", elapsed));
+
+            var headClock = Stopwatch.StartNew();
+            double dense, plain, final;
+            using (var head = ProbeCut.Open(_probePath, _layout, _layout.BlockOutputs[layers[^1]], [_logits], "head.onnx",
+                _options.Threads, _options.Device, _options.CudaProviderLibrary))
+            {
+                dense = Loss(head, heldOutDense, "held-out loss, dense");
+                plain = Loss(head, heldOutUniform, "held-out loss, uniform");
+                final = Loss(head, heldOut, "held-out loss, calibrated");
+            }
+            _stages.Add(new CalibrationStage("held-out losses", headClock.Elapsed));
+            for (int i = 0; i < kept.Length; i++)
+            {
+                kept[i] /= _data.Validation.Count;
+                plainKept[i] /= _data.Validation.Count;
+            }
+            if (final > plain && compensated.Count > 0)
+            {
+                // Each block's vectors lowered its own output error, but not the model's held-out loss: the
+                // plan without them is the one the uniform stream ran, so its loss is measured, not guessed.
+                _notes.Add(FormattableString.Invariant(
+                    $"the block-wise vectors raised the held-out loss ({final:0.0000} against {plain:0.0000} nats/token without them); the plan keeps the thresholds without vectors"));
+                return new Outcome(plainPlan, Enumerable.Repeat(_options.Sparsity, allocation.Length).ToArray(), [], dense, plain, plain, plainKept);
+            }
+            return new Outcome(settings, allocation, compensated, dense, plain, final, kept);
+        }
+        finally
+        {
+            calibration.Dispose();
+            heldOut.Dispose();
+            heldOutDense.Dispose();
+            heldOutUniform.Dispose();
+        }
+    }
+
+    private void Count(string stage, Stopwatch clock)
+    {
+        _stageTotals[stage] = _stageTotals.GetValueOrDefault(stage) + clock.Elapsed;
+        clock.Restart();
+    }
+
+    private static string Minutes(double seconds) => seconds < 90
+        ? string.Create(CultureInfo.InvariantCulture, $"{seconds:0} s")
+        : string.Create(CultureInfo.InvariantCulture, $"{seconds / 60:0.0} min");
+
+    private int BatchFor(long floatsPerToken)
+    {
+        long perWindow = Math.Max(1, floatsPerToken) * _data.SequenceLength * sizeof(float);
+        return (int)Math.Clamp(_options.CaptureBudgetBytes / perWindow, 1, 64);
+    }
+
+    private HiddenStates Embed(ProbeCut embedding, IReadOnlyList<int[]> windows, long budget, string name)
+    {
+        string output = embedding.Outputs[0];
+        HiddenStates? states = null;
+        try
+        {
+            _report($"embedding the {name} windows", 0, windows.Count);
+            embedding.Run(windows, null, BatchFor(8192), new ProbeSettings(_layout), [output], batch =>
+            {
+                var shape = batch.Shape(output);
+                if (shape.Length != 3) throw new CalibrationModelException($"the residual stream '{output}' has rank {shape.Length}, not [batch, length, hidden]");
+                states ??= HiddenStates.Create(windows.Count, batch.Length, (int)shape[2], budget, _workFolder, $"{name}-0.bin");
+                states.WriteBatch(batch.FirstWindow, batch.Floats(output));
+            }, progress: done => _report($"embedding the {name} windows", done, windows.Count));
+            return states!;
+        }
+        catch
+        {
+            states?.Dispose();
+            throw;
+        }
+    }
+
+    private HiddenStates Copy(HiddenStates source, long budget, string name)
+    {
+        var copy = HiddenStates.Create(source.Windows, source.Length, source.Hidden, budget, _workFolder, $"{name}-0.bin");
+        var buffer = new float[source.FloatsPerWindow];
+        for (int w = 0; w < source.Windows; w++)
+        {
+            source.Read(w, buffer);
+            copy.Write(w, buffer);
+        }
+        return copy;
+    }
+
+    /// <summary>The dense block's output on the block's inputs (the targets), with the dense histograms of its groups in threshold mode.</summary>
+    private void Targets(BlockContext block)
+    {
+        var dense = new ProbeSettings(_layout);
+        bool histograms = _options.Mode == SparsityMode.Threshold;
+        var measured = block.Groups.Select(_ => new Statistics.MagnitudeHistogram()).ToArray();
+        var outputs = new List<string> { block.Output };
+        if (histograms) outputs.AddRange(block.Groups.Select(g => g.DenseOutput));
+        string stage = $"{block.Name}: dense targets";
+        _report(stage, 0, _data.Calibration.Count);
+        // Targets for the first windows only; the dense histograms (threshold mode) need them all.
+        var targets = block.CalibrationTarget;
+        int windows = histograms ? _data.Calibration.Count : targets.Windows;
+        block.Cut.Run(_data.Calibration, block.Calibration, BatchFor(block.Calibration.Hidden + (histograms ? block.Groups.Sum(g => g.InFeatures) : 0)), dense, outputs, batch =>
+        {
+            var y = batch.Floats(block.Output);
+            int stored = Math.Clamp(targets.Windows - batch.FirstWindow, 0, batch.Windows);
+            if (stored > 0) targets.WriteBatch(batch.FirstWindow, y[..(stored * targets.FloatsPerWindow)]);
+            if (histograms) for (int i = 0; i < block.Groups.Count; i++) measured[i].Add(batch.Floats(block.Groups[i].DenseOutput));
+        }, count: windows, progress: done => _report(stage, done, windows));
+        block.Cut.Run(_data.Validation, block.HeldOut, BatchFor(block.HeldOut.Hidden), dense, [block.Output],
+            batch => block.HeldOutTarget.WriteBatch(batch.FirstWindow, batch.Floats(block.Output)));
+        if (histograms) block.DenseHistograms = measured;
+        foreach (var (g, h) in block.Groups.Zip(measured).Where(p => p.Second.NaNs > 0))
+            _notes.Add($"{g.Id}: {h.NaNs} NaN inputs were left out of its histogram");
+    }
+
+    /// <summary>The block under <paramref name="settings"/> on <paramref name="input"/> (disposed), as a new stream.</summary>
+    private HiddenStates Propagate(ProbeCut cut, string output, IReadOnlyList<int[]> windows, HiddenStates input, ProbeSettings settings, long budget,
+        string name, (ProbeGroup[] Groups, double[] Kept)? measure)
+    {
+        var next = HiddenStates.Create(input.Windows, input.Length, input.Hidden, budget, _workFolder, $"{name}-{(input.OnDisk ? Guid.NewGuid().ToString("N")[..8] : "m")}.bin");
+        try
+        {
+            var outputs = new List<string> { output };
+            if (measure is { } m) outputs.AddRange(m.Groups.Select(g => g.KeptFractionOutput));
+            cut.Run(windows, input, BatchFor(input.Hidden), settings, outputs, batch =>
+            {
+                next.WriteBatch(batch.FirstWindow, batch.Floats(output));
+                if (measure is { } m)
+                    foreach (var g in m.Groups) m.Kept[g.Index] += batch.Floats(g.KeptFractionOutput)[0] * batch.Windows;
+            });
+        }
+        catch
+        {
+            next.Dispose();
+            throw;
+        }
+        input.Dispose();
+        return next;
+    }
+
+    /// <summary>Mean next-token NLL of the head on the held-out stream <paramref name="states"/>.</summary>
+    private double Loss(ProbeCut head, HiddenStates states, string stage)
+    {
+        string logits = head.Outputs[0];
+        var windows = _data.Validation;
+        double nll = 0;
+        long scored = 0;
+        _report(stage, 0, windows.Count);
+        head.Run(windows, states, BatchFor(1 << 17), new ProbeSettings(_layout), [logits], batch =>
+        {
+            var values = batch.Floats(logits);
+            int v = (int)batch.Shape(logits)[2];
+            for (int b = 0; b < batch.Windows; b++)
+            {
+                var tokens = windows[batch.FirstWindow + b];
+                for (int t = 0; t + 1 < batch.Length; t++)
+                {
+                    nll += PerplexityEvaluator.NegativeLogLikelihood(values.Slice(((b * batch.Length) + t) * v, v), tokens[t + 1]);
+                    scored++;
+                }
+            }
+        }, progress: done => _report(stage, done, windows.Count));
+        return nll / scored;
+    }
+}

@@ -1,0 +1,50 @@
+namespace SparseOnnx.Calibration.Sequential;
+
+/// <summary>How calibration runs the model.</summary>
+public enum CalibrationMethod
+{
+    /// <summary>
+    /// Block by block, as GPTQ, SparseGPT and Wanda calibrate large models: each decoder block is cut out of the
+    /// model and calibrated on its own against the dense block's output on the same input, then its sparsified
+    /// outputs become the next block's inputs. Falls back to <see cref="FullModel"/>, with a note, for a model
+    /// whose blocks cannot be cut (no residual Adds to cut at, as in fused-norm graphs).
+    /// </summary>
+    Sequential,
+    /// <summary>Every decision measured on the whole model's held-out loss, training by KL on the logits.</summary>
+    FullModel,
+}
+
+/// <summary>What sequential calibration does in each block.</summary>
+public sealed record SequentialOptions
+{
+    /// <summary>Adam steps training a block's spontaneous neurons against the dense block's output (0: not trained).</summary>
+    public int TrainingSteps { get; init; } = 32;
+
+    /// <summary>Calibration windows per training step.</summary>
+    public int TrainingWindows { get; init; } = 2;
+
+    /// <summary>Steps between held-out checks of the block's output error.</summary>
+    public int EvaluateEvery { get; init; } = 16;
+
+    /// <summary>
+    /// Calibration windows whose dense block outputs are kept as targets: training batches and the greedy search
+    /// draw from them (the statistics — histograms, compensation means — use every window).
+    /// </summary>
+    public int TargetWindows { get; init; } = 16;
+
+    /// <summary>
+    /// Most bytes of residual-stream tensors kept in memory (the blocks' inputs and dense targets on the calibration
+    /// and held-out windows); beyond it they go to files in the work folder.
+    /// </summary>
+    public long HiddenStateBudgetBytes { get; init; } = 1L << 30;
+
+    /// <summary>Throws <see cref="ArgumentException"/> for out-of-range settings.</summary>
+    public void Validate()
+    {
+        if (TrainingSteps < 0) throw new ArgumentException($"Block training steps must be 0 or more, not {TrainingSteps}.");
+        if (TrainingWindows < 1) throw new ArgumentException($"A block training step needs at least one window, not {TrainingWindows}.");
+        if (EvaluateEvery < 1) throw new ArgumentException($"Held-out checks must come every 1 or more steps, not {EvaluateEvery}.");
+        if (TargetWindows < 1) throw new ArgumentException($"Sequential calibration needs at least one target window, not {TargetWindows}.");
+        if (HiddenStateBudgetBytes < 0) throw new ArgumentException("The hidden-state budget cannot be negative.");
+    }
+}

@@ -1,0 +1,151 @@
+using SparseOnnx.Calibration.Capture;
+using SparseOnnx.Calibration.Data;
+using SparseOnnx.Calibration.Sequential;
+using SparseOnnx.Calibration.Training;
+using SparseOnnx.GraphRewriter.Sparsify;
+using SparseOnnx.GraphRewriter.Synthesis;
+using SparseOnnx.Runtime.Evaluation;
+using SparseOnnx.Runtime.Tokenization;
+
+namespace SparseOnnx.Calibration.Tests;
+
+/// <summary>
+/// Sequential calibration (<see cref="SequentialCalibrator"/>) on the reference model: each block cut out and
+/// calibrated alone, its outputs carried on as the next block's inputs, the head scoring the held-out streams.
+/// </summary>
+public sealed class SequentialCalibratorTests : IDisposable
+{
+    private static string Folder => Path.Combine(RepositoryPaths.Models, "llama-brown");
+    private static string ModelPath => Path.Combine(Folder, "model.onnx");
+    private readonly string _folder = Directory.CreateTempSubdirectory("sparseonnx-sequential-").FullName;
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    private static readonly Lazy<CalibrationSet> Data = new(() => CalibrationSet.FromTextFile(Path.Combine(Folder, "data", "valid.txt"),
+        TextTokenizer.Load(Path.Combine(Folder, "tokenizer.model")), new CalibrationSetOptions { SequenceLength = 64, Samples = 12, ValidationSamples = 6 }, TextReading.PerLine));
+
+    private CalibrationResult Calibrate(CalibrationOptions options, string name, IProgress<CalibrationProgress>? progress = null) =>
+        Calibrator.Run(ModelPath, Data.Value, options with { Threads = 1, GreedySamples = 3, GreedyStep = 0.1 }, Path.Combine(_folder, name), progress);
+
+    [Fact]
+    public void EveryBlockIsCalibratedAlone_AndTheThresholdsDropTheTargetOnHeldOutText()
+    {
+        var stages = new List<string>();
+        var result = Calibrate(new CalibrationOptions { Sparsity = 0.5, Mode = SparsityMode.Threshold, Compensation = CompensationMode.Off }, "uniform",
+            new ImmediateProgress<CalibrationProgress>(p => stages.Add(p.Stage)));
+
+        Assert.Equal(CalibrationMethod.Sequential, result.Method);
+        Assert.InRange(result.MeasuredSparsity, 0.47, 0.53);
+        Assert.All(result.Groups, g => Assert.InRange(g.MeasuredSparsity, 0.4, 0.6));
+        Assert.All(result.Plan.Projections, p => Assert.True(p.Threshold > 0 && p.K is null && p.Spontaneous is null));
+        Assert.Equal(42, result.Plan.Projections.Count);
+        // Without vectors the calibrated stream is the uniform one, pass for pass.
+        Assert.Equal(result.Validation.Uniform, result.Validation.Final);
+        Assert.True(result.Validation.Uniform > result.Validation.Dense, "sparsifying half the inputs should cost some loss");
+        for (int b = 1; b <= 6; b++)
+        {
+            Assert.Contains(result.Stages, s => s.Name == $"block {b} of 6 (layer {b - 1})");
+            Assert.Contains(stages, s => s.StartsWith($"block {b} of 6: thresholds, sparse upstream", StringComparison.Ordinal));
+        }
+        Assert.Contains(result.Stages, s => s.Name == "blocks: propagation");
+        Assert.Contains(result.Stages, s => s.Name == "held-out losses");
+        Assert.Contains(stages, s => s.StartsWith("block 2 of 6 (about ", StringComparison.Ordinal));
+        Assert.False(Directory.Exists(Path.Combine(_folder, "uniform")), "the work folder is deleted");
+    }
+
+    /// <summary>
+    /// The dense held-out loss computed block by block (embedding, six cut blocks, head, hidden states carried
+    /// between them) is the whole model's: the cut pieces compute the same ops on the same values.
+    /// </summary>
+    [Fact]
+    public void TheDenseLossBlockByBlockIsTheWholeModelsLoss()
+    {
+        var options = new CalibrationOptions { Sparsity = 0.5, Compensation = CompensationMode.Off };
+        var sequential = Calibrate(options, "sequential");
+        var full = Calibrate(options with { Method = CalibrationMethod.FullModel }, "full");
+
+        Assert.Equal(CalibrationMethod.FullModel, full.Method);
+        Assert.Equal(full.Validation.Dense, sequential.Validation.Dense, 1e-6);
+        Assert.InRange(sequential.Validation.Final, full.Validation.Dense, full.Validation.Dense + 2 * (full.Validation.Final - full.Validation.Dense));
+    }
+
+    /// <summary>
+    /// Compensation and training are judged by each block's output error; the model's held-out loss has the last
+    /// word. On these few short windows the block-trained vectors lower every block's error but raise the loss
+    /// (they fit 12 windows of 64 tokens): the plan then drops them, and its loss is plain top-k's, measured.
+    /// </summary>
+    [Fact]
+    public void BlockTrainedVectorsThatRaiseTheHeldOutLossAreDropped()
+    {
+        var result = Calibrate(new CalibrationOptions
+        {
+            Sparsity = 0.6,
+            Mode = SparsityMode.TopK,
+            Training = new SpontaneousTrainingOptions(),
+            Sequential = new SequentialOptions { TrainingSteps = 20, TrainingWindows = 4 },
+        }, "trained");
+
+        Assert.Contains(result.Notes, n => n.Contains("spontaneous neurons trained", StringComparison.Ordinal) && n.EndsWith("kept", StringComparison.Ordinal));
+        Assert.Contains(result.Notes, n => n.StartsWith("the block-wise vectors raised the held-out loss", StringComparison.Ordinal));
+        Assert.Equal(result.Validation.Uniform, result.Validation.Final);
+        Assert.All(result.Plan.Projections, p => Assert.Null(p.Spontaneous));
+        Assert.All(result.Groups, g => Assert.False(g.Compensated));
+        Assert.All(result.Plan.Projections, p => Assert.Equal(SparsifyOptions.KeptEntries(0.6, p.InFeatures!.Value), p.K));
+        Assert.Contains(result.Stages, s => s.Name == "blocks: training");
+        Assert.Contains("calibrated block by block", result.Plan.CalibrationSource);
+    }
+
+    /// <summary>Greedy inside each block keeps the parameter-weighted average at the target.</summary>
+    [Fact]
+    public void GreedyAllocationInsideTheBlocksKeepsTheAverage()
+    {
+        var result = Calibrate(new CalibrationOptions { Sparsity = 0.5, Allocation = AllocationMethod.Greedy, Compensation = CompensationMode.Off }, "greedy");
+        foreach (var layer in result.Groups.GroupBy(g => g.Layer))
+        {
+            double average = layer.Sum(g => g.Sparsity * g.Parameters) / layer.Sum(g => (double)g.Parameters);
+            Assert.InRange(average, 0.5 - 1e-9, 0.5 + 0.06);
+        }
+        Assert.True(result.Validation.Final <= result.Validation.Uniform + 0.01);
+    }
+
+    /// <summary>
+    /// A graph whose residual stream runs through fused norms (the onnxruntime-genai builder's
+    /// SkipSimplifiedLayerNormalization) has no residual Add to cut at: sequential says why.
+    /// </summary>
+    [Fact]
+    public void AModelWithoutResidualAddsCannotBeCutBlockByBlock()
+    {
+        using var model = SyntheticGenaiLlama.Build(LlamaDimensions.Tiny, seed: 2);
+        new SparseOnnx.GraphRewriter.Quantization.DequantizePass().Run(model);
+        var layout = ProbeModelBuilder.Instrument(model, new ProbeOptions());
+        Assert.Contains("residual Add", SequentialCalibrator.Problem(layout));
+    }
+
+    [Fact]
+    public void HiddenStatesOverTheBudgetGoToAFileThatIsRemovedAfterwards()
+    {
+        string path = Path.Combine(_folder, "states.bin");
+        var window = Enumerable.Range(0, 6).Select(i => (float)i - 2.5f).ToArray();
+        using (var states = HiddenStates.Create(3, 2, 3, budgetBytes: 0, _folder, "states.bin"))
+        {
+            Assert.True(states.OnDisk);
+            Assert.True(File.Exists(path));
+            states.Write(2, window);
+            states.WriteBatch(0, Enumerable.Range(0, 12).Select(i => (float)i).ToArray());
+            Assert.Equal(window, states.ReadBatch(2, 1));
+            Assert.Equal(Enumerable.Range(0, 12).Select(i => (float)i), states.ReadBatch(0, 2));
+            Assert.Throws<ArgumentException>(() => states.Write(0, new float[5]));
+            Assert.Throws<ArgumentOutOfRangeException>(() => states.Read(3, new float[6]));
+        }
+        Assert.False(File.Exists(path));
+        using var memory = HiddenStates.Create(3, 2, 3, budgetBytes: 1 << 20, _folder, "memory.bin");
+        Assert.False(memory.OnDisk);
+        memory.Write(1, window);
+        Assert.Equal(window, memory.ReadBatch(1, 1));
+    }
+
+    private sealed class ImmediateProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}
