@@ -115,6 +115,44 @@ public sealed class ProbeTests : IDisposable
         AssertClose(expected, actual, 2e-3f);
     }
 
+    /// <summary>
+    /// The probe's top-k mask (an unsorted TopK, ones scattered at its indices) keeps exactly k per row, ties going
+    /// to the lower index as TopKSparseMatMul breaks them, whatever order ONNX Runtime returns them in.
+    /// </summary>
+    [Fact]
+    public void TopKMask_KeepsExactlyK_TiesToTheLowerIndex()
+    {
+        var model = new GraphRewriter.Ir.Model(new GraphRewriter.Ir.Graph("mask")) { IrVersion = 8 };
+        model.OpsetImports.Set("", 17);
+        var builder = new GraphRewriter.Ir.GraphBuilder(model.Graph, model.UniqueName);
+        var x = builder.Input("x", GraphRewriter.Ir.DataType.Float, "rows", 64L);
+        var k = builder.Input("k", GraphRewriter.Ir.DataType.Int64, 1L);
+        var keep = ProbeModelBuilder.TopKMask(builder, builder.Op("Abs", x), k, "topk");
+        builder.Output(builder.Op("Cast", [keep], GraphRewriter.Ir.OnnxAttribute.Int("to", (long)GraphRewriter.Ir.DataType.Float)), GraphRewriter.Ir.DataType.Float);
+        using var session = new InferenceSession(ModelSaver.ToBytes(model));
+
+        const int rows = 40, width = 64;
+        var random = new Random(11);
+        // Few distinct magnitudes, signs mixed, -0.0 among them: most rows have ties at the k-th magnitude.
+        var values = Enumerable.Range(0, rows * width).Select(_ => (random.Next(2) == 0 ? -1f : 1f) * random.Next(0, 5) * 0.25f).ToArray();
+        foreach (long kept in new long[] { 1, 7, 32, 63, 64 })
+        {
+            using var input = OrtValue.CreateTensorValueFromMemory(values, [rows, width]);
+            using var count = OrtValue.CreateTensorValueFromMemory(new[] { kept }, [1]);
+            using var runOptions = new RunOptions();
+            using var outputs = session.Run(runOptions, ["x", "k"], [input, count], session.OutputNames);
+            var mask = outputs[0].GetTensorDataAsSpan<float>().ToArray();
+            for (int r = 0; r < rows; r++)
+            {
+                var row = values.AsSpan(r * width, width).ToArray();
+                // The reference: by magnitude descending, then index ascending.
+                var expected = Enumerable.Range(0, width).OrderByDescending(i => MathF.Abs(row[i])).ThenBy(i => i).Take((int)kept).ToHashSet();
+                var actual = Enumerable.Range(0, width).Where(i => mask[r * width + i] == 1f).ToHashSet();
+                Assert.True(expected.SetEquals(actual), $"k = {kept}, row {r}: expected [{string.Join(", ", expected.Order())}], kept [{string.Join(", ", actual.Order())}]");
+            }
+        }
+    }
+
     [Fact]
     public void Outputs_ExposeXAndItsSparsification_AndTheKeptFraction()
     {

@@ -85,17 +85,7 @@ public static class ProbeModelBuilder
             else
             {
                 selection = builder.Input(model.UniqueName(Prefix + id + ".k"), DataType.Int64, 1L);
-                // Unsorted: which k are chosen does not depend on their order (ties still go to the lower index), and
-                // ORT then selects in linear time instead of sorting every row (dense passes, k = K, sorted them all).
-                var top = builder.Node("", "TopK", [magnitude, selection], 2, model.UniqueName(Prefix + id + ".topk"),
-                    OnnxAttribute.Int("axis", -1), OnnxAttribute.Int("sorted", 0));
-                // Scatter ones at the k indices TopK chose: exactly k per row, ties going to the lower index as
-                // TopK (and TopKSparseMatMul) break them. Comparing with the k-th value would keep every tie.
-                var zeros = builder.Op("ConstantOfShape", builder.Op("Shape", magnitude));
-                var ones = builder.Op("ConstantOfShape", [builder.Op("Shape", top.Outputs[0])],
-                    OnnxAttribute.FromTensor("value", Tensor.FromElements<float>("one", DataType.Float, [1], [1f])));
-                var chosen = builder.Op("ScatterElements", [zeros, top.Outputs[1], ones], OnnxAttribute.Int("axis", -1));
-                keep = builder.Op("Cast", [chosen], OnnxAttribute.Int("to", (long)DataType.Bool));
+                keep = TopKMask(builder, magnitude, selection, model.UniqueName(Prefix + id + ".topk"));
             }
             var sparse = builder.Op("Where", keep, x, zero);
             var kept = builder.Op("ReduceMean", [builder.Op("Cast", [keep], OnnxAttribute.Int("to", (long)DataType.Float))], OnnxAttribute.Int("keepdims", 0));
@@ -138,6 +128,24 @@ public static class ProbeModelBuilder
         {
             BlockInputs = blockInputs.ToDictionary(p => p.Key, p => p.Value.Name),
         };
+    }
+
+    /// <summary>
+    /// keep[..., i] = whether |x| entry i is among the <paramref name="k"/> largest <paramref name="magnitude"/> of its
+    /// row (bool, the shape of <paramref name="magnitude"/>): exactly k per row, ties to the lower index, as
+    /// TopKSparseMatMul keeps them.
+    /// </summary>
+    internal static Value TopKMask(GraphBuilder builder, Value magnitude, Value k, string name)
+    {
+        // Unsorted: which k are chosen does not depend on their order (ties still go to the lower index, tested), and
+        // ORT then selects in linear time instead of sorting every row (dense passes, k = K, sorted them all).
+        var top = builder.Node("", "TopK", [magnitude, k], 2, name, OnnxAttribute.Int("axis", -1), OnnxAttribute.Int("sorted", 0));
+        // Scatter ones at the k indices TopK chose. Comparing with the k-th value would keep every tie.
+        var zeros = builder.Op("ConstantOfShape", builder.Op("Shape", magnitude));
+        var ones = builder.Op("ConstantOfShape", [builder.Op("Shape", top.Outputs[0])],
+            OnnxAttribute.FromTensor("value", Tensor.FromElements<float>("one", DataType.Float, [1], [1f])));
+        var chosen = builder.Op("ScatterElements", [zeros, top.Outputs[1], ones], OnnxAttribute.Int("axis", -1));
+        return builder.Op("Cast", [chosen], OnnxAttribute.Int("to", (long)DataType.Bool));
     }
 
     /// <summary>The Add that joins <paramref name="value"/> to the residual stream (its other input is computed, not a constant bias), through bias Adds.</summary>

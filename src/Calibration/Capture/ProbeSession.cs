@@ -110,7 +110,7 @@ public sealed class ProbeSession : IDisposable
 
     /// <summary>Opens a saved probe (or a part of one) as every calibration session is opened.</summary>
     internal static InferenceSession OpenSession(string path, int threads, bool memoryArena, ExecutionDevice device, string? cudaProviderLibrary,
-        out ExecutionDevice used)
+        out ExecutionDevice used, bool prepack = true)
     {
         using var options = new SessionOptions
         {
@@ -121,6 +121,9 @@ public sealed class ProbeSession : IDisposable
             InterOpNumThreads = 1,
             EnableCpuMemArena = memoryArena,
         };
+        // Prepacking copies each MatMul weight into MLAS's layout while the original is still held: for a head
+        // read once per held-out stream, the 1 GB lm_head of a 1B model briefly took 2 GB for little gain.
+        if (!prepack) options.AddSessionConfigEntry("session.disable_prepacking", "1");
         options.RegisterSparseOnnxOps();
         used = ExecutionProviders.Apply(options, device, cudaProviderLibrary);
         return new InferenceSession(path, options);

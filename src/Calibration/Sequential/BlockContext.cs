@@ -82,12 +82,11 @@ internal sealed class BlockContext
     /// <summary>e.g. "block 3 of 16".</summary>
     public string Name => $"block {Position + 1} of {Blocks}";
 
-    /// <summary>Windows per batch so that one batch's outputs (<paramref name="floatsPerToken"/> per token) fit the capture budget.</summary>
-    public int BatchFor(long floatsPerToken)
-    {
-        long perWindow = Math.Max(1, floatsPerToken) * Data.SequenceLength * sizeof(float);
-        return (int)Math.Clamp(Options.CaptureBudgetBytes / perWindow, 1, 64);
-    }
+    /// <summary>
+    /// Windows per batch so that one batch's outputs (<paramref name="floatsPerToken"/> per token) and the block's
+    /// own intermediates fit the capture budget.
+    /// </summary>
+    public int BatchFor(long floatsPerToken) => SequentialCalibrator.BlockBatch(Options, Data.SequenceLength, Groups, floatsPerToken);
 
     /// <summary>Sets <paramref name="group"/>'s selection in <paramref name="settings"/> for <paramref name="sparsity"/>.</summary>
     public void Select(ProbeSettings settings, ProbeGroup group, double sparsity, MagnitudeHistogram[]? histograms)

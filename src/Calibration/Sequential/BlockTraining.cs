@@ -51,12 +51,12 @@ internal sealed class BlockTraining : IBlockStage
         var indices = new int[batchWindows];
         var batchStates = HiddenStates.Create(batchWindows, length, hidden, long.MaxValue, "", "");
         var batchTokens = new int[batchWindows][];
+        var scratch = new float[block.Calibration.FloatsPerWindow];
         for (; steps < sequential.TrainingSteps; steps++)
         {
             block.Report(stage, steps, sequential.TrainingSteps);
             if (queue.Count < batchWindows)
                 foreach (int i in Enumerable.Range(0, windows).OrderBy(_ => order.Next())) queue.Enqueue(i);
-            var scratch = new float[block.Calibration.FloatsPerWindow];
             double energy = 0;
             for (int b = 0; b < batchWindows; b++)
             {

@@ -49,7 +49,7 @@ internal sealed class ProbeCut : IDisposable
     /// saves it as <paramref name="fileName"/> beside the probe and opens it.
     /// </summary>
     public static ProbeCut Open(string probePath, ProbeLayout layout, string? hiddenInput, IReadOnlyList<string> outputs, string fileName,
-        int threads, ExecutionDevice device, string? cudaProviderLibrary, Action<Model>? extend = null, bool memoryArena = true)
+        int threads, ExecutionDevice device, string? cudaProviderLibrary, Action<Model>? extend = null, bool memoryArena = true, bool prepack = true)
     {
         string path = Path.Combine(Path.GetDirectoryName(probePath)!, fileName);
         using (var model = ModelLoader.Load(probePath))
@@ -61,7 +61,7 @@ internal sealed class ProbeCut : IDisposable
         }
         try
         {
-            var session = ProbeSession.OpenSession(path, threads, memoryArena, device, cudaProviderLibrary, out _);
+            var session = ProbeSession.OpenSession(path, threads, memoryArena, device, cudaProviderLibrary, out _, prepack);
             return new ProbeCut(session, probePath, path, hiddenInput, session.OutputMetadata.Keys.ToArray(), layout);
         }
         catch
@@ -88,13 +88,16 @@ internal sealed class ProbeCut : IDisposable
         int length = windows[0].Length;
         var fixedNames = new List<string>();
         var fixedValues = new List<OrtValue>();
+        // One buffer for every batch's hidden states: a fresh array per batch (megabytes, on the large-object heap)
+        // piled up as garbage faster than the GC collected it, a gigabyte on the 1B model.
+        var hidden = states is null ? null : new float[(long)Math.Min(batchSize, count) * states.FloatsPerWindow];
         try
         {
             ProbeSession.AddSettings(settings, fixedNames, fixedValues, _inputNames);
             for (int start = first; start < first + count; start += batchSize)
             {
                 int batch = Math.Min(batchSize, first + count - start);
-                RunBatch(windows, states, start, batch, length, fixedNames, fixedValues, outputs, reduce, batchInputs);
+                RunBatch(windows, states, hidden, start, batch, length, fixedNames, fixedValues, outputs, reduce, batchInputs);
                 progress?.Invoke(start + batch - first);
             }
         }
@@ -104,7 +107,7 @@ internal sealed class ProbeCut : IDisposable
         }
     }
 
-    private void RunBatch(IReadOnlyList<int[]> windows, HiddenStates? states, int first, int batch, int length, List<string> fixedNames,
+    private void RunBatch(IReadOnlyList<int[]> windows, HiddenStates? states, float[]? hidden, int first, int batch, int length, List<string> fixedNames,
         List<OrtValue> fixedValues, IReadOnlyList<string> outputs, Action<ProbeBatch> reduce,
         Func<int, int, IReadOnlyList<(string Name, OrtValue Value)>>? batchInputs)
     {
@@ -122,7 +125,11 @@ internal sealed class ProbeCut : IDisposable
             if (batchInputs is not null)
                 foreach (var (name, value) in batchInputs(first, batch)) Add(name, value);
             if (HiddenInput is not null)
-                Add(HiddenInput, OrtValue.CreateTensorValueFromMemory(states!.ReadBatch(first, batch), [batch, length, states.Hidden]));
+            {
+                int floats = states!.FloatsPerWindow;
+                for (int b = 0; b < batch; b++) states.Read(first + b, hidden!.AsSpan(b * floats, floats));
+                Add(HiddenInput, OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, hidden!.AsMemory(0, batch * floats), [batch, length, states.Hidden]));
+            }
             var (mask, positions) = DecoderInputs.ForWindows(batch, length);
             foreach (var name in _inputNames.Except(names).ToArray())
             {

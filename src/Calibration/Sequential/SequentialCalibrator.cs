@@ -43,6 +43,7 @@ internal sealed class SequentialCalibrator
     private readonly List<string> _notes;
     private readonly Dictionary<string, TimeSpan> _stageTotals = new();
     private bool _trainingUnsupported;
+    private readonly Dictionary<string, HiddenStates> _spares = new();
 
     private SequentialCalibrator(CalibrationOptions options, CalibrationSet data, ProbeLayout layout, string probePath, string workFolder, string logits,
         Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes)
@@ -107,6 +108,7 @@ internal sealed class SequentialCalibrator
 
         var clock = Stopwatch.StartNew();
         HiddenStates calibration, heldOut, heldOutDense, heldOutUniform;
+        HiddenStates? calibrationTarget = null, heldOutTarget = null;
         using (var embedding = ProbeCut.Open(_probePath, _layout, null, [_layout.BlockInputs[layers[0]]], "embedding.onnx",
             _options.Threads, _options.Device, _options.CudaProviderLibrary))
         {
@@ -118,6 +120,9 @@ internal sealed class SequentialCalibrator
         _stages.Add(new CalibrationStage("embedding", clock.Elapsed));
         try
         {
+            calibrationTarget = HiddenStates.Create(Math.Min(_options.Sequential.TargetWindows, calibration.Windows), calibration.Length, calibration.Hidden,
+                budget, _workFolder, "target-calibration.bin");
+            heldOutTarget = HiddenStates.Create(heldOut.Windows, heldOut.Length, heldOut.Hidden, budget, _workFolder, "target-held-out.bin");
             var blocksClock = Stopwatch.StartNew();
             for (int position = 0; position < layers.Count; position++)
             {
@@ -133,8 +138,6 @@ internal sealed class SequentialCalibrator
                 using var cut = ProbeCut.Open(_probePath, _layout, _layout.BlockInputs[layer], outputs, "block.onnx",
                     _options.Threads, _options.Device, _options.CudaProviderLibrary);
                 var stageClock = Stopwatch.StartNew();
-                using var calibrationTarget = HiddenStates.Create(Math.Min(_options.Sequential.TargetWindows, calibration.Windows), calibration.Length, calibration.Hidden, budget, _workFolder, "target-calibration.bin");
-                using var heldOutTarget = HiddenStates.Create(heldOut.Windows, heldOut.Length, heldOut.Hidden, budget, _workFolder, "target-held-out.bin");
                 var block = new BlockContext(layer, position, layers.Count, cut, output, groups, _data, calibration, heldOut, calibrationTarget, heldOutTarget,
                     settings, allocation, _options, _options.Sequential, _report, _notes);
                 Targets(block);
@@ -159,10 +162,10 @@ internal sealed class SequentialCalibrator
 
                 // The next block's inputs: this block with its decisions on the calibration and held-out streams,
                 // dense on the dense stream, uniform without vectors on the uniform one.
-                calibration = Propagate(cut, output, _data.Calibration, calibration, settings, budget, "calibration", null);
-                heldOut = Propagate(cut, output, _data.Validation, heldOut, settings, budget, "held-out", (groups, kept));
-                heldOutDense = Propagate(cut, output, _data.Validation, heldOutDense, new ProbeSettings(_layout), budget, "held-out-dense", null);
-                heldOutUniform = Propagate(cut, output, _data.Validation, heldOutUniform, uniform, budget, "held-out-uniform", (groups, plainKept));
+                calibration = Propagate(cut, output, groups, _data.Calibration, calibration, settings, budget, "calibration", null);
+                heldOut = Propagate(cut, output, groups, _data.Validation, heldOut, settings, budget, "held-out", kept);
+                heldOutDense = Propagate(cut, output, groups, _data.Validation, heldOutDense, new ProbeSettings(_layout), budget, "held-out-dense", null);
+                heldOutUniform = Propagate(cut, output, groups, _data.Validation, heldOutUniform, uniform, budget, "held-out-uniform", plainKept);
                 foreach (var g in groups) plainPlan.CopySelection(g, uniform);
                 Count("propagation", stageClock);
                 _stages.Add(new CalibrationStage($"block {position + 1} of {layers.Count} (layer {layer})", blockClock.Elapsed));
@@ -172,7 +175,7 @@ internal sealed class SequentialCalibrator
             var headClock = Stopwatch.StartNew();
             double dense, plain, final;
             using (var head = ProbeCut.Open(_probePath, _layout, _layout.BlockOutputs[layers[^1]], [_logits], "head.onnx",
-                _options.Threads, _options.Device, _options.CudaProviderLibrary))
+                _options.Threads, _options.Device, _options.CudaProviderLibrary, prepack: false))
             {
                 dense = Loss(head, heldOutDense, "held-out loss, dense");
                 plain = Loss(head, heldOutUniform, "held-out loss, uniform");
@@ -200,6 +203,9 @@ internal sealed class SequentialCalibrator
             heldOut.Dispose();
             heldOutDense.Dispose();
             heldOutUniform.Dispose();
+            calibrationTarget?.Dispose();
+            heldOutTarget?.Dispose();
+            foreach (var spare in _spares.Values) spare.Dispose();
         }
     }
 
@@ -212,6 +218,21 @@ internal sealed class SequentialCalibrator
     private static string Minutes(double seconds) => seconds < 90
         ? string.Create(CultureInfo.InvariantCulture, $"{seconds:0} s")
         : string.Create(CultureInfo.InvariantCulture, $"{seconds / 60:0.0} min");
+
+    /// <summary>
+    /// Windows per batch of a block pass: its requested outputs (<paramref name="floatsPerToken"/> per token) plus what
+    /// the block holds while it runs, about eight tensors as wide as its widest projection input (the MLP's
+    /// activations, the probe's magnitudes, top-k indices and masks), within the capture budget. Sized by the
+    /// outputs alone, a 1B block ran 64 windows at once and peaked at 3.4 GB.
+    /// </summary>
+    internal static int BlockBatch(CalibrationOptions options, int length, IReadOnlyList<ProbeGroup> groups, long floatsPerToken)
+    {
+        long working = 8 * groups.Max(g => g.InFeatures);
+        long perWindow = (Math.Max(1, floatsPerToken) + working) * length * sizeof(float);
+        return (int)Math.Clamp(options.CaptureBudgetBytes / perWindow, 1, 64);
+    }
+
+    private int BlockBatch(BlockContext block, long floatsPerToken) => BlockBatch(_options, _data.SequenceLength, block.Groups, floatsPerToken);
 
     private int BatchFor(long floatsPerToken)
     {
@@ -267,14 +288,14 @@ internal sealed class SequentialCalibrator
         // Targets for the first windows only; the dense histograms (threshold mode) need them all.
         var targets = block.CalibrationTarget;
         int windows = histograms ? _data.Calibration.Count : targets.Windows;
-        block.Cut.Run(_data.Calibration, block.Calibration, BatchFor(block.Calibration.Hidden + (histograms ? block.Groups.Sum(g => g.InFeatures) : 0)), dense, outputs, batch =>
+        block.Cut.Run(_data.Calibration, block.Calibration, BlockBatch(block, block.Calibration.Hidden + (histograms ? block.Groups.Sum(g => g.InFeatures) : 0)), dense, outputs, batch =>
         {
             var y = batch.Floats(block.Output);
             int stored = Math.Clamp(targets.Windows - batch.FirstWindow, 0, batch.Windows);
             if (stored > 0) targets.WriteBatch(batch.FirstWindow, y[..(stored * targets.FloatsPerWindow)]);
             if (histograms) for (int i = 0; i < block.Groups.Count; i++) measured[i].Add(batch.Floats(block.Groups[i].DenseOutput));
         }, count: windows, progress: done => _report(stage, done, windows));
-        block.Cut.Run(_data.Validation, block.HeldOut, BatchFor(block.HeldOut.Hidden), dense, [block.Output],
+        block.Cut.Run(_data.Validation, block.HeldOut, BlockBatch(block, block.HeldOut.Hidden), dense, [block.Output],
             batch => block.HeldOutTarget.WriteBatch(batch.FirstWindow, batch.Floats(block.Output)));
         if (histograms) block.DenseHistograms = measured;
         foreach (var (g, h) in block.Groups.Zip(measured).Where(p => p.Second.NaNs > 0))
@@ -282,19 +303,21 @@ internal sealed class SequentialCalibrator
     }
 
     /// <summary>The block under <paramref name="settings"/> on <paramref name="input"/> (disposed), as a new stream.</summary>
-    private HiddenStates Propagate(ProbeCut cut, string output, IReadOnlyList<int[]> windows, HiddenStates input, ProbeSettings settings, long budget,
-        string name, (ProbeGroup[] Groups, double[] Kept)? measure)
+    private HiddenStates Propagate(ProbeCut cut, string output, IReadOnlyList<ProbeGroup> groups, IReadOnlyList<int[]> windows, HiddenStates input,
+        ProbeSettings settings, long budget, string name, double[]? kept)
     {
-        var next = HiddenStates.Create(input.Windows, input.Length, input.Hidden, budget, _workFolder, $"{name}-{(input.OnDisk ? Guid.NewGuid().ToString("N")[..8] : "m")}.bin");
+        // The stream's previous buffer is reused: fresh ones per block were garbage the GC let pile up.
+        var next = _spares.Remove(name, out var spare) ? spare
+            : HiddenStates.Create(input.Windows, input.Length, input.Hidden, budget, _workFolder, $"{name}-{Guid.NewGuid():N}.bin");
         try
         {
             var outputs = new List<string> { output };
-            if (measure is { } m) outputs.AddRange(m.Groups.Select(g => g.KeptFractionOutput));
-            cut.Run(windows, input, BatchFor(input.Hidden), settings, outputs, batch =>
+            if (kept is not null) outputs.AddRange(groups.Select(g => g.KeptFractionOutput));
+            cut.Run(windows, input, BlockBatch(_options, _data.SequenceLength, groups, input.Hidden), settings, outputs, batch =>
             {
                 next.WriteBatch(batch.FirstWindow, batch.Floats(output));
-                if (measure is { } m)
-                    foreach (var g in m.Groups) m.Kept[g.Index] += batch.Floats(g.KeptFractionOutput)[0] * batch.Windows;
+                if (kept is not null)
+                    foreach (var g in groups) kept[g.Index] += batch.Floats(g.KeptFractionOutput)[0] * batch.Windows;
             });
         }
         catch
@@ -302,7 +325,7 @@ internal sealed class SequentialCalibrator
             next.Dispose();
             throw;
         }
-        input.Dispose();
+        _spares[name] = input;
         return next;
     }
 
