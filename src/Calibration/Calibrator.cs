@@ -96,7 +96,7 @@ public sealed class Calibrator
             if (SequentialCalibrator.Problem(layout) is { } problem2)
                 _notes.Add($"calibrated on the whole model: its blocks cannot be cut one by one ({problem2})");
             else
-                return CalibrateSequentially(model, layout, workFolder, linkedBytes, clock);
+                return CalibrateSequentially(model, modelPath, layout, workFolder, linkedBytes, clock);
         }
         if (_options.Allocation == AllocationMethod.Greedy && _options.GreedyObjective == GreedyObjective.BlockOutput && layout.BlockOutputProblem is { } problem)
             throw new CalibrationModelException($"the block objective of greedy allocation measures each block's output, but {problem}; use --greedy-objective logits");
@@ -191,7 +191,7 @@ public sealed class Calibrator
     }
 
     /// <summary>The sequential method (<see cref="SequentialCalibrator"/>) on the instrumented model, and its result.</summary>
-    private CalibrationResult CalibrateSequentially(SparseOnnx.GraphRewriter.Ir.Model probe, ProbeLayout layout, string workFolder, long linkedBytes, Stopwatch clock)
+    private CalibrationResult CalibrateSequentially(SparseOnnx.GraphRewriter.Ir.Model probe, string modelPath, ProbeLayout layout, string workFolder, long linkedBytes, Stopwatch clock)
     {
         if (_options.Device == ExecutionDevice.Auto)
             _notes.Add("the device is chosen per block session (CUDA when this ONNX Runtime has a usable provider)");
@@ -202,18 +202,47 @@ public sealed class Calibrator
         if (linkedBytes > 0)
             _notes.Add(string.Create(CultureInfo.InvariantCulture,
                 $"the work folder links the source's {linkedBytes / 1e9:F2} GB of weights instead of copying them (the probe wrote {saved.ExternalBytes / 1e6:F1} MB)"));
+        var settings = outcome.Settings;
+        double finalLoss = outcome.FinalLoss;
+        var compensated = outcome.Compensated;
+        var kept = outcome.Kept;
+        TrainingReport? training = null;
+        double? trainedLoss = null;
+        if (_options.Training is { } trainingOptions && _options.Sequential.EndToEndSteps > 0)
+        {
+            // The optional end-to-end phase: a few steps of the whole-model KL training, from the block-wise result.
+            var endClock = Stopwatch.StartNew();
+            using var session = ProbeSession.Open(probe, layout, workFolder, _options.Threads, "probe-whole.onnx", device: _options.Device,
+                cudaProviderLibrary: _options.CudaProviderLibrary);
+            _session = session;
+            try
+            {
+                var start = new Evaluation(finalLoss, kept);
+                var (trainedSettings, result, report, loss) = Train(modelPath, workFolder, layout, settings, start,
+                    trainingOptions with { Steps = _options.Sequential.EndToEndSteps }, outcome.Allocation);
+                (settings, training, trainedLoss) = (trainedSettings, report, loss);
+                finalLoss = result.Loss;
+                kept = result.Kept;
+                if (report.Kept) compensated = layout.Groups.ToHashSet();
+            }
+            catch (SparseOnnx.GraphRewriter.Autodiff.UnsupportedGradientException e) when (!trainingOptions.Required)
+            {
+                _notes.Add($"end-to-end training skipped: {e.Message}");
+            }
+            _stages.Add(new CalibrationStage("end-to-end training", endClock.Elapsed));
+        }
         var method = outcome.Allocation.Zip(Enumerable.Repeat(_options.Sparsity, outcome.Allocation.Length)).Any(p => p.First != p.Second)
             ? AllocationMethod.Greedy : AllocationMethod.Uniform;
         var groups = layout.Groups.Select(g => new GroupCalibration(g.Id, g.Layer, g.KindsName, g.InFeatures, g.Parameters, outcome.Allocation[g.Index],
-            _options.Mode == SparsityMode.Threshold ? outcome.Settings.Threshold(g) : null,
+            _options.Mode == SparsityMode.Threshold ? settings.Threshold(g) : null,
             _options.Mode == SparsityMode.TopK ? SparsifyOptions.KeptEntries(outcome.Allocation[g.Index], g.InFeatures) : null,
-            1 - outcome.Kept[g.Index], outcome.Compensated.Contains(g))).ToArray();
+            1 - kept[g.Index], compensated.Contains(g))).ToArray();
         double measured = groups.Sum(g => g.MeasuredSparsity * g.Parameters) / groups.Sum(g => (double)g.Parameters);
-        var plan = BuildPlan(layout, groups, outcome.Settings, method, null, sequential: true);
-        _notes.Add($"calibrated block by block ({layout.Layers.Count} blocks); {outcome.Compensated.Count} of {layout.Groups.Count} groups carry vectors");
+        var plan = BuildPlan(layout, groups, settings, method, training, sequential: true);
+        _notes.Add($"calibrated block by block ({layout.Layers.Count} blocks); {compensated.Count} of {layout.Groups.Count} groups carry vectors");
         clock.Stop();
-        return new CalibrationResult(plan, groups, method, new ValidationLosses(outcome.DenseLoss, outcome.UniformLoss, null, outcome.FinalLoss), measured,
-            _notes.ToArray(), clock.Elapsed)
+        return new CalibrationResult(plan, groups, method, new ValidationLosses(outcome.DenseLoss, outcome.UniformLoss, null, finalLoss, trainedLoss), measured,
+            _notes.ToArray(), clock.Elapsed, training)
         {
             Stages = _stages.ToArray(),
             Method = CalibrationMethod.Sequential,
@@ -496,7 +525,10 @@ public sealed class Calibrator
                 FormattableString.Invariant($"{method.ToString().ToLowerInvariant()} allocation, compensation {_options.Compensation.ToString().ToLowerInvariant()} (closed form)") +
                 (_options.Training is not null && _options.Sequential.TrainingSteps > 0
                     ? FormattableString.Invariant($", spontaneous neurons trained against each dense block's output ({_options.Training.Space.ToString().ToLowerInvariant()} space, up to {_options.Sequential.TrainingSteps} steps, kept where they lower the block's error)")
-                    : "");
+                    : "") +
+                (training is null ? "" : training.Kept
+                    ? FormattableString.Invariant($", then trained end to end by KL to the dense model (the vectors of step {training.BestStep} of {training.Steps})")
+                    : ", end-to-end trained vectors not kept (no held-out gain)");
         return new SparsityPlan(entries, source);
     }
 

@@ -162,7 +162,7 @@ public class CalibrateCommandTests : IDisposable
         string output = Path.Combine(_dir, "trained.onnx");
         var (code, stdout, error) = Run(["sparsify", Llama, "-o", output, "--mode", "threshold", "--sparsity", "0.6", "--calibration", Valid,
             "--spontaneous", "trained", "--train-space", "input", "--train-init", "zero", "--train-steps", "6", "--train-batch", "2",
-            "--train-keep", "always", "--compensation", "off", "--json", .. Small]);
+            "--train-keep", "always", "--compensation", "off", "--calibration-method", "full", "--json", .. Small]);
         Assert.True(code == 0, error);
         var calibration = JsonNode.Parse(stdout)!["calibration"]!;
         var training = calibration["training"]!;

@@ -117,8 +117,9 @@ internal sealed class BlockContext
     }
 
     /// <summary>
-    /// Σ (y − t)² / Σ t² of the block's output y under <paramref name="settings"/> against the dense block's output t,
-    /// over the held-out windows or the first <paramref name="windows"/> calibration windows (at most the target windows).
+    /// The mean over tokens of ‖y − t‖² / ‖t‖², y the block's output under <paramref name="settings"/> and t the target,
+    /// over the held-out windows or the first <paramref name="windows"/> calibration windows (at most the target
+    /// windows). Per token, so that the residual stream's few massive tokens do not decide alone (see <see cref="BlockTrainingGraph"/>).
     /// </summary>
     public double RelativeError(ProbeSettings settings, bool heldOut, int windows = -1)
     {
@@ -126,7 +127,9 @@ internal sealed class BlockContext
         var input = heldOut ? HeldOut : Calibration;
         var target = heldOut ? HeldOutTarget : CalibrationTarget;
         int count = Math.Min(windows < 0 ? list.Count : windows, target.Windows);
-        double error = 0, energy = 0;
+        double sum = 0;
+        long tokens = 0;
+        int hidden = target.Hidden;
         var reference = new float[target.FloatsPerWindow];
         Cut.Run(list, input, BatchFor(input.Hidden), settings, [Output], batch =>
         {
@@ -135,15 +138,21 @@ internal sealed class BlockContext
             {
                 target.Read(batch.FirstWindow + b, reference);
                 var row = y.Slice(b * reference.Length, reference.Length);
-                for (int e = 0; e < reference.Length; e++)
+                for (int token = 0; token < target.Length; token++)
                 {
-                    double d = row[e] - reference[e];
-                    error += d * d;
-                    energy += (double)reference[e] * reference[e];
+                    double error = 0, energy = 0;
+                    for (int c = token * hidden; c < (token + 1) * hidden; c++)
+                    {
+                        double d = row[c] - reference[c];
+                        error += d * d;
+                        energy += (double)reference[c] * reference[c];
+                    }
+                    sum += error / Math.Max(energy, double.Epsilon);
+                    tokens++;
                 }
             }
         }, count: count);
-        return error / Math.Max(energy, double.Epsilon);
+        return sum / Math.Max(tokens, 1);
     }
 }
 

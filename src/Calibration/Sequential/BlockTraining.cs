@@ -57,7 +57,6 @@ internal sealed class BlockTraining : IBlockStage
             block.Report(stage, steps, sequential.TrainingSteps);
             if (queue.Count < batchWindows)
                 foreach (int i in Enumerable.Range(0, windows).OrderBy(_ => order.Next())) queue.Enqueue(i);
-            double energy = 0;
             for (int b = 0; b < batchWindows; b++)
             {
                 indices[b] = queue.Dequeue();
@@ -66,12 +65,11 @@ internal sealed class BlockTraining : IBlockStage
                 batchStates.Write(b, scratch);
                 var span = target.AsSpan(b * scratch.Length, scratch.Length);
                 block.CalibrationTarget.Read(indices[b], span);
-                foreach (float t in span) energy += (double)t * t;
             }
             float[][] gradients = [];
             cut.Run(batchTokens, batchStates, batchWindows, options.Space == SpontaneousSpace.Output ? settingsOf(parameters) : basis, outputs, batch =>
                 gradients = graph.Parameters.Select(p => batch.Floats(p.GradientOutput).ToArray()).ToArray(),
-                batchInputs: (_, count) => graph.BatchInputs(target, count, length, hidden, 1 / Math.Max(energy, double.Epsilon), parameters));
+                batchInputs: (_, count) => graph.BatchInputs(target, count, length, hidden, parameters));
             optimizer.Step(parameters, gradients, AdamOptimizer.Schedule(options.LearningRate, steps, sequential.TrainingSteps));
             if ((steps + 1) % sequential.EvaluateEvery != 0 && steps + 1 != sequential.TrainingSteps) continue;
             double error = block.RelativeError(settingsOf(parameters), heldOut: true);
@@ -99,7 +97,7 @@ internal sealed class BlockTraining : IBlockStage
             foreach (var g in block.Groups) block.Select(trained, g, block.Allocation[g.Index], histograms);
         }
         double after = block.RelativeError(trained, heldOut: true);
-        bool keep = after < before;
+        bool keep = after < before || !options.KeepOnlyIfBetter;
         block.Notes.Add(FormattableString.Invariant(
             $"{block.Name}: spontaneous neurons trained {steps} steps (best at {bestStep}), held-out block error {before:0.00000} -> {after:0.00000}; ")
             + (keep ? "kept" : "not kept"));

@@ -108,7 +108,8 @@ internal sealed class SequentialCalibrator
 
         var clock = Stopwatch.StartNew();
         HiddenStates calibration, heldOut, heldOutDense, heldOutUniform;
-        HiddenStates? calibrationTarget = null, heldOutTarget = null;
+        HiddenStates? calibrationTarget = null, heldOutTarget = null, calibrationDense = null;
+        bool denseModel = _options.Sequential.Target == BlockTarget.DenseModel;
         using (var embedding = ProbeCut.Open(_probePath, _layout, null, [_layout.BlockInputs[layers[0]]], "embedding.onnx",
             _options.Threads, _options.Device, _options.CudaProviderLibrary))
         {
@@ -123,6 +124,7 @@ internal sealed class SequentialCalibrator
             calibrationTarget = HiddenStates.Create(Math.Min(_options.Sequential.TargetWindows, calibration.Windows), calibration.Length, calibration.Hidden,
                 budget, _workFolder, "target-calibration.bin");
             heldOutTarget = HiddenStates.Create(heldOut.Windows, heldOut.Length, heldOut.Hidden, budget, _workFolder, "target-held-out.bin");
+            if (denseModel) calibrationDense = Copy(calibration, budget, "calibration-dense", calibrationTarget.Windows);
             var blocksClock = Stopwatch.StartNew();
             for (int position = 0; position < layers.Count; position++)
             {
@@ -140,7 +142,7 @@ internal sealed class SequentialCalibrator
                 var stageClock = Stopwatch.StartNew();
                 var block = new BlockContext(layer, position, layers.Count, cut, output, groups, _data, calibration, heldOut, calibrationTarget, heldOutTarget,
                     settings, allocation, _options, _options.Sequential, _report, _notes);
-                Targets(block);
+                Targets(block, calibrationDense, heldOutDense);
                 Count("targets", stageClock);
                 foreach (var stage in Stages)
                 {
@@ -164,7 +166,14 @@ internal sealed class SequentialCalibrator
                 // dense on the dense stream, uniform without vectors on the uniform one.
                 calibration = Propagate(cut, output, groups, _data.Calibration, calibration, settings, budget, "calibration", null);
                 heldOut = Propagate(cut, output, groups, _data.Validation, heldOut, settings, budget, "held-out", kept);
-                heldOutDense = Propagate(cut, output, groups, _data.Validation, heldOutDense, new ProbeSettings(_layout), budget, "held-out-dense", null);
+                if (denseModel)
+                {
+                    // The dense model's next hidden states are this block's targets: the buffers swap.
+                    (heldOutDense, heldOutTarget) = (heldOutTarget, heldOutDense);
+                    (calibrationDense, calibrationTarget) = (calibrationTarget, calibrationDense);
+                }
+                else
+                    heldOutDense = Propagate(cut, output, groups, _data.Validation, heldOutDense, new ProbeSettings(_layout), budget, "held-out-dense", null);
                 heldOutUniform = Propagate(cut, output, groups, _data.Validation, heldOutUniform, uniform, budget, "held-out-uniform", plainKept);
                 foreach (var g in groups) plainPlan.CopySelection(g, uniform);
                 Count("propagation", stageClock);
@@ -187,7 +196,9 @@ internal sealed class SequentialCalibrator
                 kept[i] /= _data.Validation.Count;
                 plainKept[i] /= _data.Validation.Count;
             }
-            if (final > plain && compensated.Count > 0)
+            // Only where vectors are kept by measurement: --compensation on and --train-keep always ask for them regardless.
+            bool checkedKeep = _options.Compensation != CompensationMode.On && _options.Training?.KeepOnlyIfBetter != false;
+            if (checkedKeep && final > plain && compensated.Count > 0)
             {
                 // Each block's vectors lowered its own output error, but not the model's held-out loss: the
                 // plan without them is the one the uniform stream ran, so its loss is measured, not guessed.
@@ -205,6 +216,7 @@ internal sealed class SequentialCalibrator
             heldOutUniform.Dispose();
             calibrationTarget?.Dispose();
             heldOutTarget?.Dispose();
+            calibrationDense?.Dispose();
             foreach (var spare in _spares.Values) spare.Dispose();
         }
     }
@@ -263,11 +275,12 @@ internal sealed class SequentialCalibrator
         }
     }
 
-    private HiddenStates Copy(HiddenStates source, long budget, string name)
+    private HiddenStates Copy(HiddenStates source, long budget, string name, int windows = -1)
     {
-        var copy = HiddenStates.Create(source.Windows, source.Length, source.Hidden, budget, _workFolder, $"{name}-0.bin");
+        if (windows < 0) windows = source.Windows;
+        var copy = HiddenStates.Create(windows, source.Length, source.Hidden, budget, _workFolder, $"{name}-0.bin");
         var buffer = new float[source.FloatsPerWindow];
-        for (int w = 0; w < source.Windows; w++)
+        for (int w = 0; w < windows; w++)
         {
             source.Read(w, buffer);
             copy.Write(w, buffer);
@@ -276,26 +289,32 @@ internal sealed class SequentialCalibrator
     }
 
     /// <summary>The dense block's output on the block's inputs (the targets), with the dense histograms of its groups in threshold mode.</summary>
-    private void Targets(BlockContext block)
+    private void Targets(BlockContext block, HiddenStates? calibrationDense, HiddenStates heldOutDense)
     {
         var dense = new ProbeSettings(_layout);
         bool histograms = _options.Mode == SparsityMode.Threshold;
         var measured = block.Groups.Select(_ => new Statistics.MagnitudeHistogram()).ToArray();
+        bool denseModel = calibrationDense is not null;
         var outputs = new List<string> { block.Output };
         if (histograms) outputs.AddRange(block.Groups.Select(g => g.DenseOutput));
         string stage = $"{block.Name}: dense targets";
-        _report(stage, 0, _data.Calibration.Count);
-        // Targets for the first windows only; the dense histograms (threshold mode) need them all.
         var targets = block.CalibrationTarget;
-        int windows = histograms ? _data.Calibration.Count : targets.Windows;
-        block.Cut.Run(_data.Calibration, block.Calibration, BlockBatch(block, block.Calibration.Hidden + (histograms ? block.Groups.Sum(g => g.InFeatures) : 0)), dense, outputs, batch =>
-        {
-            var y = batch.Floats(block.Output);
-            int stored = Math.Clamp(targets.Windows - batch.FirstWindow, 0, batch.Windows);
-            if (stored > 0) targets.WriteBatch(batch.FirstWindow, y[..(stored * targets.FloatsPerWindow)]);
-            if (histograms) for (int i = 0; i < block.Groups.Count; i++) measured[i].Add(batch.Floats(block.Groups[i].DenseOutput));
-        }, count: windows, progress: done => _report(stage, done, windows));
-        block.Cut.Run(_data.Validation, block.HeldOut, BlockBatch(block, block.HeldOut.Hidden), dense, [block.Output],
+        // Dense-block targets come from the calibration stream itself (its first windows), with the dense histograms
+        // (threshold mode: every window) on the way; dense-model targets from the dense streams.
+        int windows = histograms ? _data.Calibration.Count : denseModel ? 0 : targets.Windows;
+        _report(stage, 0, windows + targets.Windows);
+        if (windows > 0)
+            block.Cut.Run(_data.Calibration, block.Calibration, BlockBatch(block, block.Calibration.Hidden + (histograms ? block.Groups.Sum(g => g.InFeatures) : 0)), dense, outputs, batch =>
+            {
+                var y = batch.Floats(block.Output);
+                int stored = denseModel ? 0 : Math.Clamp(targets.Windows - batch.FirstWindow, 0, batch.Windows);
+                if (stored > 0) targets.WriteBatch(batch.FirstWindow, y[..(stored * targets.FloatsPerWindow)]);
+                if (histograms) for (int i = 0; i < block.Groups.Count; i++) measured[i].Add(batch.Floats(block.Groups[i].DenseOutput));
+            }, count: windows, progress: done => _report(stage, done, windows + targets.Windows));
+        if (denseModel)
+            block.Cut.Run(_data.Calibration.Take(targets.Windows).ToArray(), calibrationDense, BlockBatch(block, block.Calibration.Hidden), dense, [block.Output],
+                batch => targets.WriteBatch(batch.FirstWindow, batch.Floats(block.Output)));
+        block.Cut.Run(_data.Validation, denseModel ? heldOutDense : block.HeldOut, BlockBatch(block, block.HeldOut.Hidden), dense, [block.Output],
             batch => block.HeldOutTarget.WriteBatch(batch.FirstWindow, batch.Floats(block.Output)));
         if (histograms) block.DenseHistograms = measured;
         foreach (var (g, h) in block.Groups.Zip(measured).Where(p => p.Second.NaNs > 0))

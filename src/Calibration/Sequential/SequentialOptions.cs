@@ -14,11 +14,32 @@ public enum CalibrationMethod
     FullModel,
 }
 
+/// <summary>What a block's output is compared with when its vectors are judged and trained.</summary>
+public enum BlockTarget
+{
+    /// <summary>
+    /// The dense model's hidden state after the block (the dense block on the dense model's own input): vectors
+    /// learn to undo what earlier blocks' sparsity moved, as the whole-model KL objective lets them.
+    /// </summary>
+    DenseModel,
+    /// <summary>The dense block on the same (sparsified upstream) input, GPTQ's and SparseGPT's layer-wise target.</summary>
+    DenseBlock,
+}
+
 /// <summary>What sequential calibration does in each block.</summary>
 public sealed record SequentialOptions
 {
+    /// <summary>What the block's output is compared with.</summary>
+    public BlockTarget Target { get; init; } = BlockTarget.DenseModel;
+
     /// <summary>Adam steps training a block's spontaneous neurons against the dense block's output (0: not trained).</summary>
     public int TrainingSteps { get; init; } = 32;
+
+    /// <summary>
+    /// Steps of the optional end-to-end phase after the blocks: the whole-model KL training of the spontaneous
+    /// neurons (as <see cref="CalibrationMethod.FullModel"/> trains them), from the block-wise result; 0: none.
+    /// </summary>
+    public int EndToEndSteps { get; init; }
 
     /// <summary>Calibration windows per training step.</summary>
     public int TrainingWindows { get; init; } = 2;
@@ -44,6 +65,7 @@ public sealed record SequentialOptions
         if (TrainingSteps < 0) throw new ArgumentException($"Block training steps must be 0 or more, not {TrainingSteps}.");
         if (TrainingWindows < 1) throw new ArgumentException($"A block training step needs at least one window, not {TrainingWindows}.");
         if (EvaluateEvery < 1) throw new ArgumentException($"Held-out checks must come every 1 or more steps, not {EvaluateEvery}.");
+        if (EndToEndSteps < 0) throw new ArgumentException($"End-to-end steps must be 0 or more, not {EndToEndSteps}.");
         if (TargetWindows < 1) throw new ArgumentException($"Sequential calibration needs at least one target window, not {TargetWindows}.");
         if (HiddenStateBudgetBytes < 0) throw new ArgumentException("The hidden-state budget cannot be negative.");
     }

@@ -28,6 +28,8 @@ internal sealed class CalibrationCliOptions
     public Option<string> Method { get; } = new("--calibration-method") { Description = "sequential: block by block, each block cut out of the model and calibrated against the dense block's output on its input (GPTQ's and SparseGPT's way; minutes on a 1B model); full: every decision on the whole model's held-out loss, training by KL on the logits.", DefaultValueFactory = _ => "sequential" };
     public Option<int> BlockTrainSteps { get; } = new("--block-train-steps") { Description = "Sequential: most Adam steps training a block's spontaneous neurons against the dense block's output (0: closed form only).", DefaultValueFactory = _ => 32 };
     public Option<int> BlockTrainBatch { get; } = new("--block-train-batch") { Description = "Sequential: calibration windows per block training step.", DefaultValueFactory = _ => 2 };
+    public Option<int> EndToEndSteps { get; } = new("--end-to-end-steps") { Description = "Sequential: steps of whole-model KL training of the vectors after the blocks (0: none; --train-* set the rest).", DefaultValueFactory = _ => 0 };
+    public Option<string> BlockTarget { get; } = new("--block-target") { Description = "Sequential: what a block's output is compared with: dense-model (the dense model's hidden state there, so vectors also undo earlier blocks' drift) or dense-block (the dense block on the same input, as GPTQ).", DefaultValueFactory = _ => "dense-model" };
     public Option<string> Allocation { get; } = new("--allocation") { Description = "uniform: every projection group at --sparsity; greedy: TEAL's block-wise search at the same parameter-weighted average.", DefaultValueFactory = _ => "uniform" };
     public Option<string> Compensation { get; } = new("--compensation") { Description = "Closed-form compensation s = W·E[x − S(x)]: auto (kept only where it lowers the held-out loss), on, off.", DefaultValueFactory = _ => "auto" };
     public Option<string> Spontaneous { get; } = new("--spontaneous") { Description = "Spontaneous-neuron vectors: trained (by KL to the dense model, from the closed form; kept only when they lower the held-out loss), closed-form (--compensation decides), off.", DefaultValueFactory = _ => "trained" };
@@ -50,7 +52,7 @@ internal sealed class CalibrationCliOptions
     };
     public Option<FileInfo?> PlanOutput { get; } = new("--plan-out") { Description = "Where to save the calibrated plan (default: beside the output, <name>.plan.json)." };
 
-    public IEnumerable<Option> All => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Method, BlockTrainSteps, BlockTrainBatch, Allocation, Compensation, Spontaneous,
+    public IEnumerable<Option> All => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Method, BlockTrainSteps, BlockTrainBatch, BlockTarget, EndToEndSteps, Allocation, Compensation, Spontaneous,
         TrainSpace, TrainInit, TrainSteps, TrainBatch, TrainLearningRate, TrainPatience, TrainKeep, GreedyObjective, GreedyStep, GreedySamples, Threads, Device, PlanOutput];
 
     /// <summary>The options that say which text to read and how to cut it (what pruning needs).</summary>
@@ -59,6 +61,7 @@ internal sealed class CalibrationCliOptions
     public CalibrationCliOptions()
     {
         Method.AcceptOnlyFromAmong("sequential", "full");
+        BlockTarget.AcceptOnlyFromAmong("dense-model", "dense-block");
         Allocation.AcceptOnlyFromAmong("uniform", "greedy");
         Compensation.AcceptOnlyFromAmong("auto", "on", "off");
         GreedyObjective.AcceptOnlyFromAmong("logits", "block");
@@ -120,6 +123,8 @@ internal sealed class CalibrationCliOptions
             {
                 TrainingSteps = parse.GetValue(BlockTrainSteps),
                 TrainingWindows = parse.GetValue(BlockTrainBatch),
+                EndToEndSteps = parse.GetValue(EndToEndSteps),
+                Target = parse.GetValue(BlockTarget) == "dense-block" ? Calibration.Sequential.BlockTarget.DenseBlock : Calibration.Sequential.BlockTarget.DenseModel,
             },
             Kinds = kinds,
             Allocation = parse.GetValue(Allocation) == "greedy" ? AllocationMethod.Greedy : AllocationMethod.Uniform,
