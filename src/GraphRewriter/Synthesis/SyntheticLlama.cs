@@ -16,6 +16,10 @@ namespace SparseOnnx.GraphRewriter.Synthesis;
 /// KV-cache inputs and outputs: <c>input_ids</c>, <c>attention_mask</c>, <c>position_ids</c> and
 /// <c>past_key_values.{i}.key/value</c> in; <c>logits</c> and <c>present.{i}.key/value</c> out. Every
 /// shape is computed from the inputs, so any batch, sequence and past length runs, past length 0 included.</para>
+/// <para>In float16 or bfloat16 (<c>elementType</c>) the graph is what a half-precision export of the same module
+/// computes: weights, activations, the KV cache and the logits in that type; RMSNorm, the rotary tables and the
+/// attention softmax in float32 between Casts, as LlamaRMSNorm, LlamaRotaryEmbedding and the eager attention upcast
+/// them; hidden keys get the type's lowest finite score (torch.finfo(dtype).min), since −1e9 is −∞ in float16.</para>
 /// <para>Weight matrices are <see cref="GeneratedTensorData"/>: generated while streamed, never held, so
 /// a 5 GB model builds in a few kilobytes and saves through <see cref="IO.ModelSaver"/> with external data.
 /// A matrix with fan-in K is uniform in [−√(3/K), √(3/K)), variance 1/K, which keeps activations of order
@@ -29,18 +33,25 @@ public static class SyntheticLlama
     /// <summary>Model metadata key recording the dimensions and seed a model was built from.</summary>
     public const string MetadataKey = "sparseonnx.synthetic";
 
-    /// <summary>Builds the decoder of <paramref name="dims"/> with weights drawn from <paramref name="seed"/>.</summary>
-    /// <exception cref="ArgumentException">The dimensions are invalid (see <see cref="LlamaDimensions.Validate"/>).</exception>
-    public static Model Build(LlamaDimensions dims, ulong seed = 1)
+    /// <summary>
+    /// Builds the decoder of <paramref name="dims"/> with weights drawn from <paramref name="seed"/>, computing in
+    /// <paramref name="elementType"/> (float32, float16 or bfloat16; a float16 model's weights are the float32 model's
+    /// rounded to float16).
+    /// </summary>
+    /// <exception cref="ArgumentException">The dimensions are invalid (see <see cref="LlamaDimensions.Validate"/>), or the type is not a float type.</exception>
+    public static Model Build(LlamaDimensions dims, ulong seed = 1, DataType elementType = DataType.Float)
     {
         ArgumentNullException.ThrowIfNull(dims);
         dims.Validate();
+        if (elementType is not (DataType.Float or DataType.Float16 or DataType.BFloat16))
+            throw new ArgumentException($"A synthetic decoder computes in float32, float16 or bfloat16, not {elementType.DisplayName()}.", nameof(elementType));
         var model = new Model(new Graph("main_graph")) { IrVersion = 8, ProducerName = ProducerName };
         model.OpsetImports.Set("", 17);
         model.MetadataProps.Add(new(MetadataKey, string.Create(CultureInfo.InvariantCulture,
             $"llama layers={dims.Layers} hidden={dims.Hidden} heads={dims.Heads} kv_heads={dims.KvHeads} " +
-            $"intermediate={dims.Intermediate} vocab={dims.Vocab} rope_theta={dims.RopeTheta} rms_eps={dims.RmsEps} seed={seed}")));
-        new DecoderWriter(model.Graph, dims, seed).Write();
+            $"intermediate={dims.Intermediate} vocab={dims.Vocab} rope_theta={dims.RopeTheta} rms_eps={dims.RmsEps} seed={seed}")
+            + (elementType == DataType.Float ? "" : $" dtype={elementType.DisplayName()}")));
+        new DecoderWriter(model.Graph, dims, seed, elementType).Write();
         return model;
     }
 
@@ -64,16 +75,17 @@ public static class SyntheticLlama
     /// Names and declares the KV-cache decoder's outputs, as Optimum and the onnxruntime-genai builder both name them:
     /// <c>logits</c> [batch, sequence, vocab] and <c>present.{i}.key/value</c> [batch, kv heads, total sequence, head dim].
     /// </summary>
-    internal static void AddDecoderOutputs(GraphBuilder builder, LlamaDimensions dims, Value logits, IReadOnlyList<(Value Key, Value Value)> presents)
+    internal static void AddDecoderOutputs(GraphBuilder builder, LlamaDimensions dims, Value logits, IReadOnlyList<(Value Key, Value Value)> presents,
+        DataType elementType = DataType.Float)
     {
         logits.Name = "logits";
-        builder.Output(logits, DataType.Float, "batch_size", "sequence_length", (long)dims.Vocab);
+        builder.Output(logits, elementType, "batch_size", "sequence_length", (long)dims.Vocab);
         for (int i = 0; i < presents.Count; i++)
         {
             presents[i].Key.Name = $"present.{i}.key";
             presents[i].Value.Name = $"present.{i}.value";
-            builder.Output(presents[i].Key, DataType.Float, "batch_size", (long)dims.KvHeads, "total_sequence_length", (long)dims.HeadDim);
-            builder.Output(presents[i].Value, DataType.Float, "batch_size", (long)dims.KvHeads, "total_sequence_length", (long)dims.HeadDim);
+            builder.Output(presents[i].Key, elementType, "batch_size", (long)dims.KvHeads, "total_sequence_length", (long)dims.HeadDim);
+            builder.Output(presents[i].Value, elementType, "batch_size", (long)dims.KvHeads, "total_sequence_length", (long)dims.HeadDim);
         }
     }
 
@@ -87,15 +99,17 @@ public static class SyntheticLlama
         private readonly GraphBuilder _builder;
         private readonly LlamaDimensions _dims;
         private readonly ulong _seed;
+        private readonly DataType _type;
         // Not Model.UniqueName: it collects the taken names once and then learns only those it hands out,
         // so building through it would leave out the initializers and the outputs renamed below, and a
         // later pass could be handed one of those names.
         private readonly HashSet<string> _usedNames = new(StringComparer.Ordinal);
 
-        public DecoderWriter(Graph graph, LlamaDimensions dims, ulong seed)
+        public DecoderWriter(Graph graph, LlamaDimensions dims, ulong seed, DataType elementType)
         {
             _dims = dims;
             _seed = seed;
+            _type = elementType;
             _builder = new GraphBuilder(graph, UniqueName);
         }
 
@@ -135,11 +149,11 @@ public static class SyntheticLlama
             hidden = RmsNorm(hidden, "model.norm");
             var logits = Linear(hidden, "lm_head", _dims.Hidden, _dims.Vocab);
 
-            AddDecoderOutputs(_builder, _dims, logits, presents);
+            AddDecoderOutputs(_builder, _dims, logits, presents, _type);
         }
 
         private Value KvInput(string name) =>
-            _builder.Input(name, DataType.Float, "batch_size", (long)_dims.KvHeads, "past_sequence_length", (long)HeadDim);
+            _builder.Input(name, _type, "batch_size", (long)_dims.KvHeads, "past_sequence_length", (long)HeadDim);
 
         /// <summary>
         /// cos and sin of the rotary angles, [B, 1, S, D], as LlamaRotaryEmbedding computes them:
@@ -155,7 +169,8 @@ public static class SyntheticLlama
             // [B, S, 1] · [D/2]: the outer product HF writes as a batched matmul, as a broadcast Mul.
             var frequencies = s.Op("Mul", s.Op("Unsqueeze", positions, s.Int64s(-1)), s.Floats(inverseFrequencies));
             var angles = s.Op("Concat", [frequencies, frequencies], OnnxAttribute.Int("axis", -1));
-            return (s.Op("Unsqueeze", s.Op("Cos", angles), s.Int64s(1)), s.Op("Unsqueeze", s.Op("Sin", angles), s.Int64s(1)));
+            // Computed in float32 and handed to the attention in the model's type, as LlamaRotaryEmbedding does.
+            return (s.Op("Unsqueeze", s.To(_type, s.Op("Cos", angles)), s.Int64s(1)), s.Op("Unsqueeze", s.To(_type, s.Op("Sin", angles)), s.Int64s(1)));
         }
 
         /// <summary>
@@ -175,7 +190,9 @@ public static class SyntheticLlama
             var causal = s.Op("LessOrEqual", s.Op("Unsqueeze", keyPositions, s.Int64s(0)), s.Op("Unsqueeze", queryPositions, s.Int64s(1)));
             var attended = s.Op("Cast", [s.Op("Unsqueeze", attentionMask, s.Int64s(1, 2))], OnnxAttribute.Int("to", (long)DataType.Bool));
             var visible = s.Op("And", causal, attended);
-            return s.Op("Where", visible, s.FloatScalar(0f), s.FloatScalar(HiddenKeyScore));
+            // float16 cannot hold −1e9 (it would be −∞, and a row with no visible key NaN): its lowest finite value instead.
+            float hidden = _type == DataType.Float16 ? (float)Half.MinValue : HiddenKeyScore;
+            return s.To(_type, s.Op("Where", visible, s.FloatScalar(0f), s.FloatScalar(hidden)));
         }
 
         private Value DecoderLayer(int layer, Value hidden, Value cos, Value sin, Value scoreBias, (Value Key, Value Value) past,
@@ -188,14 +205,15 @@ public static class SyntheticLlama
             return Scope(module).Op("Add", hidden, mlp);
         }
 
-        /// <summary>LlamaRMSNorm: weight · x / sqrt(mean(x², last axis) + eps).</summary>
+        /// <summary>LlamaRMSNorm: weight · x / sqrt(mean(x², last axis) + eps), in float32 and back to the model's type before the weight.</summary>
         private Value RmsNorm(Value x, string module)
         {
             var s = Scope(module);
             var weight = Ones($"{module}.weight", _dims.Hidden);
+            x = s.To(DataType.Float, x);
             var variance = s.Op("ReduceMean", [s.Op("Pow", x, s.FloatScalar(2f))], OnnxAttribute.Ints("axes", [-1]), OnnxAttribute.Int("keepdims", 1));
             var normalized = s.Op("Div", x, s.Op("Sqrt", s.Op("Add", variance, s.FloatScalar((float)_dims.RmsEps))));
-            return s.Op("Mul", weight, normalized);
+            return s.Op("Mul", weight, s.To(_type, normalized));
         }
 
         private Value SelfAttention(Value x, string module, Value cos, Value sin, Value scoreBias, (Value Key, Value Value) past,
@@ -228,8 +246,9 @@ public static class SyntheticLlama
                 : s.Op("Reshape", s.Op("Expand", s.Op("Unsqueeze", t, s.Int64s(2)), s.Int64s(1, 1, repeats, 1, 1)), s.Int64s(0, heads, -1, HeadDim));
 
             var scores = s.Op("Div", s.Op("MatMul", q, s.Op("Transpose", [RepeatKv(k)], OnnxAttribute.Ints("perm", [0, 1, 3, 2]))),
-                s.FloatScalar(MathF.Sqrt(HeadDim)));
-            var probabilities = s.Op("Softmax", [s.Op("Add", scores, scoreBias)], OnnxAttribute.Int("axis", -1));
+                s.To(_type, s.FloatScalar(MathF.Sqrt(HeadDim))));
+            // The softmax in float32, as the eager attention computes it, then back to the model's type.
+            var probabilities = s.To(_type, s.Op("Softmax", [s.To(DataType.Float, s.Op("Add", scores, scoreBias))], OnnxAttribute.Int("axis", -1)));
             var context = s.Op("MatMul", probabilities, RepeatKv(v));
             var merged = s.Op("Reshape", s.Op("Transpose", [context], OnnxAttribute.Ints("perm", [0, 2, 1, 3])), s.Int64s(0, 0, _dims.Hidden));
             return Linear(merged, $"{module}.o_proj", _dims.Hidden, _dims.Hidden);
@@ -256,19 +275,20 @@ public static class SyntheticLlama
             return _builder.Node("", "MatMul", [x, weight], 1, UniqueName($"{NodePath(module)}/MatMul")).Outputs[0];
         }
 
-        /// <summary>A float32 matrix uniform in [−bound, bound), generated while streamed, seeded by its name.</summary>
+        /// <summary>A matrix of the model's type uniform in [−bound, bound), generated while streamed, seeded by its name.</summary>
         private Value Matrix(string name, long rows, long columns, float bound) =>
-            _builder.Initializer(new Tensor(name, DataType.Float, [rows, columns],
-                new GeneratedTensorData(DataType.Float, rows * columns, WeightSeed(_seed, name), bound)));
+            _builder.Initializer(new Tensor(name, _type, [rows, columns],
+                new GeneratedTensorData(_type, rows * columns, WeightSeed(_seed, name), bound)));
 
-        private Value Ones(string name, int length)
+        private Value Ones(string name, int length) => _type switch
         {
-            var ones = new float[length];
-            Array.Fill(ones, 1f);
-            return _builder.Initializer(name, [length], ones);
-        }
+            DataType.Float => _builder.Initializer(name, [length], Enumerable.Repeat(1f, length).ToArray()),
+            // 1.0 is 0x3C00 in float16 and 0x3F80 in bfloat16.
+            _ => _builder.Initializer(Tensor.FromElements<ushort>(name, _type, [length],
+                Enumerable.Repeat(_type == DataType.Float16 ? (ushort)0x3C00 : (ushort)0x3F80, length).ToArray())),
+        };
 
-        private NodeScope Scope(string module) => new(_builder, UniqueName, NodePath(module));
+        private NodeScope Scope(string module) => new(_builder, UniqueName, NodePath(module), _type);
 
         /// <summary>
         /// The node-name prefix TorchScript gives a module's ops: model.layers.0.self_attn becomes
@@ -284,7 +304,7 @@ public static class SyntheticLlama
     }
 
     /// <summary>Appends standard-domain nodes named after one module, with their constants as Constant nodes.</summary>
-    private sealed class NodeScope(GraphBuilder builder, Func<string, string> uniqueName, string path)
+    private sealed class NodeScope(GraphBuilder builder, Func<string, string> uniqueName, string path, DataType modelType)
     {
         public Value Op(string opType, params Value[] inputs) => Op(opType, inputs, []);
 
@@ -298,6 +318,14 @@ public static class SyntheticLlama
         public Value Floats(float[] values) => Constant(Tensor.FromElements<float>("", DataType.Float, [values.Length], values));
 
         public Value FloatScalar(float value) => Constant(Tensor.FromElements<float>("", DataType.Float, [], [value]));
+
+        /// <summary>
+        /// <paramref name="value"/> cast to <paramref name="type"/>, where the model mixes types: a float32 model
+        /// computes everything in float32, so it gets no Cast.
+        /// </summary>
+        public Value To(DataType type, Value value) => modelType == DataType.Float
+            ? value
+            : Op("Cast", [value], OnnxAttribute.Int("to", (long)type));
 
         private Value Constant(Tensor value) =>
             builder.Node("", "Constant", [], 1, uniqueName($"{path}/Constant"), OnnxAttribute.FromTensor("value", value)).Outputs[0];

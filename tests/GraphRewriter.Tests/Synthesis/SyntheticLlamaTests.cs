@@ -100,6 +100,45 @@ public class SyntheticLlamaTests(ITestOutputHelper output)
         output.WriteLine($"ONNX Runtime vs double reference: worst |difference| {worst:E2} over {expected.Length} logits");
     }
 
+    /// <summary>
+    /// The float16 decoder computes what the float32 one does, within float16's rounding: its weights are the float32
+    /// ones rounded, and every op rounds its result (relative 2^-11), so over two layers logits of order 1 differ by
+    /// about 3e-3 (measured: see the test output; 1e-2 allowed); a wrong cast, mask or softmax would move them by far more, and a
+    /// padding position whose query sees no key stays finite (the lowest float16 score, not −1e9 = −∞).
+    /// </summary>
+    [Fact]
+    public void TheFloat16DecoderComputesTheFloat32OneWithinItsRounding()
+    {
+        using var single = SyntheticLlama.Build(Tiny, seed: 7);
+        using var half = SyntheticLlama.Build(Tiny, seed: 7, DataType.Float16);
+        Assert.All(ProjectionClassifier.Classify(half), p => Assert.Equal(DataType.Float16, p.DataType));
+        Assert.Equal(DataType.Float16, half.Graph.Outputs.Single(o => o.Name == "logits").ElementType);
+        const int batch = 2, length = 5;
+        var (ids, mask, positions) = LeftPaddedBatch(batch, length, padding: 2, Tiny.Vocab, seed: 11);
+        using var singleSession = Sessions.Open(ModelSaver.ToBytes(single));
+        using var halfSession = Sessions.Open(ModelSaver.ToBytes(half));
+        var expected = DecoderRun.Step(singleSession, Tiny, batch, ids, mask, positions)["logits"];
+        var actual = DecoderRun.Step(halfSession, Tiny, batch, ids, mask, positions)["logits"];
+        Assert.All(actual.Data, v => Assert.True(float.IsFinite(v), "a float16 logit is not finite"));
+        var rows = AttendedPositions(mask, batch, length).ToArray();
+        var e = LogitRows(expected, rows);
+        var a = LogitRows(actual, rows);
+        double worst = e.Zip(a).Max(p => Math.Abs(p.First - p.Second));
+        output.WriteLine($"float16 vs float32: worst |difference| {worst:E2} over {e.Length} logits");
+        Assert.True(worst <= 1e-2, $"float16 logits differ from float32 ones by {worst}");
+    }
+
+    /// <summary>A bfloat16 decoder declares bfloat16 weights, cache and logits (ONNX Runtime's CPU provider has no bfloat16 MatMul to run it).</summary>
+    [Fact]
+    public void TheBFloat16DecoderIsBFloat16Throughout()
+    {
+        using var model = SyntheticLlama.Build(Tiny, seed: 7, DataType.BFloat16);
+        Assert.All(ProjectionClassifier.Classify(model), p => Assert.Equal(DataType.BFloat16, p.DataType));
+        Assert.All(model.Graph.Outputs, o => Assert.Equal(DataType.BFloat16, o.ElementType));
+        Assert.All(model.Graph.Inputs.Where(i => i.Name.StartsWith("past_key_values.", StringComparison.Ordinal)), i => Assert.Equal(DataType.BFloat16, i.ElementType));
+        Assert.Throws<ArgumentException>(() => SyntheticLlama.Build(Tiny, seed: 7, DataType.Double));
+    }
+
     [Fact]
     public void DecodingWithTheCacheGivesTheLogitsOfOneFullPass()
     {

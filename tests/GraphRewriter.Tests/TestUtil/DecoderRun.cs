@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using SparseOnnx.GraphRewriter.Synthesis;
 
 namespace SparseOnnx.GraphRewriter.Tests.TestUtil;
@@ -6,7 +7,7 @@ namespace SparseOnnx.GraphRewriter.Tests.TestUtil;
 /// <summary>
 /// One forward pass of a decoder with Optimum's or onnxruntime-genai's KV-cache I/O, on inputs [batch, ·] given
 /// row-major (position_ids only when the model has that input); the past is the previous pass's present.*
-/// outputs, or empty ([batch, kvHeads, 0, headDim]) without one. Returns every output by name.
+/// outputs, or empty ([batch, kvHeads, 0, headDim]) without one. Returns every output by name, a float16 model's widened to float32.
 /// </summary>
 public static class DecoderRun
 {
@@ -24,14 +25,23 @@ public static class DecoderRun
                 foreach (string kv in new[] { "key", "value" })
                 {
                     var cache = past?[$"present.{layer}.{kv}"] ?? new FloatTensor([], [batch, dims.KvHeads, 0, dims.HeadDim]);
-                    inputs[$"past_key_values.{layer}.{kv}"] = OrtValue.CreateTensorValueFromMemory(cache.Data, cache.Shape);
+                    string name = $"past_key_values.{layer}.{kv}";
+                    inputs[name] = session.InputMetadata[name].ElementDataType == TensorElementType.Float16
+                        ? OrtValue.CreateTensorValueFromMemory(cache.Data.Select(v => (Float16)v).ToArray(), cache.Shape)
+                        : OrtValue.CreateTensorValueFromMemory(cache.Data, cache.Shape);
                 }
             var outputNames = session.OutputNames.ToArray();
             using var runOptions = new RunOptions();
             using var outputs = session.Run(runOptions, inputs, outputNames);
             var result = new Dictionary<string, FloatTensor>();
             for (int i = 0; i < outputNames.Length; i++)
-                result[outputNames[i]] = new FloatTensor(outputs[i].GetTensorDataAsSpan<float>().ToArray(), outputs[i].GetTensorTypeAndShape().Shape);
+            {
+                var info = outputs[i].GetTensorTypeAndShape();
+                var values = info.ElementDataType == TensorElementType.Float16
+                    ? outputs[i].GetTensorDataAsSpan<Float16>().ToArray().Select(h => (float)h).ToArray()
+                    : outputs[i].GetTensorDataAsSpan<float>().ToArray();
+                result[outputNames[i]] = new FloatTensor(values, info.Shape);
+            }
             return result;
         }
         finally
