@@ -10,6 +10,7 @@ using SparseOnnx.Calibration.Training;
 using SparseOnnx.GraphRewriter.Analysis.Projections;
 using SparseOnnx.GraphRewriter.Autodiff;
 using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Ir;
 using SparseOnnx.GraphRewriter.Quantization;
 using SparseOnnx.GraphRewriter.Sparsify;
 using SparseOnnx.Runtime.Evaluation;
@@ -40,6 +41,7 @@ public sealed class Calibrator
     private readonly IProgress<CalibrationProgress>? _progress;
     private readonly List<string> _notes = new();
     private ProbeSession _session = null!;
+    private bool _trainable;
     private CalibrationSet _data = null!;
 
     private Calibrator(CalibrationOptions options, IProgress<CalibrationProgress>? progress)
@@ -91,6 +93,7 @@ public sealed class Calibrator
         // under the same node names, so the plan applies to the quantized model unchanged.
         new DequantizePass().Run(model);
         var layout = ProbeModelBuilder.Instrument(model, new ProbeOptions { Kinds = _options.Kinds, Mode = _options.Mode });
+        _trainable = _options.Training is { } asked && TrainingRuns(layout, asked);
         if (_options.Method == CalibrationMethod.Sequential)
         {
             if (SequentialCalibrator.Problem(layout) is { } problem2)
@@ -161,7 +164,7 @@ public sealed class Calibrator
             (selection, chosen) = Timed("compensation", () => Compensate(layout, selection, chosen, compensated));
         TrainingReport? training = null;
         double? trainedLoss = null;
-        if (_options.Training is { } trainingOptions)
+        if (_options.Training is { } trainingOptions && _trainable)
         {
             try
             {
@@ -190,6 +193,19 @@ public sealed class Calibrator
         };
     }
 
+    /// <summary>
+    /// Whether the spontaneous neurons can be trained on this model: the backward graph is built in float32, so a
+    /// float16 or bfloat16 model keeps its closed-form vectors (a note says so), or fails when training was required.
+    /// </summary>
+    private bool TrainingRuns(ProbeLayout layout, SpontaneousTrainingOptions training)
+    {
+        if (layout.Projections.FirstOrDefault(p => p.Weight.DataType != SparseOnnx.GraphRewriter.Ir.DataType.Float) is not { } half) return true;
+        string problem = $"training differentiates float32 graphs, and {half.Node} computes in {half.Weight.DataType.DisplayName()}";
+        if (training.Required) throw new CalibrationModelException(problem + "; use --spontaneous closed-form, or calibrate the float32 export");
+        _notes.Add($"spontaneous neurons not trained, the closed-form result stands: {problem}");
+        return false;
+    }
+
     /// <summary>The sequential method (<see cref="SequentialCalibrator"/>) on the instrumented model, and its result.</summary>
     private CalibrationResult CalibrateSequentially(SparseOnnx.GraphRewriter.Ir.Model probe, string modelPath, ProbeLayout layout, string workFolder, long linkedBytes, Stopwatch clock)
     {
@@ -208,7 +224,7 @@ public sealed class Calibrator
         var kept = outcome.Kept;
         TrainingReport? training = null;
         double? trainedLoss = null;
-        if (_options.Training is { } trainingOptions && _options.Sequential.EndToEndSteps > 0)
+        if (_options.Training is { } trainingOptions && _trainable && _options.Sequential.EndToEndSteps > 0)
         {
             // The optional end-to-end phase: a few steps of the whole-model KL training, from the block-wise result.
             var endClock = Stopwatch.StartNew();

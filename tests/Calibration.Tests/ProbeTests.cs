@@ -7,7 +7,7 @@ using SparseOnnx.Runtime.Inference;
 namespace SparseOnnx.Calibration.Tests;
 
 /// <summary>The probe against the model it instruments and against TopKSparseMatMul, through ONNX Runtime.</summary>
-public sealed class ProbeTests : IDisposable
+public sealed class ProbeTests(Xunit.Abstractions.ITestOutputHelper output) : IDisposable
 {
     private static string ModelPath => Path.Combine(RepositoryPaths.Models, "llama-brown", "model.onnx");
     private readonly string _folder = Directory.CreateTempSubdirectory("sparseonnx-probe-").FullName;
@@ -113,6 +113,83 @@ public sealed class ProbeTests : IDisposable
         double moved = expected.Zip(dense).Max(p => Math.Abs(p.First - p.Second));
         Assert.True(moved > 0.5, $"the sparse settings moved the logits by only {moved}");
         AssertClose(expected, actual, 2e-3f);
+    }
+
+    /// <summary>
+    /// A float16 model is probed in its own type: with the same thresholds (or k) and vectors, the probe's logits are
+    /// those of the model SparsifyPass rewrites with the real float16 op, up to float16 rounding carried through the
+    /// selection (the bounds below). Its x and S(x) are read back widened to float32, exactly.
+    /// </summary>
+    [Theory]
+    [InlineData(SparsityMode.Threshold)]
+    [InlineData(SparsityMode.TopK)]
+    public void AFloat16ModelIsProbedInItsOwnType_AndMatchesTheRewrittenModel(SparsityMode mode)
+    {
+        // Wider than the tiny preset: the probe and the op round at different places (the op rounds its output to
+        // float16, ONNX Runtime runs the probe's MatMul and its neighbours in float32 between Casts), and in a 64-wide
+        // model each entry that one keeps and the other drops near a threshold moves the next layer by a lot.
+        var dims = GraphRewriter.Synthesis.LlamaDimensions.Tiny with { Hidden = 256, Heads = 8, KvHeads = 4, Intermediate = 512, Vocab = 256 };
+        string densePath = Path.Combine(_folder, "fp16.onnx");
+        using (var half = GraphRewriter.Synthesis.SyntheticLlama.Build(dims, seed: 5, GraphRewriter.Ir.DataType.Float16))
+            ModelSaver.Save(half, densePath);
+        var random = new Random(8);
+        var windows = Enumerable.Range(0, 3).Select(_ => Enumerable.Range(0, 12).Select(_ => random.Next(dims.Vocab)).ToArray()).ToArray();
+
+        using var model = ModelLoader.Load(densePath);
+        var layout = ProbeModelBuilder.Instrument(model, new ProbeOptions { Mode = mode });
+        using var probe = ProbeSession.Open(model, layout, Path.Combine(_folder, "probe-fp16-" + mode), threads: 1);
+        var settings = new ProbeSettings(layout);
+        var entries = new List<PlanEntry>();
+        foreach (var g in layout.Groups)
+        {
+            float threshold = 0.3f + 0.1f * g.Index;
+            long k = g.InFeatures / 2 + g.Index;
+            if (mode == SparsityMode.Threshold) settings.SetThreshold(g, threshold);
+            else settings.SetK(g, k);
+            foreach (var p in g.Members)
+            {
+                var vector = g.Index % 2 == 0 ? Enumerable.Range(0, (int)p.OutFeatures).Select(_ => (float)(random.NextDouble() - 0.5) * 0.2f).ToArray() : null;
+                settings.SetCompensation(p, vector);
+                entries.Add(new PlanEntry
+                {
+                    Node = p.Node,
+                    Threshold = mode == SparsityMode.Threshold ? threshold : null,
+                    K = mode == SparsityMode.TopK ? k : null,
+                    Spontaneous = vector,
+                });
+            }
+        }
+        string sparsePath = Path.Combine(_folder, $"sparse-fp16-{mode}.onnx");
+        using (var original = ModelLoader.Load(densePath))
+        {
+            new SparsifyPass(new SparsifyOptions { Mode = mode, Plan = new SparsityPlan(entries) }).Run(original);
+            ModelSaver.Save(original, sparsePath);
+        }
+
+        var expected = ModelLogits(sparsePath, windows);
+        var actual = Logits(probe, windows, settings);
+        double moved = expected.Zip(ModelLogits(densePath, windows)).Average(p => Math.Abs(p.First - p.Second));
+        double differs = expected.Zip(actual).Average(p => Math.Abs(p.First - p.Second));
+        double close = expected.Zip(actual).Count(p => Math.Abs(p.First - p.Second) <= 1e-2) / (double)expected.Length;
+        output.WriteLine($"{mode}: mean |probe - op| {differs:E2}, mean |op - dense| {moved:E2}, within 1e-2: {close:P1}");
+        Assert.True(moved > 0.3, $"the sparse settings moved the logits by only {moved} on average");
+        // Measured: 1e-3 of the movement in top-k mode, 0.14 in threshold mode (one group alone: 1e-3, growing group by
+        // group as rounding differences move entries across thresholds downstream). A probe that ignored its vectors or
+        // its thresholds would be off by 0.3 to 1.
+        double allowed = mode == SparsityMode.TopK ? 0.02 : 0.2;
+        Assert.True(differs <= allowed * moved, $"{mode}: the probe's logits differ from the rewritten model's by {differs:E2} on average, " +
+            $"more than {allowed:P0} of the {moved:E2} the settings moved them");
+
+        var group = layout.Groups[0];
+        probe.Run(windows, 3, settings, [group.DenseOutput, group.SparseOutput], batch =>
+        {
+            var x = batch.Floats(group.DenseOutput).ToArray();
+            var sparse = batch.Floats(group.SparseOutput);
+            Assert.Equal(3 * 12 * group.InFeatures, x.Length);
+            Assert.All(x, v => Assert.Equal(v, (float)(Half)v));  // float16 values, widened exactly
+            if (mode == SparsityMode.Threshold)
+                for (int i = 0; i < x.Length; i++) Assert.Equal(MathF.Abs(x[i]) > settings.Threshold(group) ? x[i] : 0f, sparse[i]);
+        });
     }
 
     /// <summary>

@@ -54,6 +54,43 @@ public sealed class SequentialCalibratorTests : IDisposable
     }
 
     /// <summary>
+    /// A float16 model is calibrated as it is, not through a float32 copy: its probe and block cuts run in float16
+    /// (statistics widened to float32), the thresholds drop the target on its held-out windows, the closed-form
+    /// vectors are computed from its float16 weights, and the plan rewrites it into a float16 model that runs. The
+    /// vectors are not trained (the backward graph is float32), and a note says so.
+    /// </summary>
+    [Fact]
+    public void AFloat16ModelIsCalibratedInFloat16()
+    {
+        var dims = LlamaDimensions.Tiny with { Hidden = 256, Heads = 8, KvHeads = 4, Intermediate = 512, Vocab = 256 };
+        string path = Path.Combine(_folder, "fp16", "model.onnx");
+        using (var half = SyntheticLlama.Build(dims, seed: 4, GraphRewriter.Ir.DataType.Float16)) GraphRewriter.IO.ModelSaver.Save(half, path);
+        var random = new Random(2);
+        var data = CalibrationSet.FromTokens(Enumerable.Range(0, 20 * 64).Select(_ => random.Next(dims.Vocab)).ToArray(),
+            new CalibrationSetOptions { SequenceLength = 64, Samples = 12, ValidationSamples = 6 }, "random ids");
+
+        var result = Calibrator.Run(path, data, new CalibrationOptions { Sparsity = 0.5, Mode = SparsityMode.Threshold, Threads = 1, Training = new SpontaneousTrainingOptions() },
+            Path.Combine(_folder, "work"));
+
+        Assert.Equal(CalibrationMethod.Sequential, result.Method);
+        Assert.InRange(result.MeasuredSparsity, 0.47, 0.53);
+        Assert.Equal(14, result.Plan.Projections.Count);
+        Assert.Contains(result.Notes, n => n.Contains("computes in float16", StringComparison.Ordinal));
+        Assert.Null(result.Training);
+        using var model = GraphRewriter.IO.ModelLoader.Load(path);
+        var report = new SparsifyPass(new SparsifyOptions { Mode = SparsityMode.Threshold, Plan = result.Plan }).Run(model).Report;
+        Assert.Equal(14, report.Rewritten.Count);
+        Assert.All(report.Rewritten, r => Assert.Equal(GraphRewriter.Ir.DataType.Float16, r.DataType));
+        string sparse = Path.Combine(_folder, "fp16", "sparse.onnx");
+        GraphRewriter.IO.ModelSaver.Save(model, sparse);
+        using var lm = Runtime.Inference.CausalLm.Open(sparse);
+        var logits = lm.ForwardWindows(data.Validation[0].Select(t => (long)t).ToArray(), 1, 64, out int vocabulary);
+        Assert.Equal(dims.Vocab, vocabulary);
+        Assert.All(logits, v => Assert.True(float.IsFinite(v)));
+        Assert.False(Directory.Exists(Path.Combine(_folder, "work")), "the work folder is deleted");
+    }
+
+    /// <summary>
     /// The dense held-out loss computed block by block (embedding, six cut blocks, head, hidden states carried
     /// between them) is the whole model's: the cut pieces compute the same ops on the same values.
     /// </summary>

@@ -253,6 +253,48 @@ public class RuntimeCommandsTests : IDisposable
         Assert.True((double)JsonNode.Parse(stdout)!["decode_speedup"]! > 0);
     }
 
+    /// <summary>
+    /// synth --dtype fp16 writes a float16 decoder that calibrates (random ids: the synthetic model has no text) and
+    /// sparsifies into float16 ops that run; a bfloat16 one, which ONNX Runtime's CPU provider cannot run, is refused
+    /// by calibration with the reason and the way around, leaving nothing behind.
+    /// </summary>
+    [Fact]
+    public void SynthHalfPrecisionModelsCalibrateInTheirType_OrSayWhyNot()
+    {
+        var random = new Random(4);
+        string ids = Path.Combine(_dir, "ids.txt");
+        File.WriteAllLines(ids, Enumerable.Range(0, 4).Select(_ => string.Join(' ', Enumerable.Range(0, 1200).Select(_ => random.Next(128)))));
+        foreach (string dtype in new[] { "fp16", "bf16" })
+        {
+            string dense = Path.Combine(_dir, dtype, "model.onnx");
+            var (code, stdout, error) = Run("synth", "-o", dense, "--preset", "tiny", "--dtype", dtype);
+            Assert.True(code == 0, error);
+            Assert.Contains(dtype == "fp16" ? "float16;" : "bfloat16;", stdout);
+            string sparse = Path.Combine(_dir, dtype + "-s50", "model.onnx");
+            (code, stdout, error) = Run("sparsify", dense, "-o", sparse, "--sparsity", "0.5", "--calibration-ids", ids, "--seq-len", "64",
+                "--samples", "16", "--validation-samples", "4", "--threads", "1", "--json");
+            if (dtype == "fp16")
+            {
+                Assert.True(code == 0, error);
+                var json = JsonNode.Parse(stdout)!;
+                Assert.All(json["rewritten"]!.AsArray(), r => Assert.Equal("float16", (string)r!["dtype"]!));
+                Assert.InRange((double)json["calibration"]!["measured_sparsity"]!, 0.45, 0.55);
+                (code, _, error) = Run("bench", sparse, "--prompt-tokens", "8", "--tokens", "2", "--repetitions", "1", "--threads", "1");
+                Assert.True(code == 0, error);
+            }
+            else
+            {
+                Assert.Equal(ExitCodes.InputError, code);
+                Assert.Contains("CPU provider cannot run it", error);
+                Assert.Contains("--device cuda", error);
+                Assert.False(Directory.Exists(Path.GetDirectoryName(sparse)) && Directory.EnumerateFileSystemEntries(Path.GetDirectoryName(sparse)!).Any());
+            }
+        }
+        var (refused, _, message) = Run("synth", "-o", Path.Combine(_dir, "g", "model.onnx"), "--preset", "tiny", "--layout", "genai", "--dtype", "fp16");
+        Assert.Equal(ExitCodes.InputError, refused);
+        Assert.Contains("--dtype applies to the optimum layout", message);
+    }
+
     [Fact]
     public void SynthNamesTheKnownPresets()
     {

@@ -17,7 +17,7 @@ public sealed record ProbeOptions
 /// <summary>
 /// Turns a model into its calibration probe, in place. For every group of projections sharing an input x:
 /// <code>
-/// threshold mode: keep = |x| &gt; t                      (t: probe input, float scalar)
+/// threshold mode: keep = float(|x|) &gt; t               (t: probe input, float scalar)
 /// top-k mode:     keep = the k largest |x| per row, ties to the lower index   (k: probe input, int64 [1])
 /// S(x) = Where(keep, x, 0)  feeds the group's MatMuls;  x, S(x) and mean(keep) become probe outputs
 /// </code>
@@ -47,26 +47,44 @@ public static class ProbeModelBuilder
         if (projections.FirstOrDefault(p => p.GraphPath != "main") is { } nested)
             throw new CalibrationModelException($"projection {nested.DisplayName} is inside a subgraph ({nested.GraphPath}), as in a merged decoder; " +
                 "calibrate the decoder without the If (Optimum's decoder_model.onnx), then apply the plan to the merged one");
-        if (projections.FirstOrDefault(p => p.DataType != DataType.Float) is { } typed)
-            throw new CalibrationModelException($"projection {typed.DisplayName} is {typed.DataType.DisplayName()}; calibration runs float32 models " +
-                "(calibrate the float32 export, then apply the plan to the float16 one)");
+        if (projections.FirstOrDefault(p => p.DataType is not (DataType.Float or DataType.Float16 or DataType.BFloat16)) is { } typed)
+            throw new CalibrationModelException($"projection {typed.DisplayName} is {typed.DataType.DisplayName()}; calibration runs float32, float16 and bfloat16 models");
 
         var graph = model.Graph;
         var blockOutputs = new Dictionary<int, Value>();
         string? blockProblem = null;
         foreach (var down in projections.Where(p => p.Kind == ProjectionKind.Down && p.Layer is not null))
         {
-            if (ResidualAddAfter(down.Output) is { } residual) blockOutputs[down.Layer!.Value] = residual;
+            if (ResidualAddAfter(down.Output) is { } residual)
+            {
+                blockOutputs[down.Layer!.Value] = residual;
+                residual.Type ??= OnnxType.Tensor(down.DataType);
+            }
             else blockProblem ??= $"the output of {down.DisplayName} does not reach a residual Add";
         }
         // The residual stream entering each block: the other input of the Add after the attention output.
         var blockInputs = new Dictionary<int, Value>();
         foreach (var o in projections.Where(p => p.Kind == ProjectionKind.O && p.Layer is not null))
-            if (ResidualStreamJoined(o.Output) is { } stream) blockInputs[o.Layer!.Value] = stream;
+            if (ResidualStreamJoined(o.Output) is { } stream)
+            {
+                blockInputs[o.Layer!.Value] = stream;
+                // Declared (value_info), so that a block cut out of the saved probe reads it in the model's type.
+                if (stream.Type is null)
+                {
+                    stream.Type = OnnxType.Tensor(o.DataType);
+                    if (!stream.IsGraphInput && !graph.ValueInfo.Contains(stream)) graph.ValueInfo.Add(stream);
+                }
+            }
 
         var builder = new GraphBuilder(graph, model.UniqueName);
-        var zero = builder.Initializer(model.UniqueName(Prefix + "zero"), [], [0f]);
-        var groups = new List<(string Id, int? Layer, List<ProbeProjection> Members, long K, Value Selection, Value Dense, Value Sparse, Value Kept)>();
+        var zeros = new Dictionary<DataType, Value>();
+        Value Zero(DataType type) => zeros.TryGetValue(type, out var z) ? z
+            : zeros[type] = builder.Initializer(Tensor.FromElements<byte>(model.UniqueName(Prefix + "zero." + type.DisplayName()), type, [], new byte[type == DataType.Float ? 4 : 2]));
+        // Half-precision models are probed in their own type: the probe's settings stay float32 inputs, the magnitudes
+        // are compared in float32 (as the op widens each element before comparing it with its float threshold), and a
+        // compensation vector is cast to the model's type before its Add, as the rewrite stores it.
+        Value ToFloat(Value v, DataType type) => type == DataType.Float ? v : builder.Op("Cast", [v], OnnxAttribute.Int("to", (long)DataType.Float));
+        var groups = new List<(string Id, int? Layer, List<ProbeProjection> Members, long K, Value Selection, Value Dense, Value Sparse, Value Kept, DataType Type)>();
         foreach (var shared in projections.GroupBy(p => p.Input).OrderBy(g => g.Min(p => p.Layer ?? int.MaxValue)).ThenBy(g => g.Min(p => p.Kind)))
         {
             var members = shared.OrderBy(p => p.Kind).ToList();
@@ -74,8 +92,9 @@ public static class ProbeModelBuilder
             int? layer = members[0].Layer;
             string id = $"{(layer is { } l ? $"layer{l}" : "nolayer")}.{string.Join("_", members.Select(m => m.Kind.ToShortName()))}";
             long k = members[0].InFeatures;
+            var type = members[0].DataType;
 
-            var magnitude = builder.Op("Abs", x);
+            var magnitude = ToFloat(builder.Op("Abs", x), type);
             Value selection, keep;
             if (options.Mode == SparsityMode.Threshold)
             {
@@ -87,7 +106,7 @@ public static class ProbeModelBuilder
                 selection = builder.Input(model.UniqueName(Prefix + id + ".k"), DataType.Int64, 1L);
                 keep = TopKMask(builder, magnitude, selection, model.UniqueName(Prefix + id + ".topk"));
             }
-            var sparse = builder.Op("Where", keep, x, zero);
+            var sparse = builder.Op("Where", keep, x, Zero(type));
             var kept = builder.Op("ReduceMean", [builder.Op("Cast", [keep], OnnxAttribute.Int("to", (long)DataType.Float))], OnnxAttribute.Int("keepdims", 0));
             var memberNodes = members.Select(m => m.Node).ToHashSet();
             foreach (var use in x.Uses.ToArray())
@@ -97,25 +116,27 @@ public static class ProbeModelBuilder
             foreach (var p in members)
             {
                 var compensation = builder.Input(model.UniqueName(Prefix + p.DisplayName + ".compensation"), DataType.Float, p.OutFeatures);
-                Splice.After(model, p.Output, "Add", [compensation], Prefix + p.DisplayName + "/compensation", p.Output.Name + ".uncompensated");
+                var added = type == DataType.Float ? compensation : builder.Op("Cast", [compensation], OnnxAttribute.Int("to", (long)type));
+                Splice.After(model, p.Output, "Add", [added], Prefix + p.DisplayName + "/compensation", p.Output.Name + ".uncompensated");
                 probes.Add(new ProbeProjection(p, compensation.Name));
             }
-            groups.Add((id, layer, probes, k, selection, x, sparse, kept));
+            groups.Add((id, layer, probes, k, selection, x, sparse, kept, type));
         }
 
-        void Expose(Value value)
+        // Exposed in their own type (a half-precision model's x and S(x) too): ProbeBatch widens them as it reads them.
+        void Expose(Value value, DataType type)
         {
             if (value.IsGraphOutput) return;
-            value.Type ??= OnnxType.Tensor(DataType.Float);
+            value.Type ??= OnnxType.Tensor(type);
             graph.Outputs.Add(value);
         }
         foreach (var g in groups)
         {
-            Expose(g.Dense);
-            Expose(g.Sparse);
-            Expose(g.Kept);
+            Expose(g.Dense, g.Type);
+            Expose(g.Sparse, g.Type);
+            Expose(g.Kept, DataType.Float);
         }
-        foreach (var residual in blockOutputs.Values) Expose(residual);
+        foreach (var residual in blockOutputs.Values) Expose(residual, residual.ElementType ?? DataType.Float);
         graph.SortTopologically();
 
         var layers = groups.Where(g => g.Layer is not null).Select(g => g.Layer!.Value).Distinct().ToList();

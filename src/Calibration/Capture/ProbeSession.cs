@@ -29,12 +29,18 @@ public sealed class ProbeBatch
     /// <summary>Tokens per window.</summary>
     public int Length { get; }
 
-    /// <summary>A requested float32 output, as a span over ONNX Runtime's buffer (do not keep it past the callback).</summary>
+    /// <summary>
+    /// A requested output as float32: a span over ONNX Runtime's buffer, or for a float16 or bfloat16 model's tensor
+    /// over its widened copy (do not keep it past the callback).
+    /// </summary>
     public ReadOnlySpan<float> Floats(string name)
     {
         int index = IndexOf(name);
-        return _values[index].GetTensorDataAsSpan<float>();
+        _widened ??= new float[]?[_values.Count];
+        return ProbeElements.AsFloats(_values[index], ref _widened[index]);
     }
+
+    private float[]?[]? _widened;
 
     /// <summary>The shape of a requested output.</summary>
     public long[] Shape(string name) => _values[IndexOf(name)].GetTensorTypeAndShape().Shape;
@@ -126,7 +132,16 @@ public sealed class ProbeSession : IDisposable
         if (!prepack) options.AddSessionConfigEntry("session.disable_prepacking", "1");
         options.RegisterSparseOnnxOps();
         used = ExecutionProviders.Apply(options, device, cudaProviderLibrary);
-        return new InferenceSession(path, options);
+        try
+        {
+            return new InferenceSession(path, options);
+        }
+        catch (OnnxRuntimeException e) when (used == ExecutionDevice.Cpu && e.Message.Contains("Could not find an implementation", StringComparison.Ordinal))
+        {
+            // Most often a bfloat16 model: the CPU provider has float16 fallbacks but no bfloat16 kernels.
+            throw new CalibrationModelException($"ONNX Runtime's CPU provider cannot run it ({e.Message.Trim()}); a bfloat16 model runs on the CUDA provider " +
+                "(--device cuda), or calibrate its float32 or float16 export and apply the plan to it");
+        }
     }
 
     /// <summary>The probe inputs <paramref name="settings"/> set (every group's selection and every projection's vector), created for one run.</summary>

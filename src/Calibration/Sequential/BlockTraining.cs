@@ -16,7 +16,9 @@ internal sealed class BlockTraining : IBlockStage
 {
     public string Name => "training";
 
-    public bool Enabled(BlockContext block) => block.Options.Training is not null && block.Sequential.TrainingSteps > 0;
+    public bool Enabled(BlockContext block) => block.Options.Training is not null && block.Sequential.TrainingSteps > 0
+        // The backward graph is float32 (the calibrator notes why a half-precision model keeps its closed form).
+        && block.Groups.All(g => g.Members.All(p => p.Weight.DataType == SparseOnnx.GraphRewriter.Ir.DataType.Float));
 
     public void Run(BlockContext block)
     {

@@ -128,7 +128,7 @@ internal sealed class ProbeCut : IDisposable
             {
                 int floats = states!.FloatsPerWindow;
                 for (int b = 0; b < batch; b++) states.Read(first + b, hidden!.AsSpan(b * floats, floats));
-                Add(HiddenInput, OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, hidden!.AsMemory(0, batch * floats), [batch, length, states.Hidden]));
+                Add(HiddenInput, ProbeElements.Tensor(hidden!.AsMemory(0, batch * floats), [batch, length, states.Hidden], _inputs[HiddenInput].ElementDataType));
             }
             var (mask, positions) = DecoderInputs.ForWindows(batch, length);
             foreach (var name in _inputNames.Except(names).ToArray())

@@ -4,8 +4,9 @@ using SparseOnnx.GraphRewriter.Ir;
 namespace SparseOnnx.GraphRewriter.Sparsify;
 
 /// <summary>Element conversions between float and the floating-point types the rewriter writes.</summary>
-internal static class FloatElements
+public static class FloatElements
 {
+    /// <summary>Whether the rewriter reads and writes <paramref name="type"/> (float32, float16, bfloat16).</summary>
     public static bool IsSupported(DataType type) => type is DataType.Float or DataType.Float16 or DataType.BFloat16;
 
     /// <summary>Floats as raw little-endian bytes of <paramref name="type"/> (round to nearest even).</summary>
@@ -46,7 +47,8 @@ internal static class FloatElements
         return values;
     }
 
-    private static ushort ToBFloat16(float value)
+    /// <summary>The bfloat16 bits of <paramref name="value"/>, rounded to nearest even; NaN stays a quiet NaN.</summary>
+    public static ushort ToBFloat16(float value)
     {
         uint bits = BitConverter.SingleToUInt32Bits(value);
         if ((bits & 0x7FFFFFFF) > 0x7F800000) return (ushort)((bits >> 16) | 0x40);
