@@ -136,9 +136,8 @@ public static class SparsifyCommand
                 calibrated = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Calibrating", bar =>
                     Calibrator.Run(calibrationInput, data, calibrationOptions, workFolder,
                         new ProgressDisplay.Immediate<CalibrationProgress>(p => bar.Update(p.Done, p.Total, p.Stage))));
-                calibrated.Plan.Save(planPath);
-                // Rewrite from the saved plan, so the model records the file it can be re-made from.
-                options = options with { Plan = SparsityPlan.Load(planPath) };
+                // The plan in memory, as saved: the model records the file it can be re-made from.
+                options = options with { Plan = calibrated.Plan.Save(planPath) };
             }
             var report = new SparsifyPass(options).Run(model).Report;
             if (report.Rewritten.Count == 0) throw new NothingToRewriteException(NothingRewrittenMessage(report, model));

@@ -149,9 +149,11 @@ public sealed class SparsityPlan
 
     /// <summary>
     /// Writes the plan to <paramref name="path"/> and its spontaneous values to <see cref="DataFileNameFor"/> beside
-    /// it, each file atomically (data first, so a visible plan always finds its data).
+    /// it, each file atomically (data first, so a visible plan always finds its data). Returns the same plan with
+    /// <see cref="SourcePath"/> set to that file, so a rewrite from it records where it can be re-made from without
+    /// reading it back.
     /// </summary>
-    public void Save(string path)
+    public SparsityPlan Save(string path)
     {
         string full = Path.GetFullPath(path);
         string dataName = DataFileNameFor(full);
@@ -182,6 +184,7 @@ public sealed class SparsityPlan
         root["projections"] = entries;
         if (data.Length > 0) AtomicFile.Write(Path.Combine(Path.GetDirectoryName(full)!, dataName), s => data.WriteTo(s));
         AtomicFile.Write(full, s => s.Write(System.Text.Encoding.UTF8.GetBytes(root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n")));
+        return new SparsityPlan(Projections, CalibrationSource) { SourcePath = full };
     }
 
     private static void Check(IReadOnlyList<PlanEntry> entries, string where)
