@@ -54,6 +54,24 @@ public sealed class SequentialCalibratorTests : IDisposable
     }
 
     /// <summary>
+    /// Vectors are kept only when they lower the held-out loss by at least two standard errors of the paired
+    /// per-window difference: a steady gain passes, the same mean gain drowned in noise does not, a loss never does.
+    /// </summary>
+    [Fact]
+    public void ClearlyLower_AsksForTwoStandardErrorsOfThePairedDifference()
+    {
+        var baseline = Enumerable.Range(0, 16).Select(i => 4.6 + 0.05 * Math.Sin(i)).ToArray();
+        var steady = baseline.Select((b, i) => b - 0.004 + 0.001 * (i % 2)).ToArray();
+        var noisy = baseline.Select((b, i) => b - 0.0005 + 0.01 * (i % 2 == 0 ? 1 : -1)).ToArray();
+        var worse = baseline.Select(b => b + 0.004).ToArray();
+        Assert.True(SequentialCalibrator.ClearlyLower(steady, baseline));
+        Assert.True(noisy.Average() < baseline.Average());
+        Assert.False(SequentialCalibrator.ClearlyLower(noisy, baseline));
+        Assert.False(SequentialCalibrator.ClearlyLower(worse, baseline));
+        Assert.Throws<ArgumentException>(() => SequentialCalibrator.ClearlyLower(steady, baseline[..4]));
+    }
+
+    /// <summary>
     /// A float16 model is calibrated as it is, not through a float32 copy: its probe and block cuts run in float16
     /// (statistics widened to float32), the thresholds drop the target on its held-out windows, the closed-form
     /// vectors are computed from its float16 weights, and the plan rewrites it into a float16 model that runs. The
