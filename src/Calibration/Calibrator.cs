@@ -169,7 +169,7 @@ public sealed class Calibrator
             try
             {
                 var trainingClock = Stopwatch.StartNew();
-                (selection, chosen, training, trainedLoss) = Train(modelPath, workFolder, layout, selection, chosen, trainingOptions, allocation);
+                (selection, chosen, training, trainedLoss) = Train(model, workFolder, layout, selection, chosen, trainingOptions, allocation);
                 _stages.Add(new CalibrationStage("training", trainingClock.Elapsed));
                 if (training.Kept) foreach (var g in layout.Groups) compensated.Add(g);
             }
@@ -191,6 +191,22 @@ public sealed class Calibrator
         {
             Stages = _stages.ToArray(),
         };
+    }
+
+    /// <summary>
+    /// The steps of the end-to-end phase: as asked, or by default <see cref="SequentialOptions.AutoEndToEndSteps"/>
+    /// where the whole-model training fits in this machine's memory (a note says why it was left out otherwise).
+    /// </summary>
+    private int EndToEndSteps(SparseOnnx.GraphRewriter.Ir.Model probe)
+    {
+        if (!_trainable) return 0;
+        if (_options.Sequential.EndToEndSteps is { } asked) return asked;
+        long weightBytes = probe.Graph.Initializers.Sum(v => v.ConstValue!.Data.ByteLength);
+        long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (SequentialOptions.EndToEndFits(weightBytes, memory)) return SequentialOptions.AutoEndToEndSteps;
+        _notes.Add(string.Create(CultureInfo.InvariantCulture,
+            $"no end-to-end training: training the whole model needs about {(4 * weightBytes + (2L << 30)) / 1e9:F1} GB ({weightBytes / 1e9:F2} GB of weights) and this machine has {memory / 1e9:F1} GB; --end-to-end-steps N runs it anyway"));
+        return 0;
     }
 
     /// <summary>
@@ -224,7 +240,8 @@ public sealed class Calibrator
         var kept = outcome.Kept;
         TrainingReport? training = null;
         double? trainedLoss = null;
-        if (_options.Training is { } trainingOptions && _trainable && _options.Sequential.EndToEndSteps > 0)
+        int endToEndSteps = EndToEndSteps(probe);
+        if (_options.Training is { } trainingOptions && endToEndSteps > 0)
         {
             // The optional end-to-end phase: a few steps of the whole-model KL training, from the block-wise result.
             var endClock = Stopwatch.StartNew();
@@ -234,8 +251,8 @@ public sealed class Calibrator
             try
             {
                 var start = new Evaluation(finalLoss, kept);
-                var (trainedSettings, result, report, loss) = Train(modelPath, workFolder, layout, settings, start,
-                    trainingOptions with { Steps = _options.Sequential.EndToEndSteps }, outcome.Allocation);
+                var (trainedSettings, result, report, loss) = Train(probe, workFolder, layout, settings, start,
+                    trainingOptions with { Steps = endToEndSteps }, outcome.Allocation);
                 (settings, training, trainedLoss) = (trainedSettings, report, loss);
                 finalLoss = result.Loss;
                 kept = result.Kept;
@@ -243,7 +260,7 @@ public sealed class Calibrator
             }
             catch (SparseOnnx.GraphRewriter.Autodiff.UnsupportedGradientException e) when (!trainingOptions.Required)
             {
-                _notes.Add($"end-to-end training skipped: {e.Message}");
+                _notes.Add($"spontaneous neurons not trained, the block-wise result stands: {e.Message}");
             }
             _stages.Add(new CalibrationStage("end-to-end training", endClock.Elapsed));
         }
@@ -464,22 +481,20 @@ public sealed class Calibrator
 
     /// <summary>
     /// Trains the spontaneous neurons (<see cref="SpontaneousTrainer"/>) with the thresholds decided so far, from
-    /// the closed-form vectors kept (warm start) or from zero, on a second instrumentation of the model extended
-    /// by its training graph; keeps the result when its held-out loss is lower (or always, when so configured).
+    /// the closed-form vectors kept (warm start) or from zero, on the instrumented model extended by its training
+    /// graph (in place: the probe sessions were opened from their saved files, so the model is not read again);
+    /// keeps the result when its held-out loss is lower (or always, when so configured).
     /// </summary>
-    private (ProbeSettings, Evaluation, TrainingReport, double) Train(string modelPath, string workFolder, ProbeLayout layout, ProbeSettings selection,
+    private (ProbeSettings, Evaluation, TrainingReport, double) Train(SparseOnnx.GraphRewriter.Ir.Model probe, string workFolder, ProbeLayout layout, ProbeSettings selection,
         Evaluation current, SpontaneousTrainingOptions options, double[] allocation)
     {
         var clock = Stopwatch.StartNew();
         Report("building the training graph", 0, 1);
         ProbeSession session;
         TrainingGraph graph;
-        using (var trainingModel = ModelLoader.Load(modelPath))
         {
-            new DequantizePass().Run(trainingModel);  // as the first instrumentation saw it
-            ProbeModelBuilder.Instrument(trainingModel, new ProbeOptions { Kinds = _options.Kinds, Mode = _options.Mode });
-            graph = TrainingGraph.Build(trainingModel, layout, _session.Logits, options.Space);
-            session = ProbeSession.Open(trainingModel, layout, workFolder, _options.Threads, "training.onnx", memoryArena: false,
+            graph = TrainingGraph.Build(probe, layout, _session.Logits, options.Space);
+            session = ProbeSession.Open(probe, layout, workFolder, _options.Threads, "training.onnx", memoryArena: false,
                 _options.Device, _options.CudaProviderLibrary);
         }
         TrainingOutcome outcome;

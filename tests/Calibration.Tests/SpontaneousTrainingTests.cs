@@ -117,6 +117,7 @@ public sealed class SpontaneousTrainingTests : IDisposable
         var options = new CalibrationOptions { Sparsity = 0.5, Threads = 1, Training = new SpontaneousTrainingOptions { Steps = 2 }, Method = method };
         var result = Calibrator.Run(path, Data.Value, options, Path.Combine(_folder, "fallback"));
         Assert.Null(result.Training);
+        // Sequential: the end-to-end phase (the default where it fits) is what trains, and what falls back.
         Assert.Contains(result.Notes, n => n.StartsWith("spontaneous neurons not trained") && n.Contains("HardSigmoid node"));
 
         var error = Assert.Throws<UnsupportedGradientException>(() => Calibrator.Run(path, Data.Value,

@@ -32,14 +32,32 @@ public sealed record SequentialOptions
     /// <summary>What the block's output is compared with.</summary>
     public BlockTarget Target { get; init; } = BlockTarget.DenseModel;
 
-    /// <summary>Adam steps training a block's spontaneous neurons against the dense block's output (0: not trained).</summary>
-    public int TrainingSteps { get; init; } = 32;
+    /// <summary>
+    /// Adam steps training a block's spontaneous neurons against the block target (0: not trained, the default:
+    /// on llama-brown at 60-70% block-trained vectors lowered each block's error but raised the held-out loss, see
+    /// docs/calibration.md).
+    /// </summary>
+    public int TrainingSteps { get; init; }
 
     /// <summary>
     /// Steps of the optional end-to-end phase after the blocks: the whole-model KL training of the spontaneous
-    /// neurons (as <see cref="CalibrationMethod.FullModel"/> trains them), from the block-wise result; 0: none.
+    /// neurons (as <see cref="CalibrationMethod.FullModel"/> trains them), from the block-wise result; 0: none;
+    /// null (the default): <see cref="AutoEndToEndSteps"/> where the whole-model training fits in memory
+    /// (<see cref="EndToEndFits"/>), none otherwise, with a note saying so.
     /// </summary>
-    public int EndToEndSteps { get; init; }
+    public int? EndToEndSteps { get; init; }
+
+    /// <summary>The end-to-end steps run by default where they fit.</summary>
+    public const int AutoEndToEndSteps = 60;
+
+    /// <summary>
+    /// Whether whole-model training of a model with <paramref name="weightBytes"/> of weights fits in
+    /// <paramref name="memoryBytes"/>: ONNX Runtime holds the forward weights, folds a transposed copy of every
+    /// projection's weight for the backward pass, and the activations of a batch; measured on the
+    /// Llama-3.2-1B-sized fp32 model (6.0 GB of weights), training two windows a step went past 24 GB.
+    /// Four times the weights plus 2 GB is the bound used.
+    /// </summary>
+    public static bool EndToEndFits(long weightBytes, long memoryBytes) => 4 * weightBytes + (2L << 30) <= memoryBytes;
 
     /// <summary>Calibration windows per training step.</summary>
     public int TrainingWindows { get; init; } = 2;
@@ -65,7 +83,7 @@ public sealed record SequentialOptions
         if (TrainingSteps < 0) throw new ArgumentException($"Block training steps must be 0 or more, not {TrainingSteps}.");
         if (TrainingWindows < 1) throw new ArgumentException($"A block training step needs at least one window, not {TrainingWindows}.");
         if (EvaluateEvery < 1) throw new ArgumentException($"Held-out checks must come every 1 or more steps, not {EvaluateEvery}.");
-        if (EndToEndSteps < 0) throw new ArgumentException($"End-to-end steps must be 0 or more, not {EndToEndSteps}.");
+        if (EndToEndSteps is < 0) throw new ArgumentException($"End-to-end steps must be 0 or more, not {EndToEndSteps}.");
         if (TargetWindows < 1) throw new ArgumentException($"Sequential calibration needs at least one target window, not {TargetWindows}.");
         if (HiddenStateBudgetBytes < 0) throw new ArgumentException("The hidden-state budget cannot be negative.");
     }
