@@ -109,6 +109,13 @@ public sealed class Model : IDisposable
 
     internal void AddResource(IDisposable resource) => _resources.Add(resource);
 
+    /// <summary>
+    /// A copy of the model to rewrite while this one stays as it is: new graphs, nodes, values and attributes over the
+    /// same (immutable) tensor data, so copying a model whose weights are mapped from external data costs only its
+    /// graph. The copy owns no file: dispose this model only after the copy is no longer used.
+    /// </summary>
+    public Model Clone() => ModelCloner.Clone(this);
+
     /// <summary>Closes the external data files.</summary>
     public void Dispose()
     {
