@@ -42,6 +42,7 @@ public sealed class Calibrator
     private readonly List<string> _notes = new();
     private ProbeSession _session = null!;
     private bool _trainable;
+    private IReadOnlyDictionary<string, string> _links = new Dictionary<string, string>();
     private CalibrationSet _data = null!;
 
     private Calibrator(CalibrationOptions options, IProgress<CalibrationProgress>? progress)
@@ -51,44 +52,44 @@ public sealed class Calibrator
     }
 
     /// <summary>
-    /// Calibrates <paramref name="modelPath"/> (never modified) on <paramref name="data"/>. The probe model is
-    /// written to <paramref name="workFolder"/> (created, and deleted afterwards when calibration created it);
-    /// it needs about the model's size on disk.
+    /// Calibrates the model at <paramref name="modelPath"/> (never modified) on <paramref name="data"/>: loads it
+    /// (its external data mapped, not read) and calibrates that, as <see cref="Run(Model, CalibrationSet, CalibrationOptions, string, IProgress{CalibrationProgress}?)"/>.
     /// </summary>
     public static CalibrationResult Run(string modelPath, CalibrationSet data, CalibrationOptions options, string workFolder,
         IProgress<CalibrationProgress>? progress = null)
     {
         options.Validate();
         if (!File.Exists(modelPath)) throw new FileNotFoundException($"The model '{modelPath}' does not exist.", modelPath);
-        // Deleted afterwards when this call created it, and on Ctrl-C or SIGTERM through ScratchPaths.
-        using var scratch = ScratchFolder.Claim(workFolder);
-        return new Calibrator(options, progress).Calibrate(modelPath, data, workFolder);
+        using var model = ModelLoader.Load(modelPath);
+        return Run(model, data, options, workFolder, progress);
     }
 
-    private CalibrationResult Calibrate(string modelPath, CalibrationSet data, string workFolder)
+    /// <summary>
+    /// Calibrates a loaded <paramref name="model"/> on <paramref name="data"/> and returns the plan in memory, with every
+    /// stage's time. The model is left as it was (calibration instruments a <see cref="Model.Clone"/> of it, which shares
+    /// its tensors), so the caller can rewrite it with the plan next. The probes are written to <paramref name="workFolder"/>
+    /// (created, and deleted afterwards when calibration created it, on failure, Ctrl-C and SIGTERM too); the model's
+    /// external data files are hard-linked there, not copied, where the file system allows it.
+    /// </summary>
+    public static CalibrationResult Run(SparseOnnx.GraphRewriter.Ir.Model model, CalibrationSet data, CalibrationOptions options, string workFolder,
+        IProgress<CalibrationProgress>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options.Validate();
+        // Deleted afterwards when this call created it, and on Ctrl-C or SIGTERM through ScratchPaths.
+        using var scratch = ScratchFolder.Claim(workFolder);
+        return new Calibrator(options, progress).Calibrate(model, data, workFolder);
+    }
+
+    private CalibrationResult Calibrate(SparseOnnx.GraphRewriter.Ir.Model source, CalibrationSet data, string workFolder)
     {
         var clock = Stopwatch.StartNew();
         _data = data;
-        // The source's weights are linked into the work folder, not copied, where the file system allows it.
-        // Loaded again from the links only when they were made, so its tensors reference the work folder's names.
-        var loaded = ModelLoader.Load(modelPath);
-        long linkedBytes;
-        try
-        {
-            string staged = SourceStaging.Stage(modelPath, loaded.ExternalDataPaths, workFolder, out linkedBytes);
-            if (staged != modelPath)
-            {
-                loaded.Dispose();
-                loaded = ModelLoader.Load(staged);
-                modelPath = staged;
-            }
-        }
-        catch
-        {
-            loaded.Dispose();
-            throw;
-        }
-        using var model = loaded;
+        // The source's weights are linked into the work folder, not copied, where the file system allows it; the
+        // probes saved there reference the links.
+        _links = SourceStaging.Link(source.ExternalDataPaths, workFolder, out long linkedBytes);
+        // The probe: a copy of the model instrumented in place (the copy shares the source's tensors).
+        using var model = source.Clone();
         // A quantized model (MatMulNBits) is calibrated as the float model it computes: its dequantized weights
         // under the same node names, so the plan applies to the quantized model unchanged.
         new DequantizePass().Run(model);
@@ -99,11 +100,12 @@ public sealed class Calibrator
             if (SequentialCalibrator.Problem(layout) is { } problem2)
                 _notes.Add($"calibrated on the whole model: its blocks cannot be cut one by one ({problem2})");
             else
-                return CalibrateSequentially(model, modelPath, layout, workFolder, linkedBytes, clock);
+                return CalibrateSequentially(model, layout, workFolder, linkedBytes, clock);
         }
         if (_options.Allocation == AllocationMethod.Greedy && _options.GreedyObjective == GreedyObjective.BlockOutput && layout.BlockOutputProblem is { } problem)
             throw new CalibrationModelException($"the block objective of greedy allocation measures each block's output, but {problem}; use --greedy-objective logits");
-        using var session = ProbeSession.Open(model, layout, workFolder, _options.Threads, device: _options.Device, cudaProviderLibrary: _options.CudaProviderLibrary);
+        using var session = ProbeSession.Open(model, layout, workFolder, _options.Threads, device: _options.Device, cudaProviderLibrary: _options.CudaProviderLibrary,
+            externalDataLinks: _links);
         _session = session;
         if (_options.Device == ExecutionDevice.Auto)
             _notes.Add(session.Device == ExecutionDevice.Cuda ? "calibrated on CUDA" : "calibrated on the CPU: this ONNX Runtime has no usable CUDA provider");
@@ -223,14 +225,14 @@ public sealed class Calibrator
     }
 
     /// <summary>The sequential method (<see cref="SequentialCalibrator"/>) on the instrumented model, and its result.</summary>
-    private CalibrationResult CalibrateSequentially(SparseOnnx.GraphRewriter.Ir.Model probe, string modelPath, ProbeLayout layout, string workFolder, long linkedBytes, Stopwatch clock)
+    private CalibrationResult CalibrateSequentially(SparseOnnx.GraphRewriter.Ir.Model probe, ProbeLayout layout, string workFolder, long linkedBytes, Stopwatch clock)
     {
         if (_options.Device == ExecutionDevice.Auto)
             _notes.Add("the device is chosen per block session (CUDA when this ONNX Runtime has a usable provider)");
         if (_options.Allocation == AllocationMethod.Greedy && _options.GreedyObjective == GreedyObjective.Logits)
             _notes.Add("greedy allocation minimises each block's output error in sequential calibration (the logits objective needs --calibration-method full)");
         _stages.Add(new CalibrationStage("loading and instrumenting", clock.Elapsed));
-        var outcome = SequentialCalibrator.Run(probe, layout, _data, _options, workFolder, Report, _stages, _notes, out var saved);
+        var outcome = SequentialCalibrator.Run(probe, layout, _data, _options, workFolder, Report, _stages, _notes, out var saved, _links);
         if (linkedBytes > 0)
             _notes.Add(string.Create(CultureInfo.InvariantCulture,
                 $"the work folder links the source's {linkedBytes / 1e9:F2} GB of weights instead of copying them (the probe wrote {saved.ExternalBytes / 1e6:F1} MB)"));
@@ -246,7 +248,7 @@ public sealed class Calibrator
             // The optional end-to-end phase: a few steps of the whole-model KL training, from the block-wise result.
             var endClock = Stopwatch.StartNew();
             using var session = ProbeSession.Open(probe, layout, workFolder, _options.Threads, "probe-whole.onnx", device: _options.Device,
-                cudaProviderLibrary: _options.CudaProviderLibrary);
+                cudaProviderLibrary: _options.CudaProviderLibrary, externalDataLinks: _links);
             _session = session;
             try
             {
@@ -495,7 +497,7 @@ public sealed class Calibrator
         {
             graph = TrainingGraph.Build(probe, layout, _session.Logits, options.Space);
             session = ProbeSession.Open(probe, layout, workFolder, _options.Threads, "training.onnx", memoryArena: false,
-                _options.Device, _options.CudaProviderLibrary);
+                _options.Device, _options.CudaProviderLibrary, _links);
         }
         TrainingOutcome outcome;
         using (session)

@@ -76,6 +76,41 @@ public sealed class CalibratorTests : IDisposable
     }
 
     /// <summary>
+    /// The library API takes a loaded model and leaves it as it was: the plan comes back in memory, the model's
+    /// bytes are unchanged, its external data is linked (not copied) into the work folder, and the plan is the one
+    /// calibrating the same file by path gives, so the caller rewrites the model it already holds.
+    /// </summary>
+    [Fact]
+    public void ALoadedModelIsCalibratedAsItIs_AndRewrittenWithThePlanInMemory()
+    {
+        string source = Path.Combine(_folder, "src", "model.onnx");
+        using (var original = ModelLoader.Load(ModelPath)) ModelSaver.Save(original, source, new SaveOptions { ExternalData = ExternalDataMode.Always });
+        long sourceBytes = new FileInfo(source + ".data").Length;
+        using var model = ModelLoader.Load(source);
+        byte[] before = ModelSaver.ToBytes(model);
+        string work = Path.Combine(_folder, "loaded");
+        long probeBytes = -1;
+        var progress = new ImmediateProgress<CalibrationProgress>(_ =>
+        {
+            if (probeBytes >= 0 || !File.Exists(Path.Combine(work, "probe.onnx"))) return;
+            probeBytes = Directory.GetFiles(work).Where(f => Path.GetFileName(f).StartsWith("probe.onnx", StringComparison.Ordinal)).Sum(f => new FileInfo(f).Length);
+        });
+        var options = new CalibrationOptions { Sparsity = 0.5, Compensation = CompensationMode.Off, Threads = 1 };
+
+        var result = Calibrator.Run(model, Data.Value, options, work, progress);
+
+        Assert.Equal(CalibrationMethod.Sequential, result.Method);
+        Assert.Equal(before, ModelSaver.ToBytes(model));
+        Assert.InRange(probeBytes, 1, sourceBytes / 10);
+        Assert.False(Directory.Exists(work), "the work folder, with its links, is deleted");
+        var byPath = Calibrator.Run(source, Data.Value, options, Path.Combine(_folder, "by-path"));
+        Assert.Equal(byPath.Plan.Projections.Select(p => (p.Node, p.Threshold)), result.Plan.Projections.Select(p => (p.Node, p.Threshold)));
+
+        var report = new SparsifyPass(new SparsifyOptions { Mode = SparsityMode.Threshold, Plan = result.Plan }).Run(model).Report;
+        Assert.Equal(42, report.Rewritten.Count);
+    }
+
+    /// <summary>
     /// The CUDA provider for the probes: this CPU-only ONNX Runtime has none, so asking for CUDA fails with ONNX
     /// Runtime's reason and leaves no work folder, and auto calibrates on the CPU and says so (the CUDA path
     /// itself runs where a GPU is lent).

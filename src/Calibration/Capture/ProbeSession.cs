@@ -96,12 +96,12 @@ public sealed class ProbeSession : IDisposable
     /// <paramref name="workFolder"/> (large weights go to an external data file there) and opens it.
     /// </summary>
     public static ProbeSession Open(Model probe, ProbeLayout layout, string workFolder, int threads, string fileName = "probe.onnx", bool memoryArena = true,
-        ExecutionDevice device = ExecutionDevice.Cpu, string? cudaProviderLibrary = null)
+        ExecutionDevice device = ExecutionDevice.Cpu, string? cudaProviderLibrary = null, IReadOnlyDictionary<string, string>? externalDataLinks = null)
     {
         Directory.CreateDirectory(workFolder);
         string path = Path.Combine(workFolder, fileName);
-        // External data already in the work folder (the source's, linked there by SourceStaging) is referenced, not copied.
-        var saved = ModelSaver.Save(probe, path, new SaveOptions { ExternalData = ExternalDataMode.Auto, ReuseExternalDataInOutputFolder = true });
+        // External data linked into the work folder (SourceStaging) or already there is referenced, not copied.
+        var saved = ModelSaver.Save(probe, path, SaveOptionsFor(externalDataLinks));
         var session = OpenSession(path, threads, memoryArena, device, cudaProviderLibrary, out var used);
         try
         {
@@ -113,6 +113,14 @@ public sealed class ProbeSession : IDisposable
             throw;
         }
     }
+
+    /// <summary>How probes are saved in the work folder: external data referenced where it is already there or linked there, not copied.</summary>
+    internal static SaveOptions SaveOptionsFor(IReadOnlyDictionary<string, string>? externalDataLinks) => new()
+    {
+        ExternalData = ExternalDataMode.Auto,
+        ReuseExternalDataInOutputFolder = true,
+        ExternalDataLinks = externalDataLinks,
+    };
 
     /// <summary>Opens a saved probe (or a part of one) as every calibration session is opened.</summary>
     internal static InferenceSession OpenSession(string path, int threads, bool memoryArena, ExecutionDevice device, string? cudaProviderLibrary,

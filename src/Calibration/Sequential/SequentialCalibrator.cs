@@ -85,12 +85,13 @@ internal sealed class SequentialCalibrator
     /// is null): saves it as <c>probe.onnx</c> in <paramref name="workFolder"/> and runs its parts from there.
     /// </summary>
     public static Outcome Run(Model probe, ProbeLayout layout, CalibrationSet data, CalibrationOptions options, string workFolder,
-        Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, out SaveResult saved)
+        Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, out SaveResult saved,
+        IReadOnlyDictionary<string, string>? externalDataLinks = null)
     {
         string logits = probe.Graph.Outputs.Select(o => o.Name).FirstOrDefault(n => n == "logits")
             ?? throw new CalibrationModelException("it has no output named 'logits'");
         string probePath = Path.Combine(workFolder, "probe.onnx");
-        saved = ModelSaver.Save(probe, probePath, new SaveOptions { ExternalData = ExternalDataMode.Auto, ReuseExternalDataInOutputFolder = true });
+        saved = ModelSaver.Save(probe, probePath, ProbeSession.SaveOptionsFor(externalDataLinks));
         return new SequentialCalibrator(options, data, layout, probePath, workFolder, logits, report, stages, notes).Calibrate();
     }
 

@@ -121,20 +121,14 @@ public static class SparsifyCommand
                     throw new ArgumentException($"The plan would be written over '{planPath}'; choose another --plan-out.");
                 string workFolder = CommandWorkFolders.For(outputPath, "calibration", parse.InvocationConfiguration.Error);
                 Directory.CreateDirectory(Path.GetDirectoryName(outputPath)!);
-                // Quantizing on the way: calibrate the quantized model (the Calibrator runs a MatMulNBits model as the
+                // The model loaded above is calibrated as it is (the Calibrator instruments a copy) and then rewritten.
+                // Quantizing on the way: calibrate a quantized copy (the Calibrator runs a MatMulNBits model as the
                 // float model it computes), so thresholds and spontaneous vectors see the int4 weights.
-                using var quantized = options.Quantization is not null ? ScratchFolder.Claim(workFolder + ".quantized") : null;
-                string calibrationInput = inputPath;
+                using var quantized = options.Quantization is not null ? model.Clone() : null;
                 if (quantized is not null)
-                {
-                    Directory.CreateDirectory(quantized.Path);
-                    calibrationInput = Path.Combine(quantized.Path, "model.onnx");
-                    using var copy = ModelLoader.Load(inputPath);
-                    new QuantizePass(new QuantizeOptions { Quantization = options.Quantization!, Kinds = selectedKinds }).Run(copy);
-                    ModelSaver.Save(copy, calibrationInput, new SaveOptions { ExternalData = ExternalDataMode.Always });
-                }
+                    new QuantizePass(new QuantizeOptions { Quantization = options.Quantization!, Kinds = selectedKinds }).Run(quantized);
                 calibrated = ProgressDisplay.Run(parse.InvocationConfiguration.Error, "Calibrating", bar =>
-                    Calibrator.Run(calibrationInput, data, calibrationOptions, workFolder,
+                    Calibrator.Run(quantized ?? model, data, calibrationOptions, workFolder,
                         new ProgressDisplay.Immediate<CalibrationProgress>(p => bar.Update(p.Done, p.Total, p.Stage))));
                 // The plan in memory, as saved: the model records the file it can be re-made from.
                 options = options with { Plan = calibrated.Plan.Save(planPath) };

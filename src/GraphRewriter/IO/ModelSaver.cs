@@ -45,6 +45,15 @@ public sealed record SaveOptions
     /// change it and the output breaks. Off by default.
     /// </summary>
     public bool ReuseExternalDataInOutputFolder { get; init; }
+
+    /// <summary>
+    /// External data files (absolute paths) that have a hard link in the output model's folder, by the link's file
+    /// name: tensors stored in them are written referencing the link (the same bytes at the same offsets) instead
+    /// of being copied. How calibration saves probes of a model loaded from elsewhere without copying its weights
+    /// (ONNX Runtime only reads external data inside the model's folder). Reused tensors count in
+    /// <see cref="SaveResult.ReusedTensors"/>.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? ExternalDataLinks { get; init; }
 }
 
 /// <summary>What a save wrote.</summary>
@@ -102,7 +111,7 @@ public static class ModelSaver
             _ => model.ExternalDataPaths.Count > 0 || TotalTensorBytes(model) > AutoExternalThresholdBytes,
         };
         var placement = new Placement(external, dataFileName, options.InlineThresholdBytes, options.Alignment,
-            options.ReuseExternalDataInOutputFolder ? SafePaths.RealPath(directory) : null);
+            options.ReuseExternalDataInOutputFolder ? SafePaths.RealPath(directory) : null, options.ExternalDataLinks);
         var proto = new ProtoWriter(placement).WriteModel(model);
         if (placement.InlineBytes > MaxInlineTensorBytes)
             throw new ModelSaveException(
@@ -244,13 +253,17 @@ public static class ModelSaver
 
         private readonly string? _reuseFolder;
 
-        public Placement(bool external, string location, long threshold, long alignment, string? reuseFolder = null)
+        private readonly IReadOnlyDictionary<string, string>? _links;
+
+        public Placement(bool external, string location, long threshold, long alignment, string? reuseFolder = null,
+            IReadOnlyDictionary<string, string>? links = null)
         {
             _external = external;
             _location = location;
             _threshold = threshold;
             _alignment = alignment;
             _reuseFolder = reuseFolder;
+            _links = links;
         }
 
         /// <summary>Tensors left in existing external files (by reference) and their total bytes.</summary>
@@ -272,6 +285,11 @@ public static class ModelSaver
             {
                 InlineBytes += length;
                 return null;
+            }
+            if (_links is not null && tensor.Data is ExternalTensorData linked && _links.TryGetValue(linked.FilePath, out var link) && link != _location)
+            {
+                ReusedTensors++;
+                return new ExternalPlacement(link, linked.Offset, linked.Length);
             }
             if (_reuseFolder is not null && tensor.Data is ExternalTensorData existing
                 && string.Equals(Path.GetDirectoryName(existing.FilePath), _reuseFolder, StringComparison.Ordinal)
