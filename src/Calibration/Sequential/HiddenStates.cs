@@ -73,6 +73,20 @@ public sealed class HiddenStates : IDisposable
         System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(_buffer).CopyTo(destination);
     }
 
+    /// <summary>
+    /// A buffer for <paramref name="windows"/> windows of these states, owned by this stream and reused by every run
+    /// that reads it: a fresh one per run (64 MB per batch on the 1B model) was large-object garbage that the GC let
+    /// pile up, block after block, to a gigabyte.
+    /// </summary>
+    internal float[] BatchBuffer(int windows)
+    {
+        long length = (long)windows * FloatsPerWindow;
+        if (_batch is null || _batch.LongLength < length) _batch = new float[length];
+        return _batch;
+    }
+
+    private float[]? _batch;
+
     /// <summary>Windows <paramref name="first"/> .. <paramref name="first"/> + <paramref name="count"/> − 1, one after another, in a new array.</summary>
     public float[] ReadBatch(int first, int count)
     {

@@ -88,9 +88,9 @@ internal sealed class ProbeCut : IDisposable
         int length = windows[0].Length;
         var fixedNames = new List<string>();
         var fixedValues = new List<OrtValue>();
-        // One buffer for every batch's hidden states: a fresh array per batch (megabytes, on the large-object heap)
-        // piled up as garbage faster than the GC collected it, a gigabyte on the 1B model.
-        var hidden = states is null ? null : new float[(long)Math.Min(batchSize, count) * states.FloatsPerWindow];
+        // One buffer for every batch's hidden states, the stream's own (HiddenStates.BatchBuffer): a fresh array per batch,
+        // then per run (megabytes, on the large-object heap), piled up as garbage faster than the GC collected it.
+        var hidden = states?.BatchBuffer(Math.Min(batchSize, count));
         try
         {
             ProbeSession.AddSettings(settings, fixedNames, fixedValues, _inputNames);
