@@ -513,11 +513,13 @@ public sealed class Calibrator
             outcome = trainer.Train(selection, _data.Calibration, _data.Validation);
         }
         var result = Validate(outcome.Settings, "held-out loss, trained spontaneous neurons");
-        bool keep = !options.KeepOnlyIfBetter || result.Loss < current.Loss;
+        // Best at step 0 means nothing was learnt: the "trained" vectors are the start's, with thresholds measured
+        // again (on llama-brown at 40% that alone moved the held-out loss by 0.0009 nats, and was reported as kept).
+        bool keep = !options.KeepOnlyIfBetter || (result.Loss < current.Loss && outcome.BestStep > 0);
         string how = $"{options.Space.ToString().ToLowerInvariant()} space, {(options.WarmStart ? "from the closed form" : "from zero")}";
         _notes.Add(FormattableString.Invariant(
             $"spontaneous neurons trained ({how}): {outcome.Stopped}; held-out KL {outcome.InitialHeldOutKl:0.0000} -> {outcome.BestHeldOutKl:0.0000} (step {outcome.BestStep}), held-out loss {current.Loss:0.0000} -> {result.Loss:0.0000} nats/token; ")
-            + (keep ? "trained vectors kept" : "not kept (no lower held-out loss)"));
+            + (keep ? "trained vectors kept" : outcome.BestStep == 0 && options.KeepOnlyIfBetter ? "not kept (no step lowered the held-out KL)" : "not kept (no lower held-out loss)"));
         var report = new TrainingReport(keep, outcome.Steps, outcome.BestStep, outcome.InitialHeldOutKl, outcome.BestHeldOutKl, outcome.History,
             outcome.Stopped, clock.Elapsed);
         return keep ? (outcome.Settings, result, report, result.Loss) : (selection, current, report, result.Loss);
