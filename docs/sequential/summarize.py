@@ -11,7 +11,8 @@ out, svg_path = sys.argv[1], sys.argv[2]
 VARIANTS = [
     ("sparse", "sparse: uniform thresholds, no vectors"),
     ("full", "whole model: uniform + closed form + KL-trained vectors"),
-    ("sequential", "sequential: uniform + closed form + block-trained vectors"),
+    ("sequential-blocks", "sequential, blocks alone: uniform + closed form per block"),
+    ("sequential", "sequential + 60 end-to-end KL steps (the default)"),
     ("full-greedy", "whole model, greedy allocation (logits objective)"),
     ("sequential-greedy", "sequential, greedy allocation (block objective)"),
 ]
