@@ -11,9 +11,6 @@ namespace SparseOnnx.Calibration.Capture;
 /// </summary>
 internal static class ProbeElements
 {
-    /// <summary>Whether calibration can read and feed tensors of <paramref name="type"/>.</summary>
-    public static bool IsSupported(TensorElementType type) => type is TensorElementType.Float or TensorElementType.Float16 or TensorElementType.BFloat16;
-
     /// <summary>
     /// A float32 view of <paramref name="value"/>: its own buffer when it is float32, else its elements widened into
     /// <paramref name="widened"/> (grown as needed, reused across calls).
