@@ -207,7 +207,7 @@ public sealed class Calibrator
         long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (SequentialOptions.EndToEndFits(weightBytes, memory)) return SequentialOptions.AutoEndToEndSteps;
         _notes.Add(string.Create(CultureInfo.InvariantCulture,
-            $"no end-to-end training: training the whole model needs about {(4 * weightBytes + (2L << 30)) / 1e9:F1} GB ({weightBytes / 1e9:F2} GB of weights) and this machine has {memory / 1e9:F1} GB; --end-to-end-steps N runs it anyway"));
+            $"no end-to-end training: training the whole model needs about {SequentialOptions.EndToEndBytes(weightBytes) / 1e9:F1} GB ({weightBytes / 1e9:F2} GB of weights) and this machine has {memory / 1e9:F1} GB; --end-to-end-steps N runs it anyway"));
         return 0;
     }
 
@@ -232,7 +232,9 @@ public sealed class Calibrator
         if (_options.Allocation == AllocationMethod.Greedy && _options.GreedyObjective == GreedyObjective.Logits)
             _notes.Add("greedy allocation minimises each block's output error in sequential calibration (the logits objective needs --calibration-method full)");
         _stages.Add(new CalibrationStage("loading and instrumenting", clock.Elapsed));
-        var outcome = SequentialCalibrator.Run(probe, layout, _data, _options, workFolder, Report, _stages, _notes, out var saved, _links);
+        // A model that cannot be trained (TrainingRuns said why) is calibrated by the blocks without their training stage.
+        var blockOptions = _trainable ? _options : _options with { Sequential = _options.Sequential with { TrainingSteps = 0 } };
+        var outcome = SequentialCalibrator.Run(probe, layout, _data, blockOptions, workFolder, Report, _stages, _notes, out var saved, _links);
         if (linkedBytes > 0)
             _notes.Add(string.Create(CultureInfo.InvariantCulture,
                 $"the work folder links the source's {linkedBytes / 1e9:F2} GB of weights instead of copying them (the probe wrote {saved.ExternalBytes / 1e6:F1} MB)"));

@@ -16,9 +16,7 @@ internal sealed class BlockTraining : IBlockStage
 {
     public string Name => "training";
 
-    public bool Enabled(BlockContext block) => block.Options.Training is not null && block.Sequential.TrainingSteps > 0
-        // The backward graph is float32 (the calibrator notes why a half-precision model keeps its closed form).
-        && block.Groups.All(g => g.Members.All(p => p.Weight.DataType == SparseOnnx.GraphRewriter.Ir.DataType.Float));
+    public bool Enabled(BlockContext block) => block.Options.Training is not null && block.Sequential.TrainingSteps > 0;
 
     public void Run(BlockContext block)
     {

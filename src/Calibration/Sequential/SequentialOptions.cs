@@ -57,7 +57,10 @@ public sealed record SequentialOptions
     /// Llama-3.2-1B-sized fp32 model (6.0 GB of weights), training two windows a step went past 24 GB.
     /// Four times the weights plus 2 GB is the bound used.
     /// </summary>
-    public static bool EndToEndFits(long weightBytes, long memoryBytes) => 4 * weightBytes + (2L << 30) <= memoryBytes;
+    public static bool EndToEndFits(long weightBytes, long memoryBytes) => EndToEndBytes(weightBytes) <= memoryBytes;
+
+    /// <summary>The memory whole-model training of a model with <paramref name="weightBytes"/> of weights is taken to need (<see cref="EndToEndFits"/>).</summary>
+    public static long EndToEndBytes(long weightBytes) => 4 * weightBytes + (2L << 30);
 
     /// <summary>Calibration windows per training step.</summary>
     public int TrainingWindows { get; init; } = 2;
