@@ -46,6 +46,41 @@ public sealed class ProbeTests(Xunit.Abstractions.ITestOutputHelper output) : ID
         Assert.True(difference <= tolerance, $"logit {worst}: expected {expected[worst]}, got {actual[worst]} (|Δ| = {difference}, tolerance {tolerance})");
     }
 
+    /// <summary>
+    /// Probe settings for every group (<paramref name="threshold"/> or k = K/2 + index; random vectors of ±
+    /// <paramref name="vectorScale"/>/2 where <paramref name="withVector"/>), and the model at <paramref name="densePath"/>
+    /// rewritten by SparsifyPass with the same values as a plan, saved to <paramref name="sparsePath"/>.
+    /// </summary>
+    private static ProbeSettings SettingsAndTheirRewrite(ProbeLayout layout, SparsityMode mode, string densePath, string sparsePath, Random random,
+        Func<ProbeGroup, float> threshold, Func<ProbeGroup, bool> withVector, float vectorScale)
+    {
+        var settings = new ProbeSettings(layout);
+        var entries = new List<PlanEntry>();
+        foreach (var g in layout.Groups)
+        {
+            float t = threshold(g);
+            long k = g.InFeatures / 2 + g.Index;
+            if (mode == SparsityMode.Threshold) settings.SetThreshold(g, t);
+            else settings.SetK(g, k);
+            foreach (var p in g.Members)
+            {
+                var vector = withVector(g) ? Enumerable.Range(0, (int)p.OutFeatures).Select(_ => (float)(random.NextDouble() - 0.5) * vectorScale).ToArray() : null;
+                settings.SetCompensation(p, vector);
+                entries.Add(new PlanEntry
+                {
+                    Node = p.Node,
+                    Threshold = mode == SparsityMode.Threshold ? t : null,
+                    K = mode == SparsityMode.TopK ? k : null,
+                    Spontaneous = vector,
+                });
+            }
+        }
+        using var original = ModelLoader.Load(densePath);
+        new SparsifyPass(new SparsifyOptions { Mode = mode, Plan = new SparsityPlan(entries) }).Run(original);
+        ModelSaver.Save(original, sparsePath);
+        return settings;
+    }
+
     [Fact]
     public void Layout_GroupsProjectionsBySharedInput_AndFindsEveryBlockOutput()
     {
@@ -77,34 +112,9 @@ public sealed class ProbeTests(Xunit.Abstractions.ITestOutputHelper output) : ID
         var windows = Windows(3, 24, 2);
         using var probe = OpenProbe(mode, out var model);
         using var _ = model;
-        var settings = new ProbeSettings(probe.Layout);
-        var random = new Random(3);
-        var entries = new List<PlanEntry>();
-        foreach (var g in probe.Layout.Groups)
-        {
-            float threshold = 0.05f + 0.1f * g.Index % 0.6f;
-            long k = g.InFeatures / 2 + g.Index;
-            if (mode == SparsityMode.Threshold) settings.SetThreshold(g, threshold);
-            else settings.SetK(g, k);
-            foreach (var p in g.Members)
-            {
-                var vector = g.Index % 3 == 0 ? Enumerable.Range(0, (int)p.OutFeatures).Select(_ => (float)(random.NextDouble() - 0.5) * 0.1f).ToArray() : null;
-                settings.SetCompensation(p, vector);
-                entries.Add(new PlanEntry
-                {
-                    Node = p.Node,
-                    Threshold = mode == SparsityMode.Threshold ? threshold : null,
-                    K = mode == SparsityMode.TopK ? k : null,
-                    Spontaneous = vector,
-                });
-            }
-        }
         string sparsePath = Path.Combine(_folder, $"sparse-{mode}.onnx");
-        using (var original = ModelLoader.Load(ModelPath))
-        {
-            new SparsifyPass(new SparsifyOptions { Mode = mode, Plan = new SparsityPlan(entries) }).Run(original);
-            ModelSaver.Save(original, sparsePath);
-        }
+        var settings = SettingsAndTheirRewrite(probe.Layout, mode, ModelPath, sparsePath, new Random(3),
+            g => 0.05f + 0.1f * g.Index % 0.6f, g => g.Index % 3 == 0, vectorScale: 0.1f);
 
         var expected = ModelLogits(sparsePath, windows);
         var dense = ModelLogits(ModelPath, windows);
@@ -138,33 +148,9 @@ public sealed class ProbeTests(Xunit.Abstractions.ITestOutputHelper output) : ID
         using var model = ModelLoader.Load(densePath);
         var layout = ProbeModelBuilder.Instrument(model, new ProbeOptions { Mode = mode });
         using var probe = ProbeSession.Open(model, layout, Path.Combine(_folder, "probe-fp16-" + mode), threads: 1);
-        var settings = new ProbeSettings(layout);
-        var entries = new List<PlanEntry>();
-        foreach (var g in layout.Groups)
-        {
-            float threshold = 0.3f + 0.1f * g.Index;
-            long k = g.InFeatures / 2 + g.Index;
-            if (mode == SparsityMode.Threshold) settings.SetThreshold(g, threshold);
-            else settings.SetK(g, k);
-            foreach (var p in g.Members)
-            {
-                var vector = g.Index % 2 == 0 ? Enumerable.Range(0, (int)p.OutFeatures).Select(_ => (float)(random.NextDouble() - 0.5) * 0.2f).ToArray() : null;
-                settings.SetCompensation(p, vector);
-                entries.Add(new PlanEntry
-                {
-                    Node = p.Node,
-                    Threshold = mode == SparsityMode.Threshold ? threshold : null,
-                    K = mode == SparsityMode.TopK ? k : null,
-                    Spontaneous = vector,
-                });
-            }
-        }
         string sparsePath = Path.Combine(_folder, $"sparse-fp16-{mode}.onnx");
-        using (var original = ModelLoader.Load(densePath))
-        {
-            new SparsifyPass(new SparsifyOptions { Mode = mode, Plan = new SparsityPlan(entries) }).Run(original);
-            ModelSaver.Save(original, sparsePath);
-        }
+        var settings = SettingsAndTheirRewrite(layout, mode, densePath, sparsePath, random,
+            g => 0.3f + 0.1f * g.Index, g => g.Index % 2 == 0, vectorScale: 0.2f);
 
         var expected = ModelLogits(sparsePath, windows);
         var actual = Logits(probe, windows, settings);
