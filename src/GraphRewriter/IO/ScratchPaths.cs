@@ -23,22 +23,34 @@ public static class ScratchPaths
     /// <summary>The paths registered now.</summary>
     public static IReadOnlyCollection<string> Current => Registered.Keys.ToArray();
 
-    /// <summary>Deletes every registered file and folder that still exists; failures are skipped (the process is ending).</summary>
+    /// <summary>
+    /// Deletes every registered file and folder that still exists. Another thread may still be writing into a work
+    /// folder while the process goes down, and a recursive delete that meets a file created behind it fails with
+    /// "directory not empty"; so every path is deleted again until none is left (up to about a second), and what
+    /// still cannot be deleted then is skipped (the process is ending).
+    /// </summary>
     public static void DeleteAll()
     {
-        foreach (string path in Registered.Keys)
+        var paths = Registered.Keys.ToArray();
+        for (int attempt = 0; attempt < 40; attempt++)
         {
-            try
+            bool left = false;
+            foreach (string path in paths)
             {
-                if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
-                else if (File.Exists(path)) File.Delete(path);
+                try
+                {
+                    if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
+                    else if (File.Exists(path)) File.Delete(path);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                }
+                left |= Directory.Exists(path) || File.Exists(path);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // Best effort: another thread may still be writing there as the process goes down.
-            }
-            Registered.TryRemove(path, out _);
+            if (!left) break;
+            Thread.Sleep(25);
         }
+        foreach (string path in paths) Registered.TryRemove(path, out _);
     }
 
     private sealed class Registration(string path) : IDisposable
