@@ -2,6 +2,7 @@
 # Builds SparseOnnx on Debian/Ubuntu and leaves a runnable bin/sparseonnx.
 #
 #   ./build.sh          install what is missing, restore, build, publish bin/sparseonnx
+#   ./build.sh pack     the above, then the NuGet packages and the .NET tool into artifacts/packages
 #   ./build.sh test     the above, then every test: native (GoogleTest, also under sanitizers) and .NET (xunit)
 #   ./build.sh clean    remove build outputs
 set -euo pipefail
@@ -150,6 +151,42 @@ WRAPPER
     chmod +x bin/sparseonnx
 }
 
+# The NuGet packages, one per library and the command line as a .NET tool, at the version of Version.props.
+PACKAGED_PROJECTS=(src/CustomOps/SparseOnnx.CustomOps.csproj src/GraphRewriter/SparseOnnx.GraphRewriter.csproj
+    src/Runtime/SparseOnnx.Runtime.csproj src/Calibration/SparseOnnx.Calibration.csproj
+    src/Pruning/SparseOnnx.Pruning.csproj src/Cli/SparseOnnx.Cli.csproj)
+
+pack() {
+    log "Packing NuGet packages into artifacts/packages"
+    rm -rf artifacts/packages
+    local metadata=()
+    if git rev-parse --git-dir >/dev/null 2>&1; then
+        metadata+=("-p:RepositoryCommit=$(git rev-parse HEAD)")
+        local remote
+        remote="$(git remote get-url origin 2>/dev/null || true)"
+        [ -n "$remote" ] && metadata+=("-p:RepositoryUrl=$remote")
+    fi
+    for project in "${PACKAGED_PROJECTS[@]}"; do
+        # The tool is packed per platform (ToolPackageRuntimeIdentifiers), which builds it for that RID: no --no-build.
+        local build_flag=(--no-build)
+        [[ "$project" == src/Cli/* ]] && build_flag=()
+        dotnet pack "$project" -c "$CONFIGURATION" "${build_flag[@]}" "${metadata[@]}" -o artifacts/packages
+    done
+    # A consumer that restored an earlier build of this same version has it in the NuGet cache, which NuGet would
+    # keep using instead of the new package: drop those cached copies.
+    local cache version
+    cache="$(dotnet nuget locals global-packages --list | sed -n 's/^global-packages: //p')"
+    version="$(sed -n 's:.*<SparseOnnxVersion>\(.*\)</SparseOnnxVersion>.*:\1:p' Version.props)"
+    if [ -n "$cache" ] && [ -n "$version" ]; then
+        for package in artifacts/packages/*.nupkg; do
+            local id
+            id="$(basename "$package" ".$version.nupkg" | tr '[:upper:]' '[:lower:]')"
+            rm -rf "${cache%/}/$id/$version"
+        done
+    fi
+    ls -1 artifacts/packages
+}
+
 run_tests() {
     run_native_tests
     log "Running .NET tests"
@@ -158,7 +195,8 @@ run_tests() {
 
 case "${1:-build}" in
     build) build ;;
-    test) build; run_tests ;;
-    clean) rm -rf artifacts bin build/native build/native-sanitize; find src tests -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
-    *) echo "usage: $0 [build|test|clean]" >&2; exit 2 ;;
+    pack) build; pack ;;
+    test) build; pack; run_tests ;;
+    clean) rm -rf artifacts bin build/native build/native-sanitize build/gpu; find src tests -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
+    *) echo "usage: $0 [build|pack|test|clean]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace SparseOnnx.Packaging.Tests;
+
+/// <summary>
+/// artifacts/packages as ./build.sh pack leaves it, and how a test uses it as a user would: projects in their own
+/// temporary folder outside the repository, restoring the SparseOnnx packages from that folder only.
+/// </summary>
+public static partial class PackedFolder
+{
+    public static string Path => System.IO.Path.Combine(RepositoryPaths.Root, "artifacts", "packages");
+
+    /// <summary>The version every package has (Version.props).</summary>
+    public static string Version { get; } = ReadVersion();
+
+    /// <summary>The ONNX Runtime version the solution pins (Directory.Packages.props).</summary>
+    public static string OnnxRuntimeVersion { get; } = PinnedVersion("Microsoft.ML.OnnxRuntime");
+
+    /// <summary>The packed file of <paramref name="id"/>; fails, saying how to make it, when it is missing.</summary>
+    public static string Package(string id)
+    {
+        string file = System.IO.Path.Combine(Path, $"{id}.{Version}.nupkg");
+        Assert.True(File.Exists(file), $"{file} is missing: ./build.sh pack (which ./build.sh test runs first) makes the packages.");
+        return file;
+    }
+
+    /// <summary>
+    /// A NuGet.config for a project in <paramref name="folder"/>: the packed folder and the configured registry as
+    /// sources, and a package cache of its own, so an earlier pack of the same version cached elsewhere is never
+    /// used; packages the machine already has (ONNX Runtime's ~0.5 GB) come from the user's cache as a fallback
+    /// folder, read-only. The SparseOnnx packages are not in that cache unless a user restored them there
+    /// (./build.sh pack drops such copies). <paramref name="withPackedSource"/> false leaves the packed folder out
+    /// (and with it the source mapping, which <c>--add-source</c> refuses), for commands given it with <c>--add-source</c>.
+    /// </summary>
+    public static void WriteNuGetConfig(string folder, bool withPackedSource = true)
+    {
+        string userCache = Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } set
+            ? set : System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+        string cache = System.IO.Path.Combine(folder, ".packages");
+        string sources = withPackedSource ? PackedSourceWithMapping : "";
+        File.WriteAllText(System.IO.Path.Combine(folder, "NuGet.config"), $"""
+            <?xml version="1.0" encoding="utf-8"?>
+            <configuration>
+              <config>
+                <add key="globalPackagesFolder" value="{cache}" />
+              </config>
+            {sources}
+              <fallbackPackageFolders>
+                <add key="user" value="{userCache}" />
+              </fallbackPackageFolders>
+            </configuration>
+            """);
+    }
+
+    private static string PackedSourceWithMapping => $"""
+              <packageSources>
+                <add key="sparseonnx" value="{Path}" />
+              </packageSources>
+              <packageSourceMapping>
+                <packageSource key="sparseonnx">
+                  <package pattern="SparseOnnx.*" />
+                  <package pattern="sparseonnx" />
+                </packageSource>
+                <packageSource key="nuget.org">
+                  <package pattern="*" />
+                </packageSource>
+              </packageSourceMapping>
+            """;
+
+    /// <summary>Runs <c>dotnet</c> with <paramref name="arguments"/> in <paramref name="folder"/>; fails with its output unless it exits with 0.</summary>
+    public static string Dotnet(string folder, IEnumerable<string> arguments, TimeSpan timeout, IDictionary<string, string>? environment = null)
+    {
+        var (exitCode, output) = Run("dotnet", folder, arguments, timeout, environment);
+        Assert.True(exitCode == 0, $"dotnet {string.Join(' ', arguments)} exited with {exitCode}:\n{output}");
+        return output;
+    }
+
+    /// <summary>Runs a program and returns its exit code and its stdout and stderr together.</summary>
+    public static (int ExitCode, string Output) Run(string program, string folder, IEnumerable<string> arguments, TimeSpan timeout,
+        IDictionary<string, string>? environment = null)
+    {
+        var start = new ProcessStartInfo(program)
+        {
+            WorkingDirectory = folder,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string argument in arguments) start.ArgumentList.Add(argument);
+        // The test host's MSBuild variables would point a child build at the test's own SDK resolution.
+        foreach (string name in start.Environment.Keys.Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase)).ToList())
+            start.Environment.Remove(name);
+        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        start.Environment["DOTNET_NOLOGO"] = "1";
+        start.Environment["DOTNET_SKIP_FIRST_TIME_EXPERIENCE"] = "1";
+        if (environment is not null) foreach (var (name, value) in environment) start.Environment[name] = value;
+        using var process = Process.Start(start)!;
+        var output = new StringBuilder();
+        var gate = new object();
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (gate) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (gate) output.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        if (!process.WaitForExit(timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"{program} {string.Join(' ', arguments)} did not finish in {timeout}:\n{output}");
+        }
+        process.WaitForExit();
+        lock (gate) return (process.ExitCode, output.ToString());
+    }
+
+    private static string ReadVersion()
+    {
+        string props = File.ReadAllText(System.IO.Path.Combine(RepositoryPaths.Root, "Version.props"));
+        return VersionElement().Match(props) is { Success: true } m ? m.Groups[1].Value : throw new InvalidOperationException("Version.props has no SparseOnnxVersion");
+    }
+
+    private static string PinnedVersion(string id)
+    {
+        string props = File.ReadAllText(System.IO.Path.Combine(RepositoryPaths.Root, "Directory.Packages.props"));
+        var m = Regex.Match(props, $"<PackageVersion Include=\"{Regex.Escape(id)}\" Version=\"([^\"]+)\"");
+        return m.Success ? m.Groups[1].Value : throw new InvalidOperationException($"Directory.Packages.props pins no {id}");
+    }
+
+    [GeneratedRegex("<SparseOnnxVersion>([^<]+)</SparseOnnxVersion>")]
+    private static partial Regex VersionElement();
+}
