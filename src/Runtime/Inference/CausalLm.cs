@@ -146,7 +146,8 @@ public sealed class CausalLm : IDisposable
 /// <summary>The execution provider asked for is not available in the ONNX Runtime this process loaded.</summary>
 public sealed class ExecutionProviderUnavailableException(string provider, Exception inner)
     : Exception($"The {provider} execution provider is not available in this ONNX Runtime ({inner.Message}). " +
-                $"Use the GPU build of ONNX Runtime with its {provider} libraries on the library path, or name ORT's {provider} provider library " +
+                $"Use the GPU build of ONNX Runtime (NuGet Microsoft.ML.OnnxRuntime.Gpu, or the command line built by ./build.sh --gpu) with its " +
+                $"{provider} libraries (CUDA 13, cuDNN 9) on the library path, or name ORT's {provider} provider library " +
                 $"in ${CudaProvider.LibraryVariable}, or run on the CPU (device cpu or auto).", inner)
 {
     /// <summary>The provider that was asked for.</summary>
