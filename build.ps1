@@ -1,9 +1,10 @@
 # Builds SparseOnnx on Windows and leaves a runnable bin\sparseonnx.cmd.
 #
 #   .\build.ps1          restore, build, publish bin\sparseonnx.cmd
-#   .\build.ps1 test     the above, then every test
+#   .\build.ps1 pack     the above, then the NuGet packages and the .NET tool into artifacts\packages
+#   .\build.ps1 test     the above, then the packages, then every test
 #   .\build.ps1 clean    remove build outputs
-param([ValidateSet("build", "test", "clean")][string]$Target = "build")
+param([ValidateSet("build", "pack", "test", "clean")][string]$Target = "build")
 $ErrorActionPreference = "Stop"
 Set-Location $PSScriptRoot
 $Configuration = if ($env:CONFIGURATION) { $env:CONFIGURATION } else { "Release" }
@@ -61,11 +62,26 @@ function Build {
     Set-Content -Path bin/sparseonnx.cmd -Encoding ascii -Value "@echo off`r`ndotnet `"%~dp0..\artifacts\sparseonnx\sparseonnx.dll`" %*"
 }
 
+# The NuGet packages at the version of Version.props (see build.sh's pack for what each holds).
+function Pack {
+    Remove-Item -Recurse -Force -ErrorAction SilentlyContinue artifacts/packages
+    $commit = (git rev-parse HEAD 2>$null)
+    $metadata = @(); if ($commit) { $metadata += "-p:RepositoryCommit=$commit" }
+    foreach ($project in @("src/CustomOps/SparseOnnx.CustomOps.csproj", "src/GraphRewriter/SparseOnnx.GraphRewriter.csproj",
+            "src/Runtime/SparseOnnx.Runtime.csproj", "src/Calibration/SparseOnnx.Calibration.csproj",
+            "src/Pruning/SparseOnnx.Pruning.csproj")) {
+        Invoke-Checked dotnet (@("pack", $project, "-c", $Configuration, "--no-build", "-o", "artifacts/packages") + $metadata)
+    }
+    # The tool is packed per platform, which builds it for that RID: no --no-build.
+    Invoke-Checked dotnet (@("pack", "src/Cli/SparseOnnx.Cli.csproj", "-c", $Configuration, "-o", "artifacts/packages") + $metadata)
+}
+
 switch ($Target) {
     "build" { Build }
-    "test" { Build; Invoke-Checked dotnet @("test", "SparseOnnx.sln", "-c", $Configuration, "--no-build") }
+    "pack" { Build; Pack }
+    "test" { Build; Pack; Invoke-Checked dotnet @("test", "SparseOnnx.sln", "-c", $Configuration, "--no-build") }
     "clean" {
-        Remove-Item -Recurse -Force -ErrorAction SilentlyContinue artifacts, bin, build/native
+        Remove-Item -Recurse -Force -ErrorAction SilentlyContinue artifacts, bin, build/native, build/gpu
         Get-ChildItem -Path src, tests -Recurse -Directory -Include bin, obj | Remove-Item -Recurse -Force
     }
 }
