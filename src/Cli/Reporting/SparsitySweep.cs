@@ -3,6 +3,7 @@ using SparseOnnx.Calibration.Data;
 using SparseOnnx.Cli.Benchmarks;
 using SparseOnnx.GraphRewriter.Analysis.Projections;
 using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Ir;
 using SparseOnnx.GraphRewriter.Sparsify;
 using SparseOnnx.Runtime.Benchmarking;
 using SparseOnnx.Runtime.Evaluation;
@@ -75,12 +76,14 @@ internal static class SparsitySweep
         int calibrations = options.Calibration is null ? 0 : levels;
         // Progress units: each rewrite 1, each calibration 8 (it runs the model many times), each evaluation 1, the benchmark 1, each kernel shape 1.
         double steps = levels + 8 * calibrations + (1 + levels + calibrations) + 1 + options.KernelShapes.Count, step = 0;
+        // Loaded once: every variant is rewritten from a clone (which shares the weights) and calibration leaves it as it was.
+        using var source = ModelLoader.Load(modelPath);
         try
         {
             foreach (double sparsity in options.Sparsities)
             {
                 bar.Update(step++, steps, $"Sparsifying at {100 * sparsity:0.#}% (top-k)");
-                variants.Add(Rewrite(modelPath, modelsFolder, $"topk-{sparsity:0.00}", new SparsifyOptions
+                variants.Add(Rewrite(source, modelPath, modelsFolder, $"topk-{sparsity:0.00}", new SparsifyOptions
                 {
                     Sparsity = sparsity,
                     Kinds = options.Kinds ?? SparsifyOptions.DefaultKinds,
@@ -94,10 +97,10 @@ internal static class SparsitySweep
                     string label = $"Calibrating at {100 * sparsity:0.#}%";
                     var calibrationOptions = calibration.Template with { Sparsity = sparsity, Kinds = options.Kinds ?? SparsifyOptions.DefaultKinds };
                     string work = Path.Combine(outputFolder, $".calibration-{Environment.ProcessId}");
-                    var result = Calibrator.Run(modelPath, calibration.Data, calibrationOptions, work,
+                    var result = Calibrator.Run(source, calibration.Data, calibrationOptions, work,
                         new ProgressDisplay.Immediate<CalibrationProgress>(p => bar.Update(at + 8 * p.Done / Math.Max(1, p.Total), steps, $"{label}: {p.Stage}")));
                     step += 8;
-                    variants.Add(Rewrite(modelPath, modelsFolder, $"calibrated-{sparsity:0.00}", new SparsifyOptions
+                    variants.Add(Rewrite(source, modelPath, modelsFolder, $"calibrated-{sparsity:0.00}", new SparsifyOptions
                     {
                         Plan = result.Plan,
                         Mode = calibrationOptions.Mode,
@@ -152,13 +155,13 @@ internal static class SparsitySweep
         }
     }
 
-    private static (SweepVariant, double?, string, int, CalibrationResult?) Rewrite(string modelPath, string modelsFolder, string name,
+    private static (SweepVariant, double?, string, int, CalibrationResult?) Rewrite(Model source, string modelPath, string modelsFolder, string name,
         SparsifyOptions sparsify, SweepVariant variant, double sparsity, CalibrationResult? calibration)
     {
         string target = Path.Combine(modelsFolder, name, "model.onnx");
         if (Directory.Exists(Path.GetDirectoryName(target)))
             throw new ArgumentException($"'{Path.GetDirectoryName(target)}' already exists; choose another output folder or remove it.");
-        using var model = ModelLoader.Load(modelPath);
+        using var model = source.Clone();
         var report = new SparsifyPass(sparsify).Run(model).Report;
         if (report.Rewritten.Count == 0)
             throw new ArgumentException($"Nothing in '{modelPath}' could be sparsified with the chosen kinds; see 'sparseonnx sparsify' for the reasons.");
