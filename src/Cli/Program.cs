@@ -13,6 +13,7 @@ var root = new RootCommand("SparseOnnx: rewrites exported LLMs in ONNX so they r
     InspectCommand.Create(),
     RepackCommand.Create(),
     SparsifyCommand.Create(),
+    GenAiConfigCommand.Create(),
     QuantizeCommand.Create(),
     SynthCommand.Create(),
     EvalCommand.Create(),

@@ -5,8 +5,10 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Spectre.Console;
 using SparseOnnx.Calibration;
+using SparseOnnx.CustomOps;
 using SparseOnnx.GraphRewriter;
 using SparseOnnx.GraphRewriter.Analysis.Projections;
+using SparseOnnx.GraphRewriter.GenAi;
 using SparseOnnx.GraphRewriter.IO;
 using SparseOnnx.GraphRewriter.Ir;
 using SparseOnnx.GraphRewriter.Quantization;
@@ -18,7 +20,8 @@ namespace SparseOnnx.Cli.Commands;
 /// <c>sparseonnx sparsify IN -o OUT (--sparsity S | --mode threshold --threshold T | --plan FILE) [--kinds ...]
 /// [--no-spontaneous] [--external auto|always|never] [--json]</c>: rewrites the projections into TopKSparseMatMul
 /// followed by spontaneous-neuron Adds and saves the result; prints what it rewrote (layer × kind) and
-/// everything it skipped with the reason. Writes nothing, and fails, when nothing could be rewritten.
+/// everything it skipped with the reason. Writes nothing, and fails, when nothing could be rewritten. When the input's
+/// folder is an onnxruntime-genai folder (genai_config.json), the output's folder becomes one too (<see cref="GenAiCarry"/>).
 /// </summary>
 public static class SparsifyCommand
 {
@@ -63,7 +66,8 @@ public static class SparsifyCommand
         var json = RewriteOutputOptions.Json();
         var calibration = new CalibrationCliOptions();
         var command = new Command("sparsify", "Replace projections by TopKSparseMatMul (dynamic input sparsity) followed by spontaneous-neuron Adds. " +
-            "With --calibration, thresholds or k per projection, their allocation and compensation are first measured on real text, and the plan is saved too.")
+            "With --calibration, thresholds or k per projection, their allocation and compensation are first measured on real text, and the plan is saved too. " +
+            "When the input's folder has an onnxruntime-genai genai_config.json, the output's folder gets one naming the output, with the op library and tokenizer files.")
         {
             input, output, sparsity, mode, threshold, kinds, plan, noSpontaneous, quantize, blockSize, accuracyLevel, scaleType, external, json,
         };
@@ -99,6 +103,8 @@ public static class SparsifyCommand
 
             using var model = ModelLoader.Load(inputPath);
             ModelSaver.CheckTarget(model, outputPath, saveOptions);
+            // Planned before the rewrite, so that a missing op library fails the command before any work is done.
+            var genai = GenAiCarry.Prepare(inputPath, outputPath, () => SparseOnnxOps.LibraryPath);
 
             CalibrationResult? calibrated = null;
             string? planPath = null;
@@ -136,6 +142,15 @@ public static class SparsifyCommand
             var report = new SparsifyPass(options).Run(model).Report;
             if (report.Rewritten.Count == 0) throw new NothingToRewriteException(NothingRewrittenMessage(report, model));
             var saved = ModelSaver.Save(model, outputPath, saveOptions);
+            GenAiFolderWriteResult? genaiWritten;
+            try
+            {
+                genaiWritten = genai?.Update?.Write();
+            }
+            catch (ModelSaveException e)
+            {
+                throw new ModelSaveException($"Wrote {saved.ModelPath}, but could not make its folder an onnxruntime-genai folder: {e.Message}", e);
+            }
             clock.Stop();
 
             var writer = parse.InvocationConfiguration.Output;
@@ -143,6 +158,10 @@ public static class SparsifyCommand
             {
                 var document = ToJson(report, saved, clock.Elapsed);
                 if (calibrated is not null) document["calibration"] = CalibrationCliOptions.ToJson(calibrated, planPath!);
+                if (genai is not null)
+                    document["genai"] = genaiWritten is not null
+                        ? GenAiConfigCommand.ToJson(genaiWritten, genai.Update!.Notes)
+                        : new JsonObject { ["input_config"] = genai.InputConfig, ["skipped"] = genai.SkipReason };
                 writer.WriteLine(document.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             }
             else
@@ -150,6 +169,8 @@ public static class SparsifyCommand
                 var console = InspectCommand.ConsoleFor(writer);
                 if (calibrated is not null) CalibrationCliOptions.Render(calibrated, planPath!, console);
                 Render(report, saved, clock.Elapsed, console);
+                if (genaiWritten is not null) GenAiConfigCommand.Render(genaiWritten, genai!.Update!.Notes, writer, "genai: ");
+                else if (genai is not null) writer.WriteLine($"genai: {genai.InputConfig} not carried: {genai.SkipReason}");
             }
             return ExitCodes.Success;
         });
