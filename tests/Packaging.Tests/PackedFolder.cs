@@ -36,9 +36,8 @@ public static partial class PackedFolder
     /// </summary>
     public static void WriteNuGetConfig(string folder, bool withPackedSource = true)
     {
-        string userCache = Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } set
-            ? set : System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
-        string cache = System.IO.Path.Combine(folder, ".packages");
+        string userCache = UserCache;
+        string cache = PackageCache(folder);
         string sources = withPackedSource ? PackedSourceWithMapping : "";
         File.WriteAllText(System.IO.Path.Combine(folder, "NuGet.config"), $"""
             <?xml version="1.0" encoding="utf-8"?>
@@ -53,6 +52,56 @@ public static partial class PackedFolder
             </configuration>
             """);
     }
+
+    /// <summary>
+    /// The same isolation for a build in place, of a project under examples/ whose own NuGet.config names the packed
+    /// folder: MSBuild properties (for <c>dotnet build</c>, <c>dotnet run</c>, file-based apps included) that make the
+    /// package cache <see cref="PackageCache"/>(<paramref name="folder"/>) and the user's cache a read-only fallback.
+    /// </summary>
+    public static string[] IsolatedRestoreProperties(string folder) =>
+        [$"-p:RestorePackagesPath={PackageCache(folder)}", $"-p:RestoreFallbackFolders={UserCache}"];
+
+    /// <summary>The package cache of a project in <paramref name="folder"/> (<see cref="WriteNuGetConfig"/>, <see cref="IsolatedRestoreProperties"/>).</summary>
+    public static string PackageCache(string folder) => System.IO.Path.Combine(folder, ".packages");
+
+    /// <summary>Asserts that <paramref name="ids"/> were restored into <paramref name="cache"/>, from the packed folder (NuGet records each package's source).</summary>
+    public static void AssertRestoredFromPackedFolder(string cache, params string[] ids)
+    {
+        foreach (string id in ids)
+        {
+            string metadata = System.IO.Path.Combine(cache, id.ToLowerInvariant(), Version, ".nupkg.metadata");
+            Assert.True(File.Exists(metadata), $"{id} {Version} was not restored into {cache}: it came from elsewhere (a fallback folder?)");
+            using var document = System.Text.Json.JsonDocument.Parse(File.ReadAllText(metadata));
+            Assert.Equal(System.IO.Path.GetFullPath(Path), System.IO.Path.GetFullPath(document.RootElement.GetProperty("source").GetString()!));
+        }
+    }
+
+    /// <summary>
+    /// The files under <paramref name="folder"/> with their sizes and times, leaving out bin/ and obj/ (ignored build
+    /// output): equal before and after a run means the run left nothing behind there.
+    /// </summary>
+    public static SortedDictionary<string, string> Snapshot(string folder)
+    {
+        var files = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (string file in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories))
+        {
+            string relative = System.IO.Path.GetRelativePath(folder, file);
+            var parts = relative.Split(System.IO.Path.DirectorySeparatorChar);
+            if (parts.Any(p => p is "bin" or "obj")) continue;
+            var info = new FileInfo(file);
+            files[relative] = $"{info.Length} bytes, {info.LastWriteTimeUtc:O}";
+        }
+        foreach (string directory in Directory.EnumerateDirectories(folder, "*", SearchOption.AllDirectories))
+        {
+            string relative = System.IO.Path.GetRelativePath(folder, directory);
+            if (!relative.Split(System.IO.Path.DirectorySeparatorChar).Any(p => p is "bin" or "obj")) files[relative + "/"] = "folder";
+        }
+        return files;
+    }
+
+    // The user's package cache: where ONNX Runtime and the rest already are on this machine.
+    private static string UserCache => Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } set
+        ? set : System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
 
     private static string PackedSourceWithMapping => $"""
               <packageSources>
