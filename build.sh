@@ -223,6 +223,6 @@ case "${1:-build}" in
     build) build_all ;;
     pack) build_all; pack ;;
     test) build_all; pack; run_tests ;;
-    clean) rm -rf artifacts bin build/native build/native-sanitize build/gpu; find src tests -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
+    clean) rm -rf artifacts bin build/native build/native-sanitize build/gpu; find src tests examples -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} + ;;
     *) echo "usage: $0 [--gpu] [build|pack|test|clean]" >&2; exit 2 ;;
 esac
