@@ -229,8 +229,6 @@ public sealed class Calibrator
     {
         if (_options.Device == ExecutionDevice.Auto)
             _notes.Add("the device is chosen per block session (CUDA when this ONNX Runtime has a usable provider)");
-        if (_options.Allocation == AllocationMethod.Greedy && _options.GreedyObjective == GreedyObjective.Logits)
-            _notes.Add("greedy allocation minimises each block's output error in sequential calibration (the logits objective needs --calibration-method full)");
         _stages.Add(new CalibrationStage("loading and instrumenting", clock.Elapsed));
         // A model that cannot be trained (TrainingRuns said why) is calibrated by the blocks without their training stage.
         var blockOptions = _trainable ? _options : _options with { Sequential = _options.Sequential with { TrainingSteps = 0 } };

@@ -161,6 +161,22 @@ public sealed class SequentialCalibratorTests : IDisposable
             Assert.InRange(average, 0.5 - 1e-9, 0.5 + 0.06);
         }
         Assert.True(result.Validation.Final <= result.Validation.Uniform + 0.01);
+        // The default objective, the logits: the dense model's distributions are taken once, and a block whose search beat
+        // uniform says by how much on the next-token KL.
+        Assert.Contains(result.Stages, s => s.Name == "dense logits for the greedy search");
+        Assert.All(result.Notes.Where(n => n.Contains(": greedy allocation layer", StringComparison.Ordinal)),
+            n => Assert.Contains("next-token KL on the search windows", n));
+    }
+
+    [Fact]
+    public void GreedyWithTheBlockObjectiveRunsNoTail()
+    {
+        var result = Calibrate(new CalibrationOptions
+        {
+            Sparsity = 0.5, Allocation = AllocationMethod.Greedy, GreedyObjective = GreedyObjective.BlockOutput, Compensation = CompensationMode.Off,
+        }, "greedy-block");
+        Assert.DoesNotContain(result.Stages, s => s.Name == "dense logits for the greedy search");
+        Assert.DoesNotContain(result.Notes, n => n.Contains("next-token KL", StringComparison.Ordinal));
     }
 
     /// <summary>

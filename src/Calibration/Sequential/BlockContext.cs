@@ -70,6 +70,11 @@ internal sealed class BlockContext
     public HashSet<ProbeGroup> Compensated { get; } = new();
     /// <summary>The block's relative output error on the held-out windows with <see cref="Settings"/>, once measured.</summary>
     public double? HeldOutError { get; set; }
+    /// <summary>
+    /// The greedy search's logits objective for this block (<see cref="TailObjective"/>): a candidate's next-token KL from
+    /// the dense model on the greedy windows; null where the search uses the block-output error.
+    /// </summary>
+    public Func<ProbeSettings, double>? LogitsDivergence { get; set; }
     /// <summary>The calibration options.</summary>
     public CalibrationOptions Options { get; }
     /// <summary>The sequential method's options.</summary>

@@ -44,10 +44,12 @@ internal sealed class SequentialCalibrator
     private readonly Dictionary<string, TimeSpan> _stageTotals = new();
     private bool _trainingUnsupported;
     private readonly Dictionary<string, HiddenStates> _spares = new();
+    private readonly bool _tailObjective;
 
     private SequentialCalibrator(CalibrationOptions options, CalibrationSet data, ProbeLayout layout, string probePath, string workFolder, string logits,
-        Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes)
+        Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, bool tailObjective)
     {
+        _tailObjective = tailObjective;
         _logits = logits;
         _options = options;
         _data = data;
@@ -92,7 +94,28 @@ internal sealed class SequentialCalibrator
             ?? throw new CalibrationModelException("it has no output named 'logits'");
         string probePath = Path.Combine(workFolder, "probe.onnx");
         saved = ModelSaver.Save(probe, probePath, ProbeSession.SaveOptionsFor(externalDataLinks));
-        return new SequentialCalibrator(options, data, layout, probePath, workFolder, logits, report, stages, notes).Calibrate();
+        return new SequentialCalibrator(options, data, layout, probePath, workFolder, logits, report, stages, notes, TailObjectiveRuns(probe, logits, data, options, notes))
+            .Calibrate();
+    }
+
+    /// <summary>
+    /// Whether greedy allocation searches with the logits objective (<see cref="TailObjective"/>): asked for (the default
+    /// objective) and its tail sessions and dense reference fit in this machine's memory; otherwise the block objective,
+    /// with a note saying why.
+    /// </summary>
+    private static bool TailObjectiveRuns(Model probe, string logits, CalibrationSet data, CalibrationOptions options, List<string> notes)
+    {
+        if (options.Allocation != AllocationMethod.Greedy || options.GreedyObjective != GreedyObjective.Logits) return false;
+        long weightBytes = probe.Graph.Initializers.Sum(v => v.ConstValue!.Data.ByteLength);
+        long vocabulary = probe.Graph.Outputs.First(o => o.Name == logits).Type is TensorType { Shape: { Dims.Length: 3 } shape } && shape.Dims[2].Value is { } v ? v : 0;
+        long reference = TailObjective.ReferenceBytes(Math.Min(options.GreedySamples, data.Calibration.Count), data.SequenceLength, vocabulary);
+        long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (vocabulary > 0 && TailObjective.Fits(weightBytes, reference, memory)) return true;
+        notes.Add(vocabulary == 0
+            ? "greedy allocation judged by each block's output error: the logits' vocabulary size is not fixed in the graph"
+            : string.Create(CultureInfo.InvariantCulture,
+                $"greedy allocation judged by each block's output error: the logits objective runs the rest of the model for every candidate and needs about {(2 * weightBytes + reference + (1L << 30)) / 1e9:F1} GB, this machine has {memory / 1e9:F1} GB"));
+        return false;
     }
 
     private Outcome Calibrate()
@@ -126,6 +149,13 @@ internal sealed class SequentialCalibrator
             if (searched) heldOutAllocated = Copy(heldOut, budget, "held-out-allocated");
         }
         _stages.Add(new CalibrationStage("embedding", clock.Elapsed));
+        TailObjective? tailObjective = null;
+        if (_tailObjective)
+        {
+            var referenceClock = Stopwatch.StartNew();
+            tailObjective = TailObjective.Measure(_probePath, _layout, _logits, _data.Calibration, _options, _report);
+            _stages.Add(new CalibrationStage("dense logits for the greedy search", referenceClock.Elapsed));
+        }
         try
         {
             calibrationTarget = HiddenStates.Create(Math.Min(_options.Sequential.TargetWindows, calibration.Windows), calibration.Length, calibration.Hidden,
@@ -151,6 +181,9 @@ internal sealed class SequentialCalibrator
                     settings, allocation, _options, _options.Sequential, _report, _notes);
                 Targets(block, calibrationDense, heldOutDense);
                 Count("targets", stageClock);
+                // The rest of the model after this block, for the greedy search's logits objective.
+                using var tail = tailObjective?.OpenTail(block);
+                if (tail is not null) block.LogitsDivergence = candidate => tailObjective!.Divergence(block, tail, candidate);
                 foreach (var stage in Stages)
                 {
                     if (!stage.Enabled(block) || (stage is BlockTraining && _trainingUnsupported)) continue;
