@@ -1,5 +1,5 @@
-using System.Numerics.Tensors;
 using SparseOnnx.Calibration.Capture;
+using SparseOnnx.Calibration.Statistics;
 using SparseOnnx.GraphRewriter.Sparsify;
 using SparseOnnx.Runtime.Inference;
 
@@ -68,11 +68,9 @@ internal sealed class TailObjective
             var row = reference.AsSpan(batch.FirstWindow * batch.Length * vocabulary, batch.Length * vocabulary);
             values.CopyTo(row);
         }, progress: done => report(stage, done, windows.Length));
-        // Kept as probabilities with each token's Σ p log p, so a candidate's KL is Σ p log p − (p · x − logsumexp(x)).
-        int tokens = reference!.Length / vocabulary;
-        var negativeEntropy = new double[tokens];
-        for (int t = 0; t < tokens; t++) negativeEntropy[t] = ToReference(reference.AsSpan(t * vocabulary, vocabulary));
-        return new TailObjective(probePath, layout, logits, options, windows, reference, negativeEntropy, vocabulary);
+        // As the full method's search keeps them: probabilities with each token's Σ p log p (TokenDistributions).
+        var (probabilities, negativeEntropy) = TokenDistributions.Of(reference!, vocabulary);
+        return new TailObjective(probePath, layout, logits, options, windows, probabilities, negativeEntropy, vocabulary);
     }
 
     /// <summary>The model from <paramref name="block"/>'s output to the logits, every later block dense, for the block's search.</summary>
@@ -93,7 +91,6 @@ internal sealed class TailObjective
             batch => outputs.WriteBatch(batch.FirstWindow, batch.Floats(block.Output)), count: n);
         double sum = 0;
         long tokens = 0;
-        var scratch = new float[_vocabulary];
         // One batch's logits within the capture budget.
         int batchSize = (int)Math.Clamp(_options.CaptureBudgetBytes / ((long)block.Calibration.Length * _vocabulary * sizeof(float)), 1, n);
         tail.Run(_windows, outputs, batchSize, new ProbeSettings(_layout), [_logits], batch =>
@@ -104,40 +101,10 @@ internal sealed class TailObjective
                 {
                     var x = values.Slice(((b * batch.Length) + t) * _vocabulary, _vocabulary);
                     int token = ((batch.FirstWindow + b) * batch.Length) + t;
-                    sum += TokenDivergence(_reference.AsSpan(token * _vocabulary, _vocabulary), _negativeEntropy[token], x, scratch);
+                    sum += TokenDistributions.KlDivergence(_reference.AsSpan(token * _vocabulary, _vocabulary), _negativeEntropy[token], x);
                     tokens++;
                 }
         });
         return sum / Math.Max(tokens, 1);
-    }
-
-    /// <summary>Turns one token's <paramref name="logits"/> into its probabilities, in place, and returns Σ p log p.</summary>
-    internal static double ToReference(Span<float> logits)
-    {
-        float max = TensorPrimitives.Max(logits);
-        double total = 0;
-        foreach (float x in logits) total += Math.Exp(x - max);
-        float logSumExp = max + (float)Math.Log(total);
-        double negativeEntropy = 0;
-        for (int v = 0; v < logits.Length; v++)
-        {
-            float logP = logits[v] - logSumExp;
-            logits[v] = MathF.Exp(logP);
-            negativeEntropy += logits[v] * (double)logP;
-        }
-        return negativeEntropy;
-    }
-
-    /// <summary>
-    /// KL(p ‖ softmax(<paramref name="logits"/>)) for a reference made by <see cref="ToReference"/>: Σ p log p − Σ p log q,
-    /// where Σ p log q = p · x − logsumexp(x) because the probabilities sum to one. <paramref name="scratch"/>: as long as the row.
-    /// </summary>
-    internal static double TokenDivergence(ReadOnlySpan<float> probabilities, double negativeEntropy, ReadOnlySpan<float> logits, Span<float> scratch)
-    {
-        float max = TensorPrimitives.Max(logits);
-        TensorPrimitives.Subtract(logits, max, scratch);
-        TensorPrimitives.Exp(scratch, scratch);
-        double logSumExp = max + Math.Log(TensorPrimitives.Sum<float>(scratch));
-        return negativeEntropy - (TensorPrimitives.Dot(probabilities, logits) - logSumExp);
     }
 }
