@@ -112,45 +112,16 @@ public sealed class GenAiFolderUpdate
         {
             string target = Path.Combine(folder, copy.FileName);
             if (File.Exists(target) && SafePaths.SameFile(copy.Source, target)) continue;
-            WriteAtomically(target, temp => File.Copy(copy.Source, temp));
+            AtomicFile.Write(target, stream =>
+            {
+                using var source = File.OpenRead(copy.Source);
+                source.CopyTo(stream);
+            });
             copied.Add(copy);
         }
         byte[] bytes = GenAiFolder.Serialize(Config);
-        WriteAtomically(ConfigPath, temp =>
-        {
-            using var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None);
-            stream.Write(bytes);
-            stream.Flush(flushToDisk: true);
-        });
+        AtomicFile.Write(ConfigPath, stream => stream.Write(bytes));
         return new GenAiFolderWriteResult(Path.GetFullPath(ConfigPath), copied);
-    }
-
-    private static void WriteAtomically(string path, Action<string> writeTemp)
-    {
-        string full = Path.GetFullPath(path);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        // Registered so that Ctrl-C between the copy and the rename removes it too (ScratchPaths).
-        using var scratch = ScratchPaths.Track(temp);
-        try
-        {
-            writeTemp(temp);
-            File.Move(temp, full, overwrite: true);
-        }
-        catch (Exception e) when (ModelSaver.IsWriteFailure(e))
-        {
-            throw new ModelSaveException($"Could not write '{full}': {e.Message}", e);
-        }
-        finally
-        {
-            try
-            {
-                if (File.Exists(temp)) File.Delete(temp);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // Best effort: the exception in flight says what went wrong.
-            }
-        }
     }
 }
 

@@ -12,6 +12,8 @@ internal static class AtomicFile
         string full = Path.GetFullPath(path);
         string directory = Path.GetDirectoryName(full)!;
         string temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        // Registered so that Ctrl-C or SIGTERM between the write and the rename removes it too (ScratchPaths).
+        using var scratch = ScratchPaths.Track(temp);
         try
         {
             Directory.CreateDirectory(directory);
