@@ -1,5 +1,3 @@
-using SparseOnnx.GraphRewriter.IO;
-using SparseOnnx.GraphRewriter.Sparsify;
 using SparseOnnx.Runtime.Inference;
 using SparseOnnx.Runtime.Tokenization;
 
@@ -20,13 +18,8 @@ public class OutsideTreeAppTests : IDisposable
     [Fact]
     public void AFreshConsoleAppRunsASparsifiedModelFromThePackages()
     {
-        string modelFolder = Path.Combine(RepositoryPaths.Models, "llama-brown");
-        string sparse = Path.Combine(_dir, "model", "model.onnx");
-        using (var model = ModelLoader.Load(Path.Combine(modelFolder, "model.onnx")))
-        {
-            new SparsifyPass(new SparsifyOptions { Sparsity = 0.5 }).Run(model);
-            ModelSaver.Save(model, sparse, new SaveOptions());
-        }
+        string modelFolder = SparseReference.Folder;
+        string sparse = SparseReference.WriteHalfSparse(Path.Combine(_dir, "model", "model.onnx"));
         const string prompt = "The jury said";
         const int tokens = 24;
 

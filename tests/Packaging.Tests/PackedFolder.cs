@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
+using SparseOnnx.GraphRewriter.IO;
+using SparseOnnx.GraphRewriter.Sparsify;
 
 namespace SparseOnnx.Packaging.Tests;
 
@@ -176,4 +178,19 @@ public static partial class PackedFolder
 
     [GeneratedRegex("<SparseOnnxVersion>([^<]+)</SparseOnnxVersion>")]
     private static partial Regex VersionElement();
+}
+
+/// <summary>The reference model the packaged apps run, rewritten by the in-repo rewriter.</summary>
+internal static class SparseReference
+{
+    public static string Folder => System.IO.Path.Combine(RepositoryPaths.Models, "llama-brown");
+
+    /// <summary>llama-brown with every projection sparsified uniformly at 50% (top-k), saved at <paramref name="path"/>; returns the path.</summary>
+    public static string WriteHalfSparse(string path)
+    {
+        using var model = ModelLoader.Load(System.IO.Path.Combine(Folder, "model.onnx"));
+        new SparsifyPass(new SparsifyOptions { Sparsity = 0.5 }).Run(model);
+        ModelSaver.Save(model, path, new SaveOptions());
+        return path;
+    }
 }

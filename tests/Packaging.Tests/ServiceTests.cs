@@ -5,8 +5,6 @@ using System.Net.ServerSentEvents;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
-using SparseOnnx.GraphRewriter.IO;
-using SparseOnnx.GraphRewriter.Sparsify;
 using SparseOnnx.Runtime.Inference;
 using SparseOnnx.Runtime.Tokenization;
 
@@ -27,7 +25,7 @@ public class ServiceTests : IDisposable
 
     private static string ServiceFolder => Path.Combine(RepositoryPaths.Root, "examples", "service");
 
-    private static string ModelFolder => Path.Combine(RepositoryPaths.Models, "llama-brown");
+    private static string ModelFolder => SparseReference.Folder;
 
     // llama-brown has no config file saying its context; it was trained on 128-token sequences.
     private const int ContextLength = 128;
@@ -46,12 +44,7 @@ public class ServiceTests : IDisposable
         Assert.DoesNotContain("GenerationService", File.ReadAllText(Path.Combine(RepositoryPaths.Root, "SparseOnnx.sln")));
         var examplesBefore = PackedFolder.Snapshot(Path.Combine(RepositoryPaths.Root, "examples"));
 
-        string sparse = Path.Combine(_dir, "model", "model.onnx");
-        using (var model = ModelLoader.Load(Path.Combine(ModelFolder, "model.onnx")))
-        {
-            new SparsifyPass(new SparsifyOptions { Sparsity = 0.5 }).Run(model);
-            ModelSaver.Save(model, sparse, new SaveOptions());
-        }
+        string sparse = SparseReference.WriteHalfSparse(Path.Combine(_dir, "model", "model.onnx"));
         string tokenizerPath = Path.Combine(ModelFolder, "tokenizer.model");
 
         string artifacts = Path.Combine(_dir, "artifacts");
