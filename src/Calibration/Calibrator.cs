@@ -139,6 +139,8 @@ public sealed class Calibrator
         var chosen = uniformResult;
         var method = AllocationMethod.Uniform;
         double? greedyLoss = null;
+        if (_options.Allocation == AllocationMethod.Auto)
+            _notes.Add("uniform allocation: on the whole model the greedy search runs the model for every candidate of every layer; --allocation greedy runs it anyway");
         if (_options.Allocation == AllocationMethod.Greedy)
         {
             var greedyClock = Stopwatch.StartNew();
@@ -232,7 +234,9 @@ public sealed class Calibrator
         _stages.Add(new CalibrationStage("loading and instrumenting", clock.Elapsed));
         // A model that cannot be trained (TrainingRuns said why) is calibrated by the blocks without their training stage.
         var blockOptions = _trainable ? _options : _options with { Sequential = _options.Sequential with { TrainingSteps = 0 } };
-        var outcome = SequentialCalibrator.Run(probe, layout, _data, blockOptions, workFolder, Report, _stages, _notes, out var saved, _links);
+        int endToEndSteps = EndToEndSteps(probe);
+        var outcome = SequentialCalibrator.Run(probe, layout, _data, blockOptions, workFolder, Report, _stages, _notes, out var saved, _links,
+            endToEnd: _options.Training is not null && endToEndSteps > 0);
         if (linkedBytes > 0)
             _notes.Add(string.Create(CultureInfo.InvariantCulture,
                 $"the work folder links the source's {linkedBytes / 1e9:F2} GB of weights instead of copying them (the probe wrote {saved.ExternalBytes / 1e6:F1} MB)"));
@@ -242,7 +246,6 @@ public sealed class Calibrator
         var kept = outcome.Kept;
         TrainingReport? training = null;
         double? trainedLoss = null;
-        int endToEndSteps = EndToEndSteps(probe);
         if (_options.Training is { } trainingOptions && endToEndSteps > 0)
         {
             // The optional end-to-end phase: a few steps of the whole-model KL training, from the block-wise result.
@@ -273,7 +276,7 @@ public sealed class Calibrator
             _options.Mode == SparsityMode.TopK ? SparsifyOptions.KeptEntries(outcome.Allocation[g.Index], g.InFeatures) : null,
             1 - kept[g.Index], compensated.Contains(g))).ToArray();
         double measured = groups.Sum(g => g.MeasuredSparsity * g.Parameters) / groups.Sum(g => (double)g.Parameters);
-        var plan = BuildPlan(layout, groups, settings, method, training, sequential: true);
+        var plan = BuildPlan(layout, groups, settings, method, training, outcome.Ran);
         _notes.Add($"calibrated block by block ({layout.Layers.Count} blocks); {compensated.Count} of {layout.Groups.Count} groups carry vectors");
         clock.Stop();
         return new CalibrationResult(plan, groups, method, new ValidationLosses(outcome.DenseLoss, outcome.UniformLoss, null, finalLoss, trainedLoss), measured,
@@ -414,7 +417,7 @@ public sealed class Calibrator
                 return logits ? sum / rows : sum / Math.Max(referenceEnergy, double.Epsilon);
             }
             var chosen = GreedyAllocator.Allocate(block.Select(g => new AllocationCandidate(g.Parameters, _options.GreedyMaxSparsity)).ToArray(),
-                _options.Sparsity, _options.GreedyStep, Error);
+                _options.Sparsity, _options.GreedyStep, Error, search: _options.GreedySearch);
             for (int j = 0; j < block.Length; j++)
             {
                 allocation[block[j].Index] = chosen[j];
@@ -526,7 +529,7 @@ public sealed class Calibrator
     }
 
     private SparsityPlan BuildPlan(ProbeLayout layout, IReadOnlyList<GroupCalibration> groups, ProbeSettings settings, AllocationMethod method,
-        TrainingReport? training, bool sequential = false)
+        TrainingReport? training, CalibrationOptions? sequentialRan = null)
     {
         var entries = new List<PlanEntry>();
         foreach (var g in layout.Groups)
@@ -548,16 +551,16 @@ public sealed class Calibrator
         }
         string source = string.Create(CultureInfo.InvariantCulture,
             $"{_data.Source}; {(_options.Mode == SparsityMode.Threshold ? "threshold" : "topk")} sparsity {_options.Sparsity}, " +
-            $"{method.ToString().ToLowerInvariant()} allocation{(_options.Allocation != method ? " (greedy lost on held-out data)" : "")}, " +
+            $"{method.ToString().ToLowerInvariant()} allocation{(_options.Allocation == AllocationMethod.Greedy && method != AllocationMethod.Greedy ? " (greedy lost on held-out data)" : "")}, " +
             $"compensation {_options.Compensation.ToString().ToLowerInvariant()} (closed form)") +
             (training is null ? "" : training.Kept
                 ? $", spontaneous neurons trained by KL to the dense model ({_options.Training!.Space.ToString().ToLowerInvariant()} space, " +
                   $"{(_options.Training.WarmStart ? "warm start" : "from zero")}, the vectors of step {training.BestStep} of {training.Steps})"
                 : ", trained spontaneous neurons not kept (no held-out gain)");
-        if (sequential)
+        if (sequentialRan is not null)
             source = FormattableString.Invariant(
                 $"{_data.Source}; {(_options.Mode == SparsityMode.Threshold ? "threshold" : "topk")} sparsity {_options.Sparsity}, calibrated block by block: ") +
-                FormattableString.Invariant($"{method.ToString().ToLowerInvariant()} allocation, compensation {_options.Compensation.ToString().ToLowerInvariant()} (closed form)") +
+                FormattableString.Invariant($"{method.ToString().ToLowerInvariant()} allocation, compensation {sequentialRan.Compensation.ToString().ToLowerInvariant()} (closed form)") +
                 (_options.Training is not null && _options.Sequential.TrainingSteps > 0
                     ? FormattableString.Invariant($", spontaneous neurons trained against each dense block's output ({_options.Training.Space.ToString().ToLowerInvariant()} space, up to {_options.Sequential.TrainingSteps} steps, kept where they lower the block's error)")
                     : "") +

@@ -31,7 +31,7 @@ public sealed class SequentialCalibratorTests : IDisposable
     public void EveryBlockIsCalibratedAlone_AndTheThresholdsDropTheTargetOnHeldOutText()
     {
         var stages = new List<string>();
-        var result = Calibrate(new CalibrationOptions { Sparsity = 0.5, Mode = SparsityMode.Threshold, Compensation = CompensationMode.Off }, "uniform",
+        var result = Calibrate(new CalibrationOptions { Sparsity = 0.5, Mode = SparsityMode.Threshold, Allocation = AllocationMethod.Uniform, Compensation = CompensationMode.Off }, "uniform",
             new ImmediateProgress<CalibrationProgress>(p => stages.Add(p.Stage)));
 
         Assert.Equal(CalibrationMethod.Sequential, result.Method);
@@ -115,7 +115,7 @@ public sealed class SequentialCalibratorTests : IDisposable
     [Fact]
     public void TheDenseLossBlockByBlockIsTheWholeModelsLoss()
     {
-        var options = new CalibrationOptions { Sparsity = 0.5, Compensation = CompensationMode.Off };
+        var options = new CalibrationOptions { Sparsity = 0.5, Allocation = AllocationMethod.Uniform, Compensation = CompensationMode.Off };
         var sequential = Calibrate(options, "sequential");
         var full = Calibrate(options with { Method = CalibrationMethod.FullModel }, "full");
 
@@ -136,6 +136,7 @@ public sealed class SequentialCalibratorTests : IDisposable
         {
             Sparsity = 0.6,
             Mode = SparsityMode.TopK,
+            Allocation = AllocationMethod.Uniform,
             Training = new SpontaneousTrainingOptions(),
             Sequential = new SequentialOptions { TrainingSteps = 20, TrainingWindows = 4 },
         }, "trained");
@@ -166,6 +167,56 @@ public sealed class SequentialCalibratorTests : IDisposable
         Assert.Contains(result.Stages, s => s.Name == "dense logits for the greedy search");
         Assert.All(result.Notes.Where(n => n.Contains(": greedy allocation layer", StringComparison.Ordinal)),
             n => Assert.Contains("next-token KL on the search windows", n));
+    }
+
+    /// <summary>
+    /// The default allocation searches where the search's estimate (from one dense pass over its windows) fits its
+    /// budget and is uniform where it does not, each with a note; with an end-to-end phase to follow, the search
+    /// runs without the block-wise closed form.
+    /// </summary>
+    [Fact]
+    public void AutoAllocationSearchesWithinItsBudget_AndIsUniformOverIt()
+    {
+        var searched = Calibrate(new CalibrationOptions
+        {
+            Sparsity = 0.5, Training = new SpontaneousTrainingOptions(), Sequential = new SequentialOptions { EndToEndSteps = 2 },
+        }, "auto");
+        Assert.Contains(searched.Notes, n => n.StartsWith("greedy allocation: the search was estimated at about", StringComparison.Ordinal));
+        Assert.Contains(searched.Stages, s => s.Name == "blocks: greedy allocation");
+        Assert.Contains(searched.Notes, n => n.StartsWith("no block-wise closed form", StringComparison.Ordinal));
+        Assert.DoesNotContain(searched.Stages, s => s.Name == "blocks: compensation");
+        Assert.Contains("compensation off", searched.Plan.CalibrationSource);
+
+        var overBudget = Calibrate(new CalibrationOptions { Sparsity = 0.5, GreedyBudget = TimeSpan.Zero, Compensation = CompensationMode.Off }, "auto-uniform");
+        Assert.Contains(overBudget.Notes, n => n.StartsWith("uniform allocation: the greedy search would take about", StringComparison.Ordinal)
+            && n.Contains("--allocation greedy runs it anyway", StringComparison.Ordinal));
+        Assert.DoesNotContain(overBudget.Stages, s => s.Name == "blocks: greedy allocation");
+        // Judged from the first block before the whole model ran once for the search's reference.
+        Assert.Contains(overBudget.Stages, s => s.Name == "greedy search estimate");
+        Assert.DoesNotContain(overBudget.Stages, s => s.Name == "dense logits for the greedy search");
+        Assert.All(overBudget.Groups, g => Assert.Equal(0.5, g.Sparsity));
+        Assert.Equal(overBudget.Validation.Uniform, overBudget.Validation.Final);
+    }
+
+    /// <summary>
+    /// The search's estimate: linear in the dense pass and the KL's cost, a lazy search cheaper than an exhaustive one, a
+    /// start nearer the target cheaper than one further away. For llama-brown's 6 blocks of 4 groups at 50% from 0.2 in
+    /// steps of 0.05, a lazy block takes 4 + 2 × 4 × 6 = 52 candidates, each (6 + 1) / 2 + 1 = 4.5 dense passes over the
+    /// blocks and one KL per block.
+    /// </summary>
+    [Fact]
+    public void TheSearchEstimateCountsCandidatesAndTheirShareOfTheModel()
+    {
+        using var model = GraphRewriter.IO.ModelLoader.Load(ModelPath);
+        var layout = ProbeModelBuilder.Instrument(model, new ProbeOptions());
+        var options = new CalibrationOptions { Sparsity = 0.5 };
+        var second = TimeSpan.FromSeconds(1);
+        Assert.Equal(52 * 4.5, TailObjective.EstimatedSearch(second, TimeSpan.Zero, layout, options).TotalSeconds, 6);
+        Assert.Equal(52 * (9 + 6), TailObjective.EstimatedSearch(2 * second, second, layout, options).TotalSeconds, 6);
+        Assert.True(TailObjective.EstimatedSearch(second, second, layout, options with { GreedyLazy = false })
+            > TailObjective.EstimatedSearch(second, second, layout, options));
+        Assert.True(TailObjective.EstimatedSearch(second, second, layout, options with { GreedyStartBelow = 0.1 })
+            < TailObjective.EstimatedSearch(second, second, layout, options));
     }
 
     [Fact]

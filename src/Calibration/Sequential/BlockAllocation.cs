@@ -31,7 +31,7 @@ internal sealed class BlockAllocation : IBlockStage
                 var trial = block.Settings.Clone();
                 for (int j = 0; j < groups.Count; j++) block.Select(trial, groups[j], sparsity[j], block.Histograms);
                 return logits?.Invoke(trial) ?? block.RelativeError(trial, heldOut: false, block.Options.GreedySamples);
-            });
+            }, search: block.Options.GreedySearch);
         var settings = block.Settings.Clone();
         for (int j = 0; j < groups.Count; j++) block.Select(settings, groups[j], chosen[j], block.Histograms);
         var histograms = block.Histograms;

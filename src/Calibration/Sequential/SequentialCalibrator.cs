@@ -32,7 +32,7 @@ internal sealed class SequentialCalibrator
 {
     private static readonly IBlockStage[] Stages = [new BlockThresholds(), new BlockAllocation(), new BlockCompensation(), new BlockTraining()];
 
-    private readonly CalibrationOptions _options;
+    private CalibrationOptions _options;  // as asked, then as run (ResolveAllocation)
     private readonly CalibrationSet _data;
     private readonly ProbeLayout _layout;
     private readonly string _probePath;
@@ -45,11 +45,15 @@ internal sealed class SequentialCalibrator
     private bool _trainingUnsupported;
     private readonly Dictionary<string, HiddenStates> _spares = new();
     private readonly bool _tailObjective;
+    private readonly bool _endToEnd;
+    private readonly long _modelParameters;
 
     private SequentialCalibrator(CalibrationOptions options, CalibrationSet data, ProbeLayout layout, string probePath, string workFolder, string logits,
-        Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, bool tailObjective)
+        Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, bool tailObjective, bool endToEnd, long modelParameters)
     {
+        _modelParameters = modelParameters;
         _tailObjective = tailObjective;
+        _endToEnd = endToEnd;
         _logits = logits;
         _options = options;
         _data = data;
@@ -78,43 +82,49 @@ internal sealed class SequentialCalibrator
         return null;
     }
 
-    /// <summary>What the run decided: the final settings, the allocation, the compensated groups, the held-out losses and kept fractions.</summary>
+    /// <summary>
+    /// What the run decided: the final settings, the allocation, the compensated groups, the held-out losses and kept
+    /// fractions, and the options as the blocks ran them (the allocation and compensation that <see cref="AllocationMethod.Auto"/> chose).
+    /// </summary>
     public sealed record Outcome(ProbeSettings Settings, double[] Allocation, HashSet<ProbeGroup> Compensated, double DenseLoss, double UniformLoss,
-        double FinalLoss, double[] Kept);
+        double FinalLoss, double[] Kept, CalibrationOptions Ran);
 
     /// <summary>
     /// Calibrates the instrumented <paramref name="probe"/> (layout <paramref name="layout"/>, for which <see cref="Problem"/>
     /// is null): saves it as <c>probe.onnx</c> in <paramref name="workFolder"/> and runs its parts from there.
+    /// <paramref name="endToEnd"/> says whether an end-to-end phase will train the vectors after the blocks.
     /// </summary>
     public static Outcome Run(Model probe, ProbeLayout layout, CalibrationSet data, CalibrationOptions options, string workFolder,
         Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, out SaveResult saved,
-        IReadOnlyDictionary<string, string>? externalDataLinks = null)
+        IReadOnlyDictionary<string, string>? externalDataLinks = null, bool endToEnd = false)
     {
         string logits = probe.Graph.Outputs.Select(o => o.Name).FirstOrDefault(n => n == "logits")
             ?? throw new CalibrationModelException("it has no output named 'logits'");
         string probePath = Path.Combine(workFolder, "probe.onnx");
         saved = ModelSaver.Save(probe, probePath, ProbeSession.SaveOptionsFor(externalDataLinks));
-        return new SequentialCalibrator(options, data, layout, probePath, workFolder, logits, report, stages, notes, TailObjectiveRuns(probe, logits, data, options, notes))
-            .Calibrate();
+        return new SequentialCalibrator(options, data, layout, probePath, workFolder, logits, report, stages, notes,
+            TailObjectiveRuns(probe, logits, data, options, notes), endToEnd, probe.Graph.Initializers.Sum(v => v.ConstValue!.ElementCount)).Calibrate();
     }
 
     /// <summary>
     /// Whether greedy allocation searches with the logits objective (<see cref="TailObjective"/>): asked for (the default
-    /// objective) and its tail sessions and dense reference fit in this machine's memory; otherwise the block objective,
-    /// with a note saying why.
+    /// objective, and always with <see cref="AllocationMethod.Auto"/>) and its tail sessions and dense reference fit in
+    /// this machine's memory; otherwise the block objective, or uniform allocation for Auto, with a note saying why.
     /// </summary>
     private static bool TailObjectiveRuns(Model probe, string logits, CalibrationSet data, CalibrationOptions options, List<string> notes)
     {
-        if (options.Allocation != AllocationMethod.Greedy || options.GreedyObjective != GreedyObjective.Logits) return false;
+        bool auto = options.Allocation == AllocationMethod.Auto;
+        if (!auto && (options.Allocation != AllocationMethod.Greedy || options.GreedyObjective != GreedyObjective.Logits)) return false;
         long weightBytes = probe.Graph.Initializers.Sum(v => v.ConstValue!.Data.ByteLength);
         long vocabulary = probe.Graph.Outputs.First(o => o.Name == logits).Type is TensorType { Shape: { Dims.Length: 3 } shape } && shape.Dims[2].Value is { } v ? v : 0;
         long reference = TailObjective.ReferenceBytes(Math.Min(options.GreedySamples, data.Calibration.Count), data.SequenceLength, vocabulary);
         long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (vocabulary > 0 && TailObjective.Fits(weightBytes, reference, memory)) return true;
+        string outcome = auto ? "uniform allocation" : "greedy allocation judged by each block's output error";
         notes.Add(vocabulary == 0
-            ? "greedy allocation judged by each block's output error: the logits' vocabulary size is not fixed in the graph"
+            ? $"{outcome}: the logits' vocabulary size is not fixed in the graph"
             : string.Create(CultureInfo.InvariantCulture,
-                $"greedy allocation judged by each block's output error: the logits objective runs the rest of the model for every candidate and needs about {(2 * weightBytes + reference + (1L << 30)) / 1e9:F1} GB, this machine has {memory / 1e9:F1} GB"));
+                $"{outcome}: the greedy search's logits objective runs the rest of the model for every candidate and needs about {(2 * weightBytes + reference + (1L << 30)) / 1e9:F1} GB, this machine has {memory / 1e9:F1} GB"));
         return false;
     }
 
@@ -125,8 +135,6 @@ internal sealed class SequentialCalibrator
         var uniform = settings.Clone();     // the block's thresholds (or k) at the target, no vectors
         var plainPlan = settings.Clone();   // every block's: the plan without vectors that the uniform stream runs
         var plainKept = new double[_layout.Groups.Count];
-        // With greedy allocation, the chosen allocation without vectors is a third candidate, run on a stream of its own.
-        bool searched = _options.Allocation == AllocationMethod.Greedy;
         var allocatedPlan = settings.Clone();
         var allocatedKept = new double[_layout.Groups.Count];
         var allocation = Enumerable.Repeat(_options.Sparsity, _layout.Groups.Count).ToArray();
@@ -146,16 +154,19 @@ internal sealed class SequentialCalibrator
             heldOut = Embed(embedding, _data.Validation, budget, "held-out");
             heldOutDense = Copy(heldOut, budget, "held-out-dense");
             heldOutUniform = Copy(heldOut, budget, "held-out-uniform");
-            if (searched) heldOutAllocated = Copy(heldOut, budget, "held-out-allocated");
         }
         _stages.Add(new CalibrationStage("embedding", clock.Elapsed));
         TailObjective? tailObjective = null;
-        if (_tailObjective)
+        if (_tailObjective && SearchMayFit(calibration))
         {
             var referenceClock = Stopwatch.StartNew();
             tailObjective = TailObjective.Measure(_probePath, _layout, _logits, _data.Calibration, _options, _report);
             _stages.Add(new CalibrationStage("dense logits for the greedy search", referenceClock.Elapsed));
         }
+        tailObjective = ResolveAllocation(tailObjective);
+        // With greedy allocation, the chosen allocation without vectors is a third candidate, run on a stream of its own.
+        bool searched = _options.Allocation == AllocationMethod.Greedy;
+        if (searched) heldOutAllocated = Copy(heldOut, budget, "held-out-allocated");
         try
         {
             calibrationTarget = HiddenStates.Create(Math.Min(_options.Sequential.TargetWindows, calibration.Windows), calibration.Length, calibration.Hidden,
@@ -262,12 +273,12 @@ internal sealed class SequentialCalibrator
                     ? FormattableString.Invariant($"the block-wise vectors raised the held-out loss ({final:0.0000} against {withoutVectors:0.0000} nats/token without them); the plan keeps the thresholds without vectors")
                     : FormattableString.Invariant($"the block-wise vectors lowered the held-out loss by less than two standard errors ({final:0.0000} against {withoutVectors:0.0000} nats/token without them); the plan keeps the thresholds without vectors"));
                 return allocationHelps
-                    ? new Outcome(allocatedPlan, allocation, [], dense, plain, allocated, allocatedKept)
-                    : new Outcome(plainPlan, Enumerable.Repeat(_options.Sparsity, allocation.Length).ToArray(), [], dense, plain, plain, plainKept);
+                    ? new Outcome(allocatedPlan, allocation, [], dense, plain, allocated, allocatedKept, _options)
+                    : new Outcome(plainPlan, Enumerable.Repeat(_options.Sparsity, allocation.Length).ToArray(), [], dense, plain, plain, plainKept, _options);
             }
             if (searched && compensated.Count == 0 && !allocationHelps)
-                return new Outcome(plainPlan, Enumerable.Repeat(_options.Sparsity, allocation.Length).ToArray(), [], dense, plain, plain, plainKept);
-            return new Outcome(settings, allocation, compensated, dense, plain, final, kept);
+                return new Outcome(plainPlan, Enumerable.Repeat(_options.Sparsity, allocation.Length).ToArray(), [], dense, plain, plain, plainKept, _options);
+            return new Outcome(settings, allocation, compensated, dense, plain, final, kept, _options);
         }
         finally
         {
@@ -281,6 +292,81 @@ internal sealed class SequentialCalibrator
             calibrationDense?.Dispose();
             foreach (var spare in _spares.Values) spare.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Whether the search may fit <see cref="CalibrationOptions.GreedyBudget"/> (always, unless the allocation is
+    /// <see cref="AllocationMethod.Auto"/>), judged before the whole model runs once for its reference: that pass maps
+    /// every weight (a 6 GB model's 6 GB of resident pages) and takes minutes on a large model on a CPU. The dense pass
+    /// is estimated from the first block's dense pass over the search windows, scaled by the model's weights over the
+    /// block's (pessimistic where the embedding table is not also the head, as it costs no multiplications).
+    /// </summary>
+    private bool SearchMayFit(HiddenStates calibration)
+    {
+        if (_options.Allocation != AllocationMethod.Auto) return true;
+        int layer = _layout.Layers[0];
+        var groups = _layout.Groups.Where(g => g.Layer == layer).ToArray();
+        long blockParameters = groups.Sum(g => g.Parameters);
+        int windows = Math.Min(_options.GreedySamples, _data.Calibration.Count);
+        var stageClock = Stopwatch.StartNew();
+        _report("greedy search estimate: the first block's dense pass", 0, 1);
+        var clock = new Stopwatch();
+        using (var cut = ProbeCut.Open(_probePath, _layout, _layout.BlockInputs[layer], [_layout.BlockOutputs[layer]], "block-timing.onnx",
+            _options.Threads, _options.Device, _options.CudaProviderLibrary, prepack: false))
+        {
+            clock.Start();
+            cut.Run(_data.Calibration, calibration, BlockBatch(_options, _data.SequenceLength, groups, calibration.Hidden), new ProbeSettings(_layout),
+                [_layout.BlockOutputs[layer]], _ => { }, count: windows);
+            clock.Stop();
+        }
+        _stages.Add(new CalibrationStage("greedy search estimate", stageClock.Elapsed));
+        var densePass = clock.Elapsed * ((double)_modelParameters / Math.Max(blockParameters, 1));
+        var estimate = TailObjective.EstimatedSearch(densePass, TimeSpan.Zero, _layout, _options);
+        if (estimate <= _options.GreedyBudget) return true;
+        _notes.Add(string.Create(CultureInfo.InvariantCulture,
+            $"uniform allocation: the greedy search would take about {Minutes(estimate.TotalSeconds)} here (the first block took {clock.Elapsed.TotalSeconds:0.00} s over its windows, {blockParameters / 1e6:0.#} M of the model's {_modelParameters / 1e6:0.#} M weights), over its budget of {Minutes(_options.GreedyBudget.TotalSeconds)}; --allocation greedy runs it anyway"));
+        return false;
+    }
+
+    /// <summary>
+    /// Settles <see cref="AllocationMethod.Auto"/> (greedy with the logits objective where <paramref name="tail"/> was
+    /// measured and the search's estimate is within <see cref="CalibrationOptions.GreedyBudget"/>, uniform otherwise)
+    /// and, with a greedy search and an end-to-end phase to follow, leaves the block-wise closed form out of
+    /// <see cref="CompensationMode.Auto"/>: its vectors would ride on the stream the later blocks search on, whose
+    /// thresholds then do not fit the plan without them (on llama-brown at 70% the allocation raised the held-out loss
+    /// and was dropped), and the end-to-end training recovers what they would. Returns the objective the search uses.
+    /// </summary>
+    private TailObjective? ResolveAllocation(TailObjective? tail)
+    {
+        var allocation = _options.Allocation;
+        if (allocation == AllocationMethod.Auto)
+        {
+            allocation = AllocationMethod.Uniform;
+            if (tail is not null)
+            {
+                var estimate = TailObjective.EstimatedSearch(tail.DensePass, tail.DivergenceCost, _layout, _options);
+                if (estimate <= _options.GreedyBudget)
+                {
+                    allocation = AllocationMethod.Greedy;
+                    _notes.Add(string.Create(CultureInfo.InvariantCulture,
+                        $"greedy allocation: the search was estimated at about {Minutes(estimate.TotalSeconds)} (a dense pass over its windows took {tail.DensePass.TotalSeconds:0.00} s), within its budget of {Minutes(_options.GreedyBudget.TotalSeconds)}"));
+                }
+                else
+                {
+                    _notes.Add(string.Create(CultureInfo.InvariantCulture,
+                        $"uniform allocation: the greedy search would take about {Minutes(estimate.TotalSeconds)} here (a dense pass over its windows took {tail.DensePass.TotalSeconds:0.0} s), over its budget of {Minutes(_options.GreedyBudget.TotalSeconds)}; --allocation greedy runs it anyway"));
+                    tail = null;
+                }
+            }
+        }
+        var compensation = _options.Compensation;
+        if (allocation == AllocationMethod.Greedy && _endToEnd && compensation == CompensationMode.Auto)
+        {
+            compensation = CompensationMode.Off;
+            _notes.Add("no block-wise closed form: the greedy search runs on the blocks' streams without vectors, and the end-to-end phase trains them");
+        }
+        _options = _options with { Allocation = allocation, Compensation = compensation };
+        return tail;
     }
 
     private void Count(string stage, Stopwatch clock)

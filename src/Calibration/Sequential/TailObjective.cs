@@ -1,3 +1,4 @@
+using SparseOnnx.Calibration.Allocation;
 using SparseOnnx.Calibration.Capture;
 using SparseOnnx.Calibration.Statistics;
 using SparseOnnx.GraphRewriter.Sparsify;
@@ -28,8 +29,10 @@ internal sealed class TailObjective
     private HiddenStates? _outputs;  // the block's outputs on the greedy windows, reused by every candidate
 
     private TailObjective(string probePath, ProbeLayout layout, string logits, CalibrationOptions options, int[][] windows, float[] reference,
-        double[] negativeEntropy, int vocabulary)
+        double[] negativeEntropy, int vocabulary, TimeSpan densePass, TimeSpan divergence)
     {
+        DensePass = densePass;
+        DivergenceCost = divergence;
         _negativeEntropy = negativeEntropy;
         _probePath = probePath;
         _layout = layout;
@@ -58,8 +61,10 @@ internal sealed class TailObjective
         int vocabulary = 0;
         const string stage = "dense logits for the greedy search";
         report(stage, 0, windows.Length);
+        var clock = new System.Diagnostics.Stopwatch();
         using var model = ProbeCut.Open(probePath, layout, null, [logits], "dense-logits.onnx", options.Threads, options.Device, options.CudaProviderLibrary,
             prepack: false);
+        clock.Start();
         model.Run(windows, null, 1, new ProbeSettings(layout), [logits], batch =>
         {
             var values = batch.Floats(logits);
@@ -68,9 +73,40 @@ internal sealed class TailObjective
             var row = reference.AsSpan(batch.FirstWindow * batch.Length * vocabulary, batch.Length * vocabulary);
             values.CopyTo(row);
         }, progress: done => report(stage, done, windows.Length));
+        clock.Stop();
         // As the full method's search keeps them: probabilities with each token's Σ p log p (TokenDistributions).
         var (probabilities, negativeEntropy) = TokenDistributions.Of(reference!, vocabulary);
-        return new TailObjective(probePath, layout, logits, options, windows, probabilities, negativeEntropy, vocabulary);
+        // What a candidate's KL costs, timed on the dense logits themselves (whose KL from their own distributions is 0).
+        var divergenceClock = System.Diagnostics.Stopwatch.StartNew();
+        for (int token = 0; token < negativeEntropy.Length; token++)
+            TokenDistributions.KlDivergence(probabilities.AsSpan(token * vocabulary, vocabulary), negativeEntropy[token], reference.AsSpan(token * vocabulary, vocabulary));
+        divergenceClock.Stop();
+        return new TailObjective(probePath, layout, logits, options, windows, probabilities, negativeEntropy, vocabulary, clock.Elapsed, divergenceClock.Elapsed);
+    }
+
+    /// <summary>How long the dense model took over the search windows (the session's opening not counted).</summary>
+    public TimeSpan DensePass { get; }
+
+    /// <summary>How long one KL over the search windows' tokens takes (timed on the dense logits): what each candidate adds to its passes.</summary>
+    public TimeSpan DivergenceCost { get; }
+
+    /// <summary>
+    /// About how long the search will take over <paramref name="layout"/>'s blocks. A candidate of block b runs the block
+    /// on its own, then blocks b+1.. and the head, about (L − b + 1) / L of <paramref name="densePass"/>, and its KL
+    /// (<paramref name="perCandidate"/>); a lazy step measures about two candidates, an exhaustive one every group, and a
+    /// block takes about groups × (target − start) / step steps (<see cref="GreedyAllocator"/>).
+    /// </summary>
+    public static TimeSpan EstimatedSearch(TimeSpan densePass, TimeSpan perCandidate, ProbeLayout layout, CalibrationOptions options)
+    {
+        int blocks = layout.Layers.Count;
+        if (blocks == 0) return TimeSpan.Zero;
+        double groups = (double)layout.Groups.Count / blocks;
+        double steps = groups * Math.Ceiling((options.Sparsity - options.GreedySearch.Start) / options.GreedyStep - 1e-9);
+        double perStep = options.GreedyLazy ? Math.Min(2, groups) : groups;
+        double candidatesPerBlock = groups + (perStep * steps);
+        // Σ over blocks of (L − b + 1) / L, b = 0 .. L − 1.
+        double passesPerCandidate = ((blocks + 1) / 2.0) + 1;
+        return candidatesPerBlock * ((densePass * passesPerCandidate) + (perCandidate * blocks));
     }
 
     /// <summary>The model from <paramref name="block"/>'s output to the logits, every later block dense, for the block's search.</summary>

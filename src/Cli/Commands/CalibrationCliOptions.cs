@@ -30,7 +30,8 @@ internal sealed class CalibrationCliOptions
     public Option<int> BlockTrainBatch { get; } = new("--block-train-batch") { Description = "Sequential: calibration windows per block training step.", DefaultValueFactory = _ => 2 };
     public Option<int?> EndToEndSteps { get; } = new("--end-to-end-steps") { Description = "Sequential: steps of whole-model KL training of the vectors after the blocks (0: none; default: 60 where the whole-model training fits in memory, none otherwise; --train-* set the rest)." };
     public Option<string> BlockTarget { get; } = new("--block-target") { Description = "Sequential: what a block's output is compared with: dense-model (the dense model's hidden state there, so vectors also undo earlier blocks' drift) or dense-block (the dense block on the same input, as GPTQ).", DefaultValueFactory = _ => "dense-model" };
-    public Option<string> Allocation { get; } = new("--allocation") { Description = "uniform: every projection group at --sparsity; greedy: TEAL's block-wise search at the same parameter-weighted average.", DefaultValueFactory = _ => "uniform" };
+    public Option<string> Allocation { get; } = new("--allocation") { Description = "auto: greedy where its search fits memory and --greedy-budget (sequential method), else uniform; uniform: every projection group at --sparsity; greedy: TEAL's block-wise search at the same parameter-weighted average.", DefaultValueFactory = _ => "auto" };
+    public Option<double> GreedyBudget { get; } = new("--greedy-budget") { Description = "With --allocation auto: the most seconds the greedy search may be estimated to take before uniform allocation is used instead.", DefaultValueFactory = _ => 300 };
     public Option<string> Compensation { get; } = new("--compensation") { Description = "Closed-form compensation s = W·E[x − S(x)]: auto (kept only where it lowers the held-out loss), on, off.", DefaultValueFactory = _ => "auto" };
     public Option<string> Spontaneous { get; } = new("--spontaneous") { Description = "Spontaneous-neuron vectors: trained (by KL to the dense model, from the closed form; kept only when they lower the held-out loss), closed-form (--compensation decides), off.", DefaultValueFactory = _ => "trained" };
     public Option<string> TrainSpace { get; } = new("--train-space") { Description = "Trained vectors: output (one per projection, what its Add holds) or input (the paper's α per shared input; each projection adds W·α).", DefaultValueFactory = _ => "output" };
@@ -42,6 +43,8 @@ internal sealed class CalibrationCliOptions
     public Option<string> TrainKeep { get; } = new("--train-keep") { Description = "checked: keep the trained vectors only when they lower the held-out loss; always: keep them regardless.", DefaultValueFactory = _ => "checked" };
     public Option<string> GreedyObjective { get; } = new("--greedy-objective") { Description = "Greedy: logits (KL of the next-token distribution from the dense model's) or block (TEAL: the block output's relative squared error).", DefaultValueFactory = _ => "logits" };
     public Option<double> GreedyStep { get; } = new("--greedy-step") { Description = "Greedy: sparsity step of one group per iteration.", DefaultValueFactory = _ => 0.05 };
+    public Option<double> GreedyStartBelow { get; } = new("--greedy-start-below") { Description = "Greedy: every group starts this far below --sparsity (1: from dense, TEAL's start).", DefaultValueFactory = _ => 0.3 };
+    public Option<string> GreedySearch { get; } = new("--greedy-search") { Description = "Greedy: lazy (re-measure a group's step only when it ranks cheapest) or exhaustive (every group every step, TEAL's).", DefaultValueFactory = _ => "lazy" };
     public Option<int> GreedySamples { get; } = new("--greedy-samples") { Description = "Greedy: calibration windows the block-output error is measured on.", DefaultValueFactory = _ => 8 };
     public Option<int> Threads { get; } = new("--threads") { Description = "ONNX Runtime threads for calibration (0: all cores).", DefaultValueFactory = _ => 0 };
     public Option<ExecutionDevice> Device { get; } = new("--device")
@@ -52,8 +55,8 @@ internal sealed class CalibrationCliOptions
     };
     public Option<FileInfo?> PlanOutput { get; } = new("--plan-out") { Description = "Where to save the calibrated plan (default: beside the output, <name>.plan.json)." };
 
-    public IEnumerable<Option> All => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Method, BlockTrainSteps, BlockTrainBatch, BlockTarget, EndToEndSteps, Allocation, Compensation, Spontaneous,
-        TrainSpace, TrainInit, TrainSteps, TrainBatch, TrainLearningRate, TrainPatience, TrainKeep, GreedyObjective, GreedyStep, GreedySamples, Threads, Device, PlanOutput];
+    public IEnumerable<Option> All => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Method, BlockTrainSteps, BlockTrainBatch, BlockTarget, EndToEndSteps, Allocation, GreedyBudget, Compensation, Spontaneous,
+        TrainSpace, TrainInit, TrainSteps, TrainBatch, TrainLearningRate, TrainPatience, TrainKeep, GreedyObjective, GreedyStep, GreedyStartBelow, GreedySearch, GreedySamples, Threads, Device, PlanOutput];
 
     /// <summary>The options that say which text to read and how to cut it (what pruning needs).</summary>
     public IEnumerable<Option> DataOptions => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Threads];
@@ -62,7 +65,8 @@ internal sealed class CalibrationCliOptions
     {
         Method.AcceptOnlyFromAmong("sequential", "full");
         BlockTarget.AcceptOnlyFromAmong("dense-model", "dense-block");
-        Allocation.AcceptOnlyFromAmong("uniform", "greedy");
+        Allocation.AcceptOnlyFromAmong("auto", "uniform", "greedy");
+        GreedySearch.AcceptOnlyFromAmong("lazy", "exhaustive");
         Compensation.AcceptOnlyFromAmong("auto", "on", "off");
         GreedyObjective.AcceptOnlyFromAmong("logits", "block");
         Spontaneous.AcceptOnlyFromAmong("trained", "closed-form", "off");
@@ -114,6 +118,8 @@ internal sealed class CalibrationCliOptions
             Seed = parse.GetValue(Seed),
             Required = SpontaneousGiven(parse),
         } : null;
+        double greedyBudget = parse.GetValue(GreedyBudget);
+        if (!(greedyBudget is >= 0 and <= 1e7)) throw new ArgumentException($"--greedy-budget is a number of seconds from 0 to 10 000 000, not {greedyBudget}.");
         return new()
         {
             Sparsity = sparsity,
@@ -127,12 +133,15 @@ internal sealed class CalibrationCliOptions
                 Target = parse.GetValue(BlockTarget) == "dense-block" ? Calibration.Sequential.BlockTarget.DenseBlock : Calibration.Sequential.BlockTarget.DenseModel,
             },
             Kinds = kinds,
-            Allocation = parse.GetValue(Allocation) == "greedy" ? AllocationMethod.Greedy : AllocationMethod.Uniform,
+            Allocation = parse.GetValue(Allocation) switch { "greedy" => AllocationMethod.Greedy, "uniform" => AllocationMethod.Uniform, _ => AllocationMethod.Auto },
+            GreedyBudget = TimeSpan.FromSeconds(greedyBudget),
             Compensation = compensation,
             Training = training,
             GreedyObjective = parse.GetValue(GreedyObjective) == "block" ? Calibration.GreedyObjective.BlockOutput : Calibration.GreedyObjective.Logits,
             GreedyStep = parse.GetValue(GreedyStep),
             GreedySamples = parse.GetValue(GreedySamples),
+            GreedyStartBelow = parse.GetValue(GreedyStartBelow),
+            GreedyLazy = parse.GetValue(GreedySearch) == "lazy",
             Threads = parse.GetValue(Threads),
             Device = parse.GetValue(Device),
         };
