@@ -12,9 +12,10 @@ VARIANTS = [
     ("sparse", "sparse: uniform thresholds, no vectors"),
     ("full", "whole model: uniform + closed form + KL-trained vectors"),
     ("sequential-blocks", "sequential, blocks alone: uniform + closed form per block"),
-    ("sequential", "sequential + 60 end-to-end KL steps (the default)"),
+    ("sequential-uniform", "sequential + 60 end-to-end KL steps (the default then)"),
+    ("sequential", "sequential, greedy where affordable + 60 end-to-end KL steps (the default)"),
     ("full-greedy", "whole model, greedy allocation (logits objective)"),
-    ("sequential-greedy", "sequential, greedy allocation (block objective)"),
+    ("sequential-greedy", "sequential, greedy allocation (logits objective), closed form where it helps"),
 ]
 LEVELS = ["0.4", "0.5", "0.6", "0.7"]
 dense, rows = load_runs(out, [key for key, _ in VARIANTS], LEVELS, lambda c: dict(method=c.get("method", "full"), notes=c.get("notes", [])))
