@@ -201,11 +201,10 @@ public sealed class Calibrator
     /// The steps of the end-to-end phase: as asked, or by default <see cref="SequentialOptions.AutoEndToEndSteps"/>
     /// where the whole-model training fits in this machine's memory (a note says why it was left out otherwise).
     /// </summary>
-    private int EndToEndSteps(SparseOnnx.GraphRewriter.Ir.Model probe)
+    private int EndToEndSteps(long weightBytes)
     {
         if (!_trainable) return 0;
         if (_options.Sequential.EndToEndSteps is { } asked) return asked;
-        long weightBytes = probe.Graph.Initializers.Sum(v => v.ConstValue!.Data.ByteLength);
         long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (SequentialOptions.EndToEndFits(weightBytes, memory)) return SequentialOptions.AutoEndToEndSteps;
         _notes.Add(string.Create(CultureInfo.InvariantCulture,
@@ -234,8 +233,9 @@ public sealed class Calibrator
         _stages.Add(new CalibrationStage("loading and instrumenting", clock.Elapsed));
         // A model that cannot be trained (TrainingRuns said why) is calibrated by the blocks without their training stage.
         var blockOptions = _trainable ? _options : _options with { Sequential = _options.Sequential with { TrainingSteps = 0 } };
-        int endToEndSteps = EndToEndSteps(probe);
-        var outcome = SequentialCalibrator.Run(probe, layout, _data, blockOptions, workFolder, Report, _stages, _notes, out var saved, _links,
+        var weights = ModelWeights.Of(probe);
+        int endToEndSteps = EndToEndSteps(weights.Bytes);
+        var outcome = SequentialCalibrator.Run(probe, weights, layout, _data, blockOptions, workFolder, Report, _stages, _notes, out var saved, _links,
             endToEnd: _options.Training is not null && endToEndSteps > 0);
         if (linkedBytes > 0)
             _notes.Add(string.Create(CultureInfo.InvariantCulture,

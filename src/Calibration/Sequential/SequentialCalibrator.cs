@@ -46,12 +46,12 @@ internal sealed class SequentialCalibrator
     private readonly Dictionary<string, HiddenStates> _spares = new();
     private readonly bool _tailObjective;
     private readonly bool _endToEnd;
-    private readonly long _modelParameters;
+    private readonly ModelWeights _weights;
 
     private SequentialCalibrator(CalibrationOptions options, CalibrationSet data, ProbeLayout layout, string probePath, string workFolder, string logits,
-        Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, bool tailObjective, bool endToEnd, long modelParameters)
+        Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, bool tailObjective, bool endToEnd, ModelWeights weights)
     {
-        _modelParameters = modelParameters;
+        _weights = weights;
         _tailObjective = tailObjective;
         _endToEnd = endToEnd;
         _logits = logits;
@@ -91,10 +91,10 @@ internal sealed class SequentialCalibrator
 
     /// <summary>
     /// Calibrates the instrumented <paramref name="probe"/> (layout <paramref name="layout"/>, for which <see cref="Problem"/>
-    /// is null): saves it as <c>probe.onnx</c> in <paramref name="workFolder"/> and runs its parts from there.
-    /// <paramref name="endToEnd"/> says whether an end-to-end phase will train the vectors after the blocks.
+    /// is null, weights <paramref name="weights"/>): saves it as <c>probe.onnx</c> in <paramref name="workFolder"/> and runs
+    /// its parts from there. <paramref name="endToEnd"/> says whether an end-to-end phase will train the vectors after the blocks.
     /// </summary>
-    public static Outcome Run(Model probe, ProbeLayout layout, CalibrationSet data, CalibrationOptions options, string workFolder,
+    public static Outcome Run(Model probe, ModelWeights weights, ProbeLayout layout, CalibrationSet data, CalibrationOptions options, string workFolder,
         Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, out SaveResult saved,
         IReadOnlyDictionary<string, string>? externalDataLinks = null, bool endToEnd = false)
     {
@@ -103,7 +103,7 @@ internal sealed class SequentialCalibrator
         string probePath = Path.Combine(workFolder, "probe.onnx");
         saved = ModelSaver.Save(probe, probePath, ProbeSession.SaveOptionsFor(externalDataLinks));
         return new SequentialCalibrator(options, data, layout, probePath, workFolder, logits, report, stages, notes,
-            TailObjectiveRuns(probe, logits, data, options, notes), endToEnd, probe.Graph.Initializers.Sum(v => v.ConstValue!.ElementCount)).Calibrate();
+            TailObjectiveRuns(probe, weights.Bytes, logits, data, options, notes), endToEnd, weights).Calibrate();
     }
 
     /// <summary>
@@ -111,11 +111,10 @@ internal sealed class SequentialCalibrator
     /// objective, and always with <see cref="AllocationMethod.Auto"/>) and its tail sessions and dense reference fit in
     /// this machine's memory; otherwise the block objective, or uniform allocation for Auto, with a note saying why.
     /// </summary>
-    private static bool TailObjectiveRuns(Model probe, string logits, CalibrationSet data, CalibrationOptions options, List<string> notes)
+    private static bool TailObjectiveRuns(Model probe, long weightBytes, string logits, CalibrationSet data, CalibrationOptions options, List<string> notes)
     {
         bool auto = options.Allocation == AllocationMethod.Auto;
         if (!auto && (options.Allocation != AllocationMethod.Greedy || options.GreedyObjective != GreedyObjective.Logits)) return false;
-        long weightBytes = probe.Graph.Initializers.Sum(v => v.ConstValue!.Data.ByteLength);
         long vocabulary = probe.Graph.Outputs.First(o => o.Name == logits).Type is TensorType { Shape: { Dims.Length: 3 } shape } && shape.Dims[2].Value is { } v ? v : 0;
         long reference = TailObjective.ReferenceBytes(Math.Min(options.GreedySamples, data.Calibration.Count), data.SequenceLength, vocabulary);
         long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
@@ -320,11 +319,11 @@ internal sealed class SequentialCalibrator
             clock.Stop();
         }
         _stages.Add(new CalibrationStage("greedy search estimate", stageClock.Elapsed));
-        var densePass = clock.Elapsed * ((double)_modelParameters / Math.Max(blockParameters, 1));
+        var densePass = clock.Elapsed * ((double)_weights.Parameters / Math.Max(blockParameters, 1));
         var estimate = TailObjective.EstimatedSearch(densePass, TimeSpan.Zero, _layout, _options);
         if (estimate <= _options.GreedyBudget) return true;
-        _notes.Add(string.Create(CultureInfo.InvariantCulture,
-            $"uniform allocation: the greedy search would take about {Minutes(estimate.TotalSeconds)} here (the first block took {clock.Elapsed.TotalSeconds:0.00} s over its windows, {blockParameters / 1e6:0.#} M of the model's {_modelParameters / 1e6:0.#} M weights), over its budget of {Minutes(_options.GreedyBudget.TotalSeconds)}; --allocation greedy runs it anyway"));
+        NoteSearchOverBudget(estimate, string.Create(CultureInfo.InvariantCulture,
+            $"the first block took {clock.Elapsed.TotalSeconds:0.00} s over its windows, {blockParameters / 1e6:0.#} M of the model's {_weights.Parameters / 1e6:0.#} M weights"));
         return false;
     }
 
@@ -353,8 +352,7 @@ internal sealed class SequentialCalibrator
                 }
                 else
                 {
-                    _notes.Add(string.Create(CultureInfo.InvariantCulture,
-                        $"uniform allocation: the greedy search would take about {Minutes(estimate.TotalSeconds)} here (a dense pass over its windows took {tail.DensePass.TotalSeconds:0.0} s), over its budget of {Minutes(_options.GreedyBudget.TotalSeconds)}; --allocation greedy runs it anyway"));
+                    NoteSearchOverBudget(estimate, string.Create(CultureInfo.InvariantCulture, $"a dense pass over its windows took {tail.DensePass.TotalSeconds:0.0} s"));
                     tail = null;
                 }
             }
@@ -368,6 +366,10 @@ internal sealed class SequentialCalibrator
         _options = _options with { Allocation = allocation, Compensation = compensation };
         return tail;
     }
+
+    /// <summary>The note of an <see cref="AllocationMethod.Auto"/> run that falls back to uniform on time, with what the estimate rests on.</summary>
+    private void NoteSearchOverBudget(TimeSpan estimate, string basis) => _notes.Add(string.Create(CultureInfo.InvariantCulture,
+        $"uniform allocation: the greedy search would take about {Minutes(estimate.TotalSeconds)} here ({basis}), over its budget of {Minutes(_options.GreedyBudget.TotalSeconds)}; --allocation greedy runs it anyway"));
 
     private void Count(string stage, Stopwatch clock)
     {
