@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using SparseOnnx.GraphRewriter.Sparsify;
 
 namespace SparseOnnx.Calibration.Capture;
 
@@ -33,7 +34,7 @@ internal static class ProbeElements
             {
                 var bits = MemoryMarshal.Cast<BFloat16, ushort>(value.GetTensorDataAsSpan<BFloat16>());
                 var target = Buffer(ref widened, bits.Length);
-                for (int i = 0; i < bits.Length; i++) target[i] = BitConverter.UInt32BitsToSingle((uint)bits[i] << 16);
+                for (int i = 0; i < bits.Length; i++) target[i] = FloatElements.FromBFloat16(bits[i]);
                 return target;
             }
             default:
@@ -64,7 +65,7 @@ internal static class ProbeElements
                 var span = values.Span;
                 var narrowed = new BFloat16[span.Length];
                 var target = MemoryMarshal.Cast<BFloat16, ushort>(narrowed.AsSpan());
-                for (int i = 0; i < span.Length; i++) target[i] = SparseOnnx.GraphRewriter.Sparsify.FloatElements.ToBFloat16(span[i]);
+                for (int i = 0; i < span.Length; i++) target[i] = FloatElements.ToBFloat16(span[i]);
                 return OrtValue.CreateTensorValueFromMemory(narrowed, shape);
             }
             default:

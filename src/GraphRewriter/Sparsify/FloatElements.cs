@@ -40,12 +40,15 @@ public static class FloatElements
             {
                 DataType.Float => BinaryPrimitives.ReadSingleLittleEndian(slot),
                 DataType.Float16 => (float)BinaryPrimitives.ReadHalfLittleEndian(slot),
-                DataType.BFloat16 => BitConverter.UInt32BitsToSingle((uint)BinaryPrimitives.ReadUInt16LittleEndian(slot) << 16),
+                DataType.BFloat16 => FromBFloat16(BinaryPrimitives.ReadUInt16LittleEndian(slot)),
                 _ => throw new NotSupportedException($"Cannot decode {type.DisplayName()}."),
             };
         }
         return values;
     }
+
+    /// <summary>The float whose upper half <paramref name="bits"/> are (exact: bfloat16 is a truncated float32).</summary>
+    public static float FromBFloat16(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 
     /// <summary>The bfloat16 bits of <paramref name="value"/>, rounded to nearest even; NaN stays a quiet NaN.</summary>
     public static ushort ToBFloat16(float value)
