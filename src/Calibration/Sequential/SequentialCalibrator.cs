@@ -103,19 +103,22 @@ internal sealed class SequentialCalibrator
         string probePath = Path.Combine(workFolder, "probe.onnx");
         saved = ModelSaver.Save(probe, probePath, ProbeSession.SaveOptionsFor(externalDataLinks));
         return new SequentialCalibrator(options, data, layout, probePath, workFolder, logits, report, stages, notes,
-            TailObjectiveRuns(probe, weights.Bytes, logits, data, options, notes), endToEnd, weights).Calibrate();
+            TailObjectiveRuns(weights.Bytes, Vocabulary(probe), data, options, notes), endToEnd, weights).Calibrate();
     }
+
+    /// <summary>The size of <paramref name="probe"/>'s logits' last axis (its output named "logits"), or 0 where it is not fixed in the graph.</summary>
+    public static long Vocabulary(Model probe) =>
+        probe.Graph.Outputs.FirstOrDefault(o => o.Name == "logits")?.Type is TensorType { Shape: { Dims.Length: 3 } shape } && shape.Dims[2].Value is { } v ? v : 0;
 
     /// <summary>
     /// Whether greedy allocation searches with the logits objective (<see cref="TailObjective"/>): asked for (the default
     /// objective, and always with <see cref="AllocationMethod.Auto"/>) and its tail sessions and dense reference fit in
     /// this machine's memory; otherwise the block objective, or uniform allocation for Auto, with a note saying why.
     /// </summary>
-    private static bool TailObjectiveRuns(Model probe, long weightBytes, string logits, CalibrationSet data, CalibrationOptions options, List<string> notes)
+    private static bool TailObjectiveRuns(long weightBytes, long vocabulary, CalibrationSet data, CalibrationOptions options, List<string> notes)
     {
         bool auto = options.Allocation == AllocationMethod.Auto;
         if (!auto && (options.Allocation != AllocationMethod.Greedy || options.GreedyObjective != GreedyObjective.Logits)) return false;
-        long vocabulary = probe.Graph.Outputs.First(o => o.Name == logits).Type is TensorType { Shape: { Dims.Length: 3 } shape } && shape.Dims[2].Value is { } v ? v : 0;
         long reference = TailObjective.ReferenceBytes(Math.Min(options.GreedySamples, data.Calibration.Count), data.SequenceLength, vocabulary);
         long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (vocabulary > 0 && TailObjective.Fits(weightBytes, reference, memory)) return true;
@@ -241,7 +244,7 @@ internal sealed class SequentialCalibrator
             double dense, plain, final, allocated = double.NaN;
             double[] plainWindows, finalWindows, allocatedWindows = [];
             using (var head = ProbeCut.Open(_probePath, _layout, _layout.BlockOutputs[layers[^1]], [_logits], "head.onnx",
-                _options.Threads, _options.Device, _options.CudaProviderLibrary, prepack: false))
+                _options.Threads, _options.Device, _options.CudaProviderLibrary, memoryArena: false, prepack: false))
             {
                 (dense, _) = Loss(head, heldOutDense, "held-out loss, dense");
                 (plain, plainWindows) = Loss(head, heldOutUniform, "held-out loss, uniform");
