@@ -201,14 +201,15 @@ public sealed class Calibrator
     /// The steps of the end-to-end phase: as asked, or by default <see cref="SequentialOptions.AutoEndToEndSteps"/>
     /// where the whole-model training fits in this machine's memory (a note says why it was left out otherwise).
     /// </summary>
-    private int EndToEndSteps(long weightBytes)
+    private int EndToEndSteps(long weightBytes, long vocabulary)
     {
-        if (!_trainable) return 0;
+        if (!_trainable || _options.Training is not { } training) return 0;
         if (_options.Sequential.EndToEndSteps is { } asked) return asked;
         long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
-        if (SequentialOptions.EndToEndFits(weightBytes, memory)) return SequentialOptions.AutoEndToEndSteps;
+        long vocabularyBytes = SequentialOptions.VocabularyBytes(vocabulary, _data.SequenceLength, _data.Validation.Count, training);
+        if (SequentialOptions.EndToEndFits(weightBytes, vocabularyBytes, memory)) return SequentialOptions.AutoEndToEndSteps;
         _notes.Add(string.Create(CultureInfo.InvariantCulture,
-            $"no end-to-end training: training the whole model needs about {SequentialOptions.EndToEndBytes(weightBytes) / 1e9:F1} GB ({weightBytes / 1e9:F2} GB of weights) and this machine has {memory / 1e9:F1} GB; --end-to-end-steps N runs it anyway"));
+            $"no end-to-end training: training the whole model needs about {SequentialOptions.EndToEndBytes(weightBytes, vocabularyBytes) / 1e9:F1} GB ({weightBytes / 1e9:F2} GB of weights, {vocabularyBytes / 1e9:F2} GB of vocabulary-wide distributions and step tensors) and this machine has {memory / 1e9:F1} GB; --end-to-end-steps N runs it anyway"));
         return 0;
     }
 
@@ -234,7 +235,7 @@ public sealed class Calibrator
         // A model that cannot be trained (TrainingRuns said why) is calibrated by the blocks without their training stage.
         var blockOptions = _trainable ? _options : _options with { Sequential = _options.Sequential with { TrainingSteps = 0 } };
         var weights = ModelWeights.Of(probe);
-        int endToEndSteps = EndToEndSteps(weights.Bytes);
+        int endToEndSteps = EndToEndSteps(weights.Bytes, SequentialCalibrator.Vocabulary(probe));
         var outcome = SequentialCalibrator.Run(probe, weights, layout, _data, blockOptions, workFolder, Report, _stages, _notes, out var saved, _links,
             endToEnd: _options.Training is not null && endToEndSteps > 0);
         if (linkedBytes > 0)

@@ -219,6 +219,29 @@ public sealed class SequentialCalibratorTests : IDisposable
             < TailObjective.EstimatedSearch(second, second, layout, options));
     }
 
+    /// <summary>
+    /// The end-to-end phase's memory gate counts what a large vocabulary adds: the 2-layer model with Llama-3's 128,256
+    /// tokens (2.6 GB of weights) peaked at 23.7 GB before its steps were micro-batched; the gate now counts its
+    /// held-out distributions and one micro-batch's tensors (2.1 GB), and still keeps the 1B-sized model (6.0 GB) off a
+    /// 24 GB machine.
+    /// </summary>
+    [Fact]
+    public void TheEndToEndGateCountsTheVocabulary()
+    {
+        var training = new SpontaneousTrainingOptions();
+        long large = SequentialOptions.VocabularyBytes(128256, 128, heldOutWindows: 16, training);
+        Assert.Equal(16L * 128 * 128256 * 4 + TrainingGraph.StepBytesPerWindow(128256, 128), large);
+        long small = SequentialOptions.VocabularyBytes(4096, 128, heldOutWindows: 16, training);
+        Assert.Equal(16L * 128 * 4096 * 4 + 8 * TrainingGraph.StepBytesPerWindow(4096, 128), small);
+        Assert.True(small < 400_000_000);
+        const long gigabyte = 1_000_000_000;
+        Assert.Equal(4 * 2_590_000_000L + (2L << 30) + large, SequentialOptions.EndToEndBytes(2_590_000_000L, large));
+        Assert.True(SequentialOptions.EndToEndFits(2_590_000_000L, large, 24 * gigabyte));
+        Assert.False(SequentialOptions.EndToEndFits(2_590_000_000L, large, 14 * gigabyte));
+        Assert.False(SequentialOptions.EndToEndFits(5_990_000_000L, large, 24 * gigabyte));
+        Assert.True(SequentialOptions.EndToEndFits(25_000_000L, small, 4 * gigabyte));
+    }
+
     [Fact]
     public void GreedyWithTheBlockObjectiveRunsNoTail()
     {

@@ -151,4 +151,56 @@ public sealed class TrainingGraphTests : IDisposable
                 $"direction {trial}: backward graph {predicted}, finite differences {numeric} (loss {loss})");
         }
     }
+
+    /// <summary>
+    /// A step run as micro-batches (each window alone, scaled by the whole step's positions) sums to the step run at
+    /// once: what the trainer does where a large vocabulary's tensors exceed the step's memory.
+    /// </summary>
+    [Fact]
+    public void MicroBatches_SumToTheWholeStep()
+    {
+        using var f = Open("llama-brown", SpontaneousSpace.Output);
+        var windows = Windows(3, 12, 7);
+        var layout = f.Probe.Layout;
+        var probabilities = f.Probe.Capture(windows, 3, new ProbeSettings(layout), f.Probe.Logits);
+        int v = probabilities.Length / (windows.Length * windows[0].Length);
+        var entropy = TokenDistributions.IntoProbabilities(probabilities, v);
+        var settings = new ProbeSettings(layout);
+        foreach (var g in layout.Groups) settings.SetThreshold(g, 0.05f);
+        var random = new Random(3);
+        var parameters = f.Graph.Parameters.Select(p => Enumerable.Range(0, (int)p.Length).Select(_ => (float)(random.NextDouble() - 0.5) * 0.5f).ToArray()).ToArray();
+        var (whole, wholeGradients) = LossAndGradients(f, windows, settings, parameters, probabilities, entropy.Sum());
+
+        int length = windows[0].Length, perWindow = length * v;
+        double summed = 0;
+        var summedGradients = parameters.Select(p => new double[p.Length]).ToArray();
+        var outputs = new[] { f.Graph.LossOutput }.Concat(f.Graph.Parameters.Select(p => p.GradientOutput)).ToArray();
+        f.Training.Run(windows, 1, f.Graph.Settings(settings, parameters), outputs, batch =>
+        {
+            summed += batch.Floats(f.Graph.LossOutput)[0];
+            for (int i = 0; i < parameters.Length; i++)
+            {
+                var share = batch.Floats(f.Graph.Parameters[i].GradientOutput);
+                for (int j = 0; j < share.Length; j++) summedGradients[i][j] += share[j];
+            }
+        }, batchInputs: (first, count) => f.Graph.BatchInputs(probabilities.AsMemory(first * perWindow, count * perWindow),
+            entropy.Skip(first * length).Take(count * length).Sum(), count, length, parameters, positions: windows.Length * length));
+
+        Assert.True(whole > 1e-4, $"the step's loss {whole} is too small to compare");
+        Assert.True(Math.Abs(summed - whole) <= 1e-4 * whole, $"micro-batches {summed}, whole step {whole}");
+        double norm = Math.Sqrt(wholeGradients.Sum(g => g.Sum(x => (double)x * x)));
+        double difference = Math.Sqrt(wholeGradients.Zip(summedGradients).Sum(pair => pair.First.Zip(pair.Second).Sum(x => (x.First - x.Second) * (x.First - x.Second))));
+        Assert.True(norm > 0 && difference <= 1e-4 * norm, $"gradients differ by {difference} (norm {norm})");
+    }
+
+    /// <summary>The micro-batch size: a large vocabulary's step runs a window at a time, a small one's whole batch at once.</summary>
+    [Fact]
+    public void MicroBatch_FollowsTheVocabularyAndTheStepMemory()
+    {
+        var options = new SpontaneousTrainingOptions();
+        Assert.Equal(1, SpontaneousTrainer.MicroBatch(options, vocabulary: 128256, length: 128, batch: 8));
+        Assert.Equal(8, SpontaneousTrainer.MicroBatch(options, vocabulary: 4096, length: 128, batch: 8));
+        Assert.Equal(4, SpontaneousTrainer.MicroBatch(options with { StepMemoryBytes = 4L * TrainingGraph.StepBytesPerWindow(32000, 128) }, 32000, 128, 8));
+        Assert.Throws<ArgumentException>(() => (options with { StepMemoryBytes = 1000 }).Validate());
+    }
 }

@@ -210,9 +210,17 @@ public sealed class ProbeSession : IDisposable
     /// <summary>One output over all <paramref name="windows"/>, batch after batch, concatenated.</summary>
     public float[] Capture(IReadOnlyList<int[]> windows, int batchSize, ProbeSettings settings, string output)
     {
-        var values = new List<float>();
-        Run(windows, batchSize, settings, [output], batch => values.AddRange(batch.Floats(output)));
-        return values.ToArray();
+        // One array of the final size: a growing list held up to twice the result while it doubled, then copied it
+        // (a large vocabulary's logits over the held-out windows are a gigabyte).
+        float[]? values = null;
+        Run(windows, batchSize, settings, [output], batch =>
+        {
+            var floats = batch.Floats(output);
+            long perWindow = floats.Length / batch.Windows;
+            values ??= new float[checked(perWindow * windows.Count)];
+            floats.CopyTo(values.AsSpan(checked((int)(batch.FirstWindow * perWindow)), floats.Length));
+        });
+        return values ?? [];
     }
 
     private void RunBatch(IReadOnlyList<int[]> windows, int first, int batch, int length, List<string> fixedNames, List<OrtValue> fixedValues,

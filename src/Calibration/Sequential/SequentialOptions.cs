@@ -51,16 +51,32 @@ public sealed record SequentialOptions
     public const int AutoEndToEndSteps = 60;
 
     /// <summary>
-    /// Whether whole-model training of a model with <paramref name="weightBytes"/> of weights fits in
-    /// <paramref name="memoryBytes"/>: ONNX Runtime holds the forward weights, folds a transposed copy of every
-    /// projection's weight for the backward pass, and the activations of a batch; measured on the
-    /// Llama-3.2-1B-sized fp32 model (6.0 GB of weights), training two windows a step went past 24 GB.
-    /// Four times the weights plus 2 GB is the bound used.
+    /// Whether whole-model training fits in <paramref name="memoryBytes"/> (<see cref="EndToEndBytes"/>).
     /// </summary>
-    public static bool EndToEndFits(long weightBytes, long memoryBytes) => EndToEndBytes(weightBytes) <= memoryBytes;
+    public static bool EndToEndFits(long weightBytes, long vocabularyBytes, long memoryBytes) => EndToEndBytes(weightBytes, vocabularyBytes) <= memoryBytes;
 
-    /// <summary>The memory whole-model training of a model with <paramref name="weightBytes"/> of weights is taken to need (<see cref="EndToEndFits"/>).</summary>
-    public static long EndToEndBytes(long weightBytes) => 4 * weightBytes + (2L << 30);
+    /// <summary>
+    /// The memory whole-model training is taken to need: four times <paramref name="weightBytes"/> plus 2 GB (ONNX
+    /// Runtime holds the forward weights and their prepacked copies in two sessions, the probe's and the training
+    /// graph's, which also folds a transposed copy of every projection's weight for the backward pass; on the
+    /// Llama-3.2-1B-sized fp32 model, 6.0 GB of weights, training two windows a step went past 24 GB), plus
+    /// <paramref name="vocabularyBytes"/>: the held-out windows' dense distributions and a step's vocabulary-wide
+    /// tensors (<see cref="Training.TrainingGraph.StepBytesPerWindow"/>), which a 128,256-token vocabulary makes
+    /// gigabytes (the 2-layer model of that size, 2.6 GB of weights: 9.2 GB peak with them counted and micro-batched,
+    /// 23.7 GB before).
+    /// </summary>
+    public static long EndToEndBytes(long weightBytes, long vocabularyBytes) => 4 * weightBytes + (2L << 30) + vocabularyBytes;
+
+    /// <summary>
+    /// What training holds by the vocabulary (<see cref="EndToEndBytes"/>): <paramref name="heldOutWindows"/>' dense
+    /// distributions and one micro-batch of <paramref name="training"/>'s step, windows of <paramref name="length"/>.
+    /// </summary>
+    public static long VocabularyBytes(long vocabulary, int length, int heldOutWindows, Training.SpontaneousTrainingOptions training)
+    {
+        long reference = (long)heldOutWindows * length * vocabulary * sizeof(float);
+        int microBatch = Training.SpontaneousTrainer.MicroBatch(training, vocabulary, length, training.BatchWindows);
+        return reference + microBatch * Training.TrainingGraph.StepBytesPerWindow(vocabulary, length);
+    }
 
     /// <summary>Calibration windows per training step.</summary>
     public int TrainingWindows { get; init; } = 2;

@@ -95,7 +95,7 @@ public sealed class SpontaneousTrainer
             var indices = Enumerable.Range(0, batchWindows).Select(_ => queue.Dequeue()).ToArray();
             var windows = indices.Select(i => calibration[i]).ToArray();
             var reference = cached is null ? References(windows, dense, vocabulary) : Gather(cached, indices, referenceBytes / sizeof(float));
-            var (loss, gradients) = Gradients(basis, parameters, windows, reference);
+            var (loss, gradients) = Gradients(basis, parameters, windows, reference, vocabulary);
             optimizer.Step(parameters, gradients, AdamOptimizer.Schedule(_options.LearningRate, step, _options.Steps));
             recentLoss += loss;
             recentSteps++;
@@ -150,18 +150,49 @@ public sealed class SpontaneousTrainer
         return settings;
     }
 
-    private (double Loss, float[][] Gradients) Gradients(ProbeSettings basis, float[][] parameters, int[][] windows, Reference reference)
+    /// <summary>
+    /// The step's loss and gradients over <paramref name="windows"/>: one run, or where the batch's vocabulary-wide tensors
+    /// exceed <see cref="SpontaneousTrainingOptions.StepMemoryBytes"/>, micro-batches whose shares of the mean are summed.
+    /// </summary>
+    private (double Loss, float[][] Gradients) Gradients(ProbeSettings basis, float[][] parameters, int[][] windows, Reference reference, int vocabulary)
     {
+        int length = windows[0].Length;
+        int microBatch = MicroBatch(_options, vocabulary, length, windows.Length);
+        long positions = (long)windows.Length * length;
+        long floatsPerWindow = (long)length * vocabulary;
         double loss = 0;
-        var gradients = Array.Empty<float[]>();
+        float[][]? gradients = null;
         var outputs = new List<string> { _graph.LossOutput };
         outputs.AddRange(_graph.Parameters.Select(p => p.GradientOutput));
-        _training.Run(windows, windows.Length, _graph.Settings(basis, parameters), outputs, batch =>
+        _training.Run(windows, microBatch, _graph.Settings(basis, parameters), outputs, batch =>
         {
-            loss = batch.Floats(_graph.LossOutput)[0];
-            gradients = _graph.Parameters.Select(p => batch.Floats(p.GradientOutput).ToArray()).ToArray();
-        }, batchInputs: (_, count) => _graph.BatchInputs(reference.Probabilities, reference.NegativeEntropy.Sum(), count, windows[0].Length, parameters));
-        return (loss, gradients);
+            loss += batch.Floats(_graph.LossOutput)[0];
+            if (gradients is null)
+            {
+                gradients = _graph.Parameters.Select(p => batch.Floats(p.GradientOutput).ToArray()).ToArray();
+                return;
+            }
+            for (int i = 0; i < gradients.Length; i++)
+            {
+                var share = batch.Floats(_graph.Parameters[i].GradientOutput);
+                var sum = gradients[i];
+                for (int j = 0; j < sum.Length; j++) sum[j] += share[j];
+            }
+        }, batchInputs: (first, count) => _graph.BatchInputs(
+            reference.Probabilities.AsMemory(checked((int)(first * floatsPerWindow)), checked((int)(count * floatsPerWindow))),
+            Sum(reference.NegativeEntropy.AsSpan(first * length, count * length)), count, length, parameters, positions));
+        return (loss, gradients!);
+    }
+
+    /// <summary>Windows per run of a training step: the whole batch where its vocabulary-wide tensors fit the step's memory.</summary>
+    internal static int MicroBatch(SpontaneousTrainingOptions options, long vocabulary, int length, int batch) =>
+        (int)Math.Clamp(options.StepMemoryBytes / TrainingGraph.StepBytesPerWindow(vocabulary, length), 1, batch);
+
+    private static double Sum(ReadOnlySpan<double> values)
+    {
+        double sum = 0;
+        foreach (double value in values) sum += value;
+        return sum;
     }
 
     private sealed record Reference(float[] Probabilities, double[] NegativeEntropy);
@@ -170,8 +201,8 @@ public sealed class SpontaneousTrainer
     private Reference References(IReadOnlyList<int[]> windows, ProbeSettings dense, int vocabulary)
     {
         int batch = (int)Math.Clamp(_budgetBytes / ((long)vocabulary * windows[0].Length * sizeof(float)), 1, 64);
-        var (probabilities, negativeEntropy) = TokenDistributions.Of(_probe.Capture(windows, batch, dense, _probe.Logits), vocabulary);
-        return new Reference(probabilities, negativeEntropy);
+        var probabilities = _probe.Capture(windows, batch, dense, _probe.Logits);
+        return new Reference(probabilities, TokenDistributions.IntoProbabilities(probabilities, vocabulary));
     }
 
     /// <summary>The cached references of <paramref name="windows"/>, copied into one buffer reused across steps (a batch's probabilities are megabytes).</summary>

@@ -15,6 +15,13 @@ public sealed record SpontaneousTrainingOptions
     /// <summary>Windows per step.</summary>
     public int BatchWindows { get; init; } = 8;
 
+    /// <summary>
+    /// The most a step's vocabulary-wide tensors may take (<see cref="TrainingGraph.StepBytesPerWindow"/>): a batch that
+    /// needs more runs in micro-batches of fewer windows whose losses and gradients are summed, the same step. Eight
+    /// windows of a 128,256-token vocabulary took 7 GB more than one did; a 4,096-token one fits eight windows in 0.3 GB.
+    /// </summary>
+    public long StepMemoryBytes { get; init; } = 1L << 30;
+
     /// <summary>Peak learning rate (Adam).</summary>
     public double LearningRate { get; init; } = 0.01;
 
@@ -41,6 +48,7 @@ public sealed record SpontaneousTrainingOptions
     {
         if (Steps < 1) throw new ArgumentException($"Training needs at least one step, not {Steps}.");
         if (BatchWindows < 1) throw new ArgumentException($"A training batch needs at least one window, not {BatchWindows}.");
+        if (StepMemoryBytes < 1 << 20) throw new ArgumentException($"A training step needs at least 1 MiB for its vocabulary-wide tensors, not {StepMemoryBytes} bytes.");
         if (!(LearningRate > 0 && LearningRate < 10)) throw new ArgumentException($"The learning rate must be in (0, 10), not {LearningRate}.");
         if (EvaluateEvery < 1) throw new ArgumentException($"Held-out evaluations must come every 1 or more steps, not {EvaluateEvery}.");
         if (Patience < 0) throw new ArgumentException($"Patience must be 0 (no early stopping) or more, not {Patience}.");
