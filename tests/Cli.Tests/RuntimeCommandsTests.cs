@@ -204,6 +204,9 @@ public class RuntimeCommandsTests : IDisposable
         Assert.Contains("| calibrated | 0.6 | 42 |", markdown);
         Assert.Contains("one document per line with its own BOS", markdown);
         Assert.Contains("about the size of", markdown); // why this small model's decode does not speed up
+        // The recipe the rows ran, as the options set it: --train-steps sets the end-to-end phase's steps.
+        Assert.Contains("block by block (the sequential method): per-projection thresholds, uniform allocation", markdown);
+        Assert.Contains("on the whole model (10 Adam steps)", markdown);
         var rows = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "report.json")))!["rows"]!.AsArray();
         Assert.Equal(["dense", "topk", "calibrated"], rows.Select(r => (string)r!["variant"]!));
         Assert.InRange((double)rows[2]!["measured_sparsity"]!, 0.55, 0.65);
@@ -223,6 +226,22 @@ public class RuntimeCommandsTests : IDisposable
         var (code, _, error) = Run(args.ToArray());
         Assert.Equal(ExitCodes.InputError, code);
         Assert.Contains(expected, error);
+    }
+
+    /// <summary>The calibrated rows' recipe by default is sparsify's: auto allocation, its greedy step, the end-to-end phase's automatic steps.</summary>
+    [Fact]
+    public void ReportCalibratesWithSparsifysDefaults()
+    {
+        string recipe = Reporting.SweepReportWriter.CalibrationRecipe(new Calibration.CalibrationOptions { Training = new Calibration.Training.SpontaneousTrainingOptions() });
+        Assert.Contains("block by block (the sequential method)", recipe);
+        Assert.Contains("greedy allocation where its search is estimated within 5 minutes (TEAL's block-wise search, logits-KL objective, step 0.05), uniform otherwise", recipe);
+        Assert.Contains("on the whole model (60 Adam steps where it fits in memory)", recipe);
+        string full = Reporting.SweepReportWriter.CalibrationRecipe(new Calibration.CalibrationOptions
+        {
+            Method = Calibration.Sequential.CalibrationMethod.FullModel, Allocation = Calibration.AllocationMethod.Greedy, Training = new Calibration.Training.SpontaneousTrainingOptions(),
+        });
+        Assert.Contains("on the whole model (the full method)", full);
+        Assert.Contains("at most 150 Adam steps", full);
     }
 
     [Theory]

@@ -36,11 +36,12 @@ public static class ReportCommand
         var quick = new Option<bool>("--quick") { Description = "The uncalibrated top-k sweep alone (default levels 0,0.3,0.5,0.7), no kernel table: about 2 minutes on the reference model." };
         var calibrationText = new Option<FileInfo?>("--calibration") { Description = "Calibration text (read as --documents says): each level is also calibrated (thresholds, allocation, compensation, trained spontaneous neurons) and compared with top-k." };
         var calibrationIds = new Option<FileInfo?>("--calibration-ids") { Description = "Calibration data as pre-tokenized ids instead of --calibration." };
-        var allocation = new Option<string>("--allocation") { Description = "Calibrated rows: greedy (TEAL's block-wise search) or uniform.", DefaultValueFactory = _ => "greedy" };
-        var greedyStep = new Option<double>("--greedy-step") { Description = "Calibrated rows, greedy: sparsity step of one group per iteration.", DefaultValueFactory = _ => 0.1 };
-        var trainSteps = new Option<int>("--train-steps") { Description = "Calibrated rows: most Adam steps training the spontaneous neurons (0: closed form only).", DefaultValueFactory = _ => 100 };
+        // The calibrated rows are what `sparsify --calibration` gives with its defaults, so each option here defaults to sparsify's.
+        var allocation = new Option<string>("--allocation") { Description = "Calibrated rows: auto (as sparsify: greedy where its search fits memory and its time budget, else uniform), greedy (TEAL's block-wise search) or uniform.", DefaultValueFactory = _ => "auto" };
+        var greedyStep = new Option<double>("--greedy-step") { Description = "Calibrated rows, greedy: sparsity step of one group per iteration.", DefaultValueFactory = _ => new CalibrationOptions().GreedyStep };
+        var trainSteps = new Option<int?>("--train-steps") { Description = "Calibrated rows: Adam steps of the whole-model training of the spontaneous neurons (the sequential method's end-to-end phase; 0: closed form only; default: as sparsify, 60 where it fits in memory)." };
         var noKernels = new Option<bool>("--no-kernels") { Description = "Leave out the kernel table at Llama-size projection shapes." };
-        allocation.AcceptOnlyFromAmong("greedy", "uniform");
+        allocation.AcceptOnlyFromAmong("auto", "greedy", "uniform");
         var output = new Option<DirectoryInfo>("--output", "-o") { Description = "Folder for report.md, report.json and the plots.", Required = true };
         var kinds = new Option<string[]>("--kinds") { Description = "Projection kinds to sparsify (as 'sparsify --kinds').", AllowMultipleArgumentsPerToken = true };
         var noSpontaneous = new Option<bool>("--no-spontaneous") { Description = "Leave the spontaneous-neuron Adds out." };
@@ -81,13 +82,15 @@ public static class ReportCommand
                 var data = calibrationIdsFile is not null
                     ? CalibrationSet.FromIdsFile(calibrationIdsFile.FullName, setOptions)
                     : CalibrationSet.FromTextFile(calibrationFile!.FullName, RuntimeOptions.LoadTokenizer(parse, tokenizer, modelPath), setOptions, textReading);
+                int? steps = parse.GetValue(trainSteps);
                 var template = new CalibrationOptions
                 {
                     Mode = SparsityMode.Threshold,
-                    Allocation = parse.GetValue(allocation) == "greedy" ? AllocationMethod.Greedy : AllocationMethod.Uniform,
+                    Allocation = parse.GetValue(allocation) switch { "greedy" => AllocationMethod.Greedy, "uniform" => AllocationMethod.Uniform, _ => AllocationMethod.Auto },
                     GreedyStep = parse.GetValue(greedyStep),
                     Compensation = CompensationMode.Auto,
-                    Training = parse.GetValue(trainSteps) > 0 ? new SpontaneousTrainingOptions { Steps = parse.GetValue(trainSteps) } : null,
+                    Training = steps == 0 ? null : new SpontaneousTrainingOptions { Steps = steps ?? new SpontaneousTrainingOptions().Steps },
+                    Sequential = new Calibration.Sequential.SequentialOptions { EndToEndSteps = steps is > 0 ? steps : null },
                     Threads = runtime.Read(parse).Threads,
                 };
                 template.Validate();

@@ -61,10 +61,7 @@ internal static class SweepReportWriter
         if (r.Options.Calibration is { } c)
         {
             var t = c.Template;
-            md.AppendLine($"- Calibrated rows: `sparsify --calibration` at the same levels on {c.Data.Source}: per-projection thresholds, " +
-                          $"{(t.Allocation == Calibration.AllocationMethod.Greedy ? $"greedy allocation (TEAL's block-wise search, {(t.GreedyObjective == Calibration.GreedyObjective.Logits ? "logits-KL" : "block-output")} objective, step {F(t.GreedyStep, "0.##")})" : "uniform allocation")}, " +
-                          $"closed-form compensation {t.Compensation.ToString().ToLowerInvariant()}, " +
-                          $"{(t.Training is { } tr ? $"spontaneous neurons trained by KL to the dense model (at most {tr.Steps} Adam steps, kept only when they lower the held-out loss)" : "no training")}.");
+            md.AppendLine($"- Calibrated rows: `sparsify --calibration` at the same levels on {c.Data.Source}: {CalibrationRecipe(t)}.");
         }
         md.AppendLine($"- Perplexity: {text}, read as {r.Options.TextReading}; {r.StreamTokens.ToString("N0", Invariant)} tokens, windows of {p.SequenceLength} every {p.Stride} tokens " +
                       $"(`sparseonnx eval` states the method), {dense.Perplexity.Tokens.ToString("N0", Invariant)} tokens scored per model.");
@@ -186,4 +183,25 @@ internal static class SweepReportWriter
             ["benchmark"] = Commands.BenchOpCommand.ToJson(k.Report),
         }).ToArray()),
     };
+    /// <summary>What the calibrated rows ran, in words: the method and its stages as <paramref name="t"/> sets them.</summary>
+    internal static string CalibrationRecipe(Calibration.CalibrationOptions t)
+    {
+        bool sequential = t.Method == Calibration.Sequential.CalibrationMethod.Sequential;
+        string greedy = $"TEAL's block-wise search, {(t.GreedyObjective == Calibration.GreedyObjective.Logits ? "logits-KL" : "block-output")} objective, step {F(t.GreedyStep, "0.##")}";
+        string allocation = t.Allocation switch
+        {
+            Calibration.AllocationMethod.Auto when sequential =>
+                $"greedy allocation where its search is estimated within {F(t.GreedyBudget.TotalMinutes, "0.#")} minutes ({greedy}), uniform otherwise",
+            Calibration.AllocationMethod.Greedy => $"greedy allocation ({greedy})",
+            _ => "uniform allocation",
+        };
+        string training = t.Training switch
+        {
+            null => "no training",
+            { } tr when sequential => $"then spontaneous neurons trained by KL to the dense model on the whole model ({(t.Sequential.EndToEndSteps is { } steps ? $"{steps} Adam steps" : $"{Calibration.Sequential.SequentialOptions.AutoEndToEndSteps} Adam steps where it fits in memory")}), kept only when they lower the held-out loss",
+            { } tr => $"spontaneous neurons trained by KL to the dense model (at most {tr.Steps} Adam steps), kept only when they lower the held-out loss",
+        };
+        return (sequential ? "block by block (the sequential method): " : "on the whole model (the full method): ") +
+            $"per-projection thresholds, {allocation}, closed-form compensation {t.Compensation.ToString().ToLowerInvariant()}, {training}";
+    }
 }
