@@ -244,6 +244,20 @@ public class RuntimeCommandsTests : IDisposable
         Assert.Contains("at most 150 Adam steps", full);
     }
 
+    /// <summary>The kernel table's remark on its 0% column follows the measurement, ahead of ORT's MatMul or behind it.</summary>
+    [Fact]
+    public void TheKernelRemarkSaysWhatTheNothingDroppedColumnMeasured()
+    {
+        static Reporting.KernelRow Row(params (double Sparsity, double Speedup)[] results) => new(new Reporting.KernelShape("q, o", 4096, 4096),
+            new Benchmarks.OpBenchmarkReport(new Benchmarks.OpBenchmarkOptions(), 1, new Benchmarks.MachineInfo("cpu", 2, 32 << 20, 1L << 34, "linux"), "1.32.0", "MatMul", "op",
+                results.Select(r => new Benchmarks.OpBenchmarkRow(r.Sparsity, null, null, 1, 1 / r.Speedup, r.Speedup, 1 / (1 - r.Sparsity), 1, 1, 1 - r.Sparsity)).ToList()));
+        Assert.Contains("beats ORT's MatMul even with nothing dropped", Reporting.SweepReportWriter.NothingDroppedRemark([Row((0, 1.3), (0.5, 2.3)), Row((0, 1.04), (0.5, 1.6))]));
+        string behind = Reporting.SweepReportWriter.NothingDroppedRemark([Row((0, 0.98), (0.5, 1.7)), Row((0, 0.88), (0.5, 1.7))]);
+        Assert.Contains("runs at 0.88–0.98× ORT's MatMul", behind);
+        Assert.DoesNotContain("beats", behind);
+        Assert.Equal("", Reporting.SweepReportWriter.NothingDroppedRemark([Row((0.5, 2.0))]));
+    }
+
     [Theory]
     [InlineData("0.5,1.0", "'1.0' is not a sparsity in [0, 1)")]
     [InlineData("0.5,0.5", "0.5 is given twice")]
