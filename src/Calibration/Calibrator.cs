@@ -199,7 +199,8 @@ public sealed class Calibrator
 
     /// <summary>
     /// The steps of the end-to-end phase: as asked, or by default <see cref="SequentialOptions.AutoEndToEndSteps"/>
-    /// where the whole-model training fits in this machine's memory (a note says why it was left out otherwise).
+    /// where the whole-model training fits in this machine's memory (a note says why it was left out otherwise); the
+    /// sequential calibrator then also holds them to <see cref="SequentialOptions.EndToEndBudget"/>.
     /// </summary>
     private int EndToEndSteps(long weightBytes, long vocabulary)
     {
@@ -237,7 +238,7 @@ public sealed class Calibrator
         var weights = ModelWeights.Of(probe);
         int endToEndSteps = EndToEndSteps(weights.Bytes, SequentialCalibrator.Vocabulary(probe));
         var outcome = SequentialCalibrator.Run(probe, weights, layout, _data, blockOptions, workFolder, Report, _stages, _notes, out var saved, _links,
-            endToEnd: _options.Training is not null && endToEndSteps > 0);
+            endToEnd: _options.Training is not null && endToEndSteps > 0, endToEndAutomatic: _options.Sequential.EndToEndSteps is null);
         if (linkedBytes > 0)
             _notes.Add(string.Create(CultureInfo.InvariantCulture,
                 $"the work folder links the source's {linkedBytes / 1e9:F2} GB of weights instead of copying them (the probe wrote {saved.ExternalBytes / 1e6:F1} MB)"));
@@ -247,7 +248,7 @@ public sealed class Calibrator
         var kept = outcome.Kept;
         TrainingReport? training = null;
         double? trainedLoss = null;
-        if (_options.Training is { } trainingOptions && endToEndSteps > 0)
+        if (_options.Training is { } trainingOptions && endToEndSteps > 0 && outcome.EndToEnd)
         {
             // The optional end-to-end phase: a few steps of the whole-model KL training, from the block-wise result.
             var endClock = Stopwatch.StartNew();

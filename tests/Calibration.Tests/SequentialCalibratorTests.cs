@@ -192,7 +192,7 @@ public sealed class SequentialCalibratorTests : IDisposable
             && n.Contains("--allocation greedy runs it anyway", StringComparison.Ordinal));
         Assert.DoesNotContain(overBudget.Stages, s => s.Name == "blocks: greedy allocation");
         // Judged from the first block before the whole model ran once for the search's reference.
-        Assert.Contains(overBudget.Stages, s => s.Name == "greedy search estimate");
+        Assert.Contains(overBudget.Stages, s => s.Name == "cost estimates");
         Assert.DoesNotContain(overBudget.Stages, s => s.Name == "dense logits for the greedy search");
         Assert.All(overBudget.Groups, g => Assert.Equal(0.5, g.Sparsity));
         Assert.Equal(overBudget.Validation.Uniform, overBudget.Validation.Final);
@@ -217,6 +217,44 @@ public sealed class SequentialCalibratorTests : IDisposable
             > TailObjective.EstimatedSearch(second, second, layout, options));
         Assert.True(TailObjective.EstimatedSearch(second, second, layout, options with { GreedyStartBelow = 0.1 })
             < TailObjective.EstimatedSearch(second, second, layout, options));
+    }
+
+    /// <summary>
+    /// The default end-to-end phase runs within its time budget, estimated before the blocks from the first block's
+    /// dense pass; over it the phase is left out with a note, and steps given always run.
+    /// </summary>
+    [Fact]
+    public void TheDefaultEndToEndPhaseRunsWithinItsTimeBudget()
+    {
+        var options = new CalibrationOptions
+        {
+            Sparsity = 0.5, Allocation = AllocationMethod.Uniform, Compensation = CompensationMode.Off,
+            Training = new SpontaneousTrainingOptions(), Sequential = new SequentialOptions { EndToEndBudget = TimeSpan.Zero },
+        };
+        var over = Calibrate(options, "end-to-end-over");
+        Assert.Contains(over.Notes, n => n.StartsWith("no end-to-end training: its 60 steps would take about", StringComparison.Ordinal)
+            && n.Contains("--end-to-end-steps N runs it anyway", StringComparison.Ordinal));
+        Assert.Contains(over.Stages, s => s.Name == "cost estimates");
+        Assert.DoesNotContain(over.Stages, s => s.Name == "end-to-end training");
+        Assert.Null(over.Training);
+
+        var asked = Calibrate(options with { Sequential = options.Sequential with { EndToEndSteps = 2 } }, "end-to-end-asked");
+        Assert.Contains(asked.Stages, s => s.Name == "end-to-end training");
+        Assert.DoesNotContain(asked.Notes, n => n.StartsWith("no end-to-end training", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// The estimate: each step three forward passes of its windows (four where the references are not cached), each
+    /// held-out check the held-out windows plus, re-thresholding, every calibration window; the references once.
+    /// </summary>
+    [Fact]
+    public void TheEndToEndEstimateCountsStepsChecksAndReferences()
+    {
+        var second = TimeSpan.FromSeconds(1);
+        var training = new SpontaneousTrainingOptions();
+        Assert.Equal(60 * 24 + 7 * 80 + 16 + 64, SequentialOptions.EndToEndEstimate(second, 60, training, 64, 16, referencesCached: true, rethreshold: true).TotalSeconds, 6);
+        Assert.Equal(60 * 32 + 7 * 16 + 16, SequentialOptions.EndToEndEstimate(second, 60, training, 64, 16, referencesCached: false, rethreshold: false).TotalSeconds, 6);
+        Assert.Equal(2 * (60 * 24 + 7 * 80 + 16 + 64), SequentialOptions.EndToEndEstimate(2 * second, 60, training, 64, 16, true, true).TotalSeconds, 6);
     }
 
     /// <summary>

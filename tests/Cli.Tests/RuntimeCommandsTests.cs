@@ -235,7 +235,7 @@ public class RuntimeCommandsTests : IDisposable
         string recipe = Reporting.SweepReportWriter.CalibrationRecipe(new Calibration.CalibrationOptions { Training = new Calibration.Training.SpontaneousTrainingOptions() });
         Assert.Contains("block by block (the sequential method)", recipe);
         Assert.Contains("greedy allocation where its search is estimated within 5 minutes (TEAL's block-wise search, logits-KL objective, step 0.05), uniform otherwise", recipe);
-        Assert.Contains("on the whole model (60 Adam steps where it fits in memory)", recipe);
+        Assert.Contains("on the whole model (60 Adam steps where they fit in memory and are estimated within 10 minutes)", recipe);
         string full = Reporting.SweepReportWriter.CalibrationRecipe(new Calibration.CalibrationOptions
         {
             Method = Calibration.Sequential.CalibrationMethod.FullModel, Allocation = Calibration.AllocationMethod.Greedy, Training = new Calibration.Training.SpontaneousTrainingOptions(),

@@ -45,12 +45,17 @@ internal sealed class SequentialCalibrator
     private bool _trainingUnsupported;
     private readonly Dictionary<string, HiddenStates> _spares = new();
     private readonly bool _tailObjective;
-    private readonly bool _endToEnd;
+    private bool _endToEnd;  // an end-to-end phase follows: as the caller decided, then within its time budget (EndToEndMayFit)
+    private readonly bool _endToEndAutomatic;
+    private readonly long _vocabulary;
     private readonly ModelWeights _weights;
 
     private SequentialCalibrator(CalibrationOptions options, CalibrationSet data, ProbeLayout layout, string probePath, string workFolder, string logits,
-        Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, bool tailObjective, bool endToEnd, ModelWeights weights)
+        Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, bool tailObjective, bool endToEnd, bool endToEndAutomatic,
+        long vocabulary, ModelWeights weights)
     {
+        _endToEndAutomatic = endToEndAutomatic;
+        _vocabulary = vocabulary;
         _weights = weights;
         _tailObjective = tailObjective;
         _endToEnd = endToEnd;
@@ -84,26 +89,29 @@ internal sealed class SequentialCalibrator
 
     /// <summary>
     /// What the run decided: the final settings, the allocation, the compensated groups, the held-out losses and kept
-    /// fractions, and the options as the blocks ran them (the allocation and compensation that <see cref="AllocationMethod.Auto"/> chose).
+    /// fractions, the options as the blocks ran them (the allocation and compensation that <see cref="AllocationMethod.Auto"/> chose),
+    /// and whether the end-to-end phase is to run (false where it was not asked for or its estimate exceeded its budget).
     /// </summary>
     public sealed record Outcome(ProbeSettings Settings, double[] Allocation, HashSet<ProbeGroup> Compensated, double DenseLoss, double UniformLoss,
-        double FinalLoss, double[] Kept, CalibrationOptions Ran);
+        double FinalLoss, double[] Kept, CalibrationOptions Ran, bool EndToEnd);
 
     /// <summary>
     /// Calibrates the instrumented <paramref name="probe"/> (layout <paramref name="layout"/>, for which <see cref="Problem"/>
     /// is null, weights <paramref name="weights"/>): saves it as <c>probe.onnx</c> in <paramref name="workFolder"/> and runs
-    /// its parts from there. <paramref name="endToEnd"/> says whether an end-to-end phase will train the vectors after the blocks.
+    /// its parts from there. <paramref name="endToEnd"/> says whether an end-to-end phase will train the vectors after the blocks;
+    /// where its steps are <paramref name="endToEndAutomatic"/>, it runs only within its time budget (<see cref="Outcome.EndToEnd"/> says).
     /// </summary>
     public static Outcome Run(Model probe, ModelWeights weights, ProbeLayout layout, CalibrationSet data, CalibrationOptions options, string workFolder,
         Action<string, double, double> report, List<CalibrationStage> stages, List<string> notes, out SaveResult saved,
-        IReadOnlyDictionary<string, string>? externalDataLinks = null, bool endToEnd = false)
+        IReadOnlyDictionary<string, string>? externalDataLinks = null, bool endToEnd = false, bool endToEndAutomatic = false)
     {
         string logits = probe.Graph.Outputs.Select(o => o.Name).FirstOrDefault(n => n == "logits")
             ?? throw new CalibrationModelException("it has no output named 'logits'");
         string probePath = Path.Combine(workFolder, "probe.onnx");
         saved = ModelSaver.Save(probe, probePath, ProbeSession.SaveOptionsFor(externalDataLinks));
+        long vocabulary = Vocabulary(probe);
         return new SequentialCalibrator(options, data, layout, probePath, workFolder, logits, report, stages, notes,
-            TailObjectiveRuns(weights.Bytes, Vocabulary(probe), data, options, notes), endToEnd, weights).Calibrate();
+            TailObjectiveRuns(weights.Bytes, vocabulary, data, options, notes), endToEnd, endToEndAutomatic, vocabulary, weights).Calibrate();
     }
 
     /// <summary>The size of <paramref name="probe"/>'s logits' last axis (its output named "logits"), or 0 where it is not fixed in the graph.</summary>
@@ -158,6 +166,7 @@ internal sealed class SequentialCalibrator
             heldOutUniform = Copy(heldOut, budget, "held-out-uniform");
         }
         _stages.Add(new CalibrationStage("embedding", clock.Elapsed));
+        if (_endToEnd && _endToEndAutomatic && _options.Training is not null) _endToEnd = EndToEndMayFit(calibration);
         TailObjective? tailObjective = null;
         if (_tailObjective && SearchMayFit(calibration))
         {
@@ -275,12 +284,12 @@ internal sealed class SequentialCalibrator
                     ? FormattableString.Invariant($"the block-wise vectors raised the held-out loss ({final:0.0000} against {withoutVectors:0.0000} nats/token without them); the plan keeps the thresholds without vectors")
                     : FormattableString.Invariant($"the block-wise vectors lowered the held-out loss by less than two standard errors ({final:0.0000} against {withoutVectors:0.0000} nats/token without them); the plan keeps the thresholds without vectors"));
                 return allocationHelps
-                    ? new Outcome(allocatedPlan, allocation, [], dense, plain, allocated, allocatedKept, _options)
-                    : new Outcome(plainPlan, Enumerable.Repeat(_options.Sparsity, allocation.Length).ToArray(), [], dense, plain, plain, plainKept, _options);
+                    ? new Outcome(allocatedPlan, allocation, [], dense, plain, allocated, allocatedKept, _options, _endToEnd)
+                    : new Outcome(plainPlan, Enumerable.Repeat(_options.Sparsity, allocation.Length).ToArray(), [], dense, plain, plain, plainKept, _options, _endToEnd);
             }
             if (searched && compensated.Count == 0 && !allocationHelps)
-                return new Outcome(plainPlan, Enumerable.Repeat(_options.Sparsity, allocation.Length).ToArray(), [], dense, plain, plain, plainKept, _options);
-            return new Outcome(settings, allocation, compensated, dense, plain, final, kept, _options);
+                return new Outcome(plainPlan, Enumerable.Repeat(_options.Sparsity, allocation.Length).ToArray(), [], dense, plain, plain, plainKept, _options, _endToEnd);
+            return new Outcome(settings, allocation, compensated, dense, plain, final, kept, _options, _endToEnd);
         }
         finally
         {
@@ -306,12 +315,37 @@ internal sealed class SequentialCalibrator
     private bool SearchMayFit(HiddenStates calibration)
     {
         if (_options.Allocation != AllocationMethod.Auto) return true;
+        var pass = FirstBlockPass(calibration);
+        var estimate = TailObjective.EstimatedSearch(pass.Model, TimeSpan.Zero, _layout, _options);
+        if (estimate <= _options.GreedyBudget) return true;
+        NoteSearchOverBudget(estimate, pass.Basis);
+        return false;
+    }
+
+    /// <summary>The first block's dense pass over <see cref="Windows"/> windows, and the whole model's it stands for (<see cref="FirstBlockPass"/>).</summary>
+    private sealed record DensePassEstimate(TimeSpan Block, TimeSpan Model, int Windows, long BlockParameters, long ModelParameters)
+    {
+        public string Basis => string.Create(CultureInfo.InvariantCulture,
+            $"the first block took {Block.TotalSeconds:0.00} s over {Windows} windows, {BlockParameters / 1e6:0.#} M of the model's {ModelParameters / 1e6:0.#} M weights");
+    }
+
+    private DensePassEstimate? _firstBlockPass;
+
+    /// <summary>
+    /// The whole model's dense pass over the search windows, estimated from the first block's (timed once, before any
+    /// pass of the whole model) scaled by the model's weights over the block's (pessimistic where the embedding table is
+    /// not also the head, as it costs no multiplications): what the greedy search's and the end-to-end phase's cost
+    /// gates are judged from.
+    /// </summary>
+    private DensePassEstimate FirstBlockPass(HiddenStates calibration)
+    {
+        if (_firstBlockPass is not null) return _firstBlockPass;
         int layer = _layout.Layers[0];
         var groups = _layout.Groups.Where(g => g.Layer == layer).ToArray();
         long blockParameters = groups.Sum(g => g.Parameters);
         int windows = Math.Min(_options.GreedySamples, _data.Calibration.Count);
         var stageClock = Stopwatch.StartNew();
-        _report("greedy search estimate: the first block's dense pass", 0, 1);
+        _report("cost estimates: the first block's dense pass", 0, 1);
         var clock = new Stopwatch();
         using (var cut = ProbeCut.Open(_probePath, _layout, _layout.BlockInputs[layer], [_layout.BlockOutputs[layer]], "block-timing.onnx",
             _options.Threads, _options.Device, _options.CudaProviderLibrary, prepack: false))
@@ -321,12 +355,32 @@ internal sealed class SequentialCalibrator
                 [_layout.BlockOutputs[layer]], _ => { }, count: windows);
             clock.Stop();
         }
-        _stages.Add(new CalibrationStage("greedy search estimate", stageClock.Elapsed));
-        var densePass = clock.Elapsed * ((double)_weights.Parameters / Math.Max(blockParameters, 1));
-        var estimate = TailObjective.EstimatedSearch(densePass, TimeSpan.Zero, _layout, _options);
-        if (estimate <= _options.GreedyBudget) return true;
-        NoteSearchOverBudget(estimate, string.Create(CultureInfo.InvariantCulture,
-            $"the first block took {clock.Elapsed.TotalSeconds:0.00} s over its windows, {blockParameters / 1e6:0.#} M of the model's {_weights.Parameters / 1e6:0.#} M weights"));
+        _stages.Add(new CalibrationStage("cost estimates", stageClock.Elapsed));
+        var model = clock.Elapsed * ((double)_weights.Parameters / Math.Max(blockParameters, 1));
+        return _firstBlockPass = new DensePassEstimate(clock.Elapsed, model, windows, blockParameters, _weights.Parameters);
+    }
+
+    /// <summary>
+    /// Whether the default end-to-end phase (its steps not given) is estimated within
+    /// <see cref="SequentialOptions.EndToEndBudget"/> (<see cref="SequentialOptions.EndToEndEstimate"/> from
+    /// <see cref="FirstBlockPass"/>); decided before the blocks, as the phase also settles whether they keep the
+    /// block-wise closed form (<see cref="ResolveAllocation"/>). A note says why it was left out.
+    /// </summary>
+    private bool EndToEndMayFit(HiddenStates calibration)
+    {
+        var pass = FirstBlockPass(calibration);
+        var training = _options.Training!;
+        bool cached = _vocabulary * _data.SequenceLength * sizeof(float) * _data.Calibration.Count <= _options.CaptureBudgetBytes;
+        var estimate = SequentialOptions.EndToEndEstimate(pass.Model / pass.Windows, SequentialOptions.AutoEndToEndSteps, training,
+            _data.Calibration.Count, _data.Validation.Count, cached, rethreshold: _options.Mode == SparsityMode.Threshold);
+        if (estimate <= _options.Sequential.EndToEndBudget)
+        {
+            _notes.Add(string.Create(CultureInfo.InvariantCulture,
+                $"end-to-end training: its {SequentialOptions.AutoEndToEndSteps} steps were estimated at about {Minutes(estimate.TotalSeconds)} ({pass.Basis}), within its budget of {Minutes(_options.Sequential.EndToEndBudget.TotalSeconds)}"));
+            return true;
+        }
+        _notes.Add(string.Create(CultureInfo.InvariantCulture,
+            $"no end-to-end training: its {SequentialOptions.AutoEndToEndSteps} steps would take about {Minutes(estimate.TotalSeconds)} here ({pass.Basis}), over its budget of {Minutes(_options.Sequential.EndToEndBudget.TotalSeconds)}; --end-to-end-steps N runs it anyway"));
         return false;
     }
 

@@ -51,6 +51,32 @@ public sealed record SequentialOptions
     public const int AutoEndToEndSteps = 60;
 
     /// <summary>
+    /// The most the default end-to-end phase may be estimated to take (<see cref="EndToEndEstimate"/>); over it the
+    /// phase is left out with a note (steps given in <see cref="EndToEndSteps"/> always run). Ten minutes: llama-brown's
+    /// phase takes about 45 s, the 2-layer model with the 1B's vocabulary about 20 s a step.
+    /// </summary>
+    public TimeSpan EndToEndBudget { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// How long <paramref name="steps"/> steps of the end-to-end phase are taken to run, from
+    /// <paramref name="forwardPerWindow"/>, the whole model's dense forward pass of one window: each step runs the
+    /// training graph forward and backward over its windows (three forward passes' work), plus the dense
+    /// reference of its windows where the references are not cached; each held-out check (every
+    /// <see cref="Training.SpontaneousTrainingOptions.EvaluateEvery"/> steps, and before the first) runs the held-out
+    /// windows and, with <paramref name="rethreshold"/>, every calibration window to re-measure the thresholds; the
+    /// held-out references run once.
+    /// </summary>
+    public static TimeSpan EndToEndEstimate(TimeSpan forwardPerWindow, int steps, Training.SpontaneousTrainingOptions training, int calibrationWindows,
+        int heldOutWindows, bool referencesCached, bool rethreshold)
+    {
+        int batch = Math.Min(training.BatchWindows, calibrationWindows);
+        long perStep = (long)batch * (referencesCached ? 3 : 4);
+        long checks = steps / training.EvaluateEvery + 1;
+        long perCheck = heldOutWindows + (rethreshold ? calibrationWindows : 0);
+        return forwardPerWindow * (steps * perStep + checks * perCheck + heldOutWindows + (referencesCached ? calibrationWindows : 0));
+    }
+
+    /// <summary>
     /// Whether whole-model training fits in <paramref name="memoryBytes"/> (<see cref="EndToEndBytes"/>).
     /// </summary>
     public static bool EndToEndFits(long weightBytes, long vocabularyBytes, long memoryBytes) => EndToEndBytes(weightBytes, vocabularyBytes) <= memoryBytes;
@@ -103,6 +129,7 @@ public sealed record SequentialOptions
         if (TrainingWindows < 1) throw new ArgumentException($"A block training step needs at least one window, not {TrainingWindows}.");
         if (EvaluateEvery < 1) throw new ArgumentException($"Held-out checks must come every 1 or more steps, not {EvaluateEvery}.");
         if (EndToEndSteps is < 0) throw new ArgumentException($"End-to-end steps must be 0 or more, not {EndToEndSteps}.");
+        if (EndToEndBudget < TimeSpan.Zero) throw new ArgumentException("The end-to-end budget cannot be negative.");
         if (TargetWindows < 1) throw new ArgumentException($"Sequential calibration needs at least one target window, not {TargetWindows}.");
         if (HiddenStateBudgetBytes < 0) throw new ArgumentException("The hidden-state budget cannot be negative.");
     }

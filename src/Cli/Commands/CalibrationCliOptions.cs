@@ -28,6 +28,7 @@ internal sealed class CalibrationCliOptions
     public Option<string> Method { get; } = new("--calibration-method") { Description = "sequential: block by block, each block cut out of the model and calibrated on its own inputs (GPTQ's and SparseGPT's way; minutes on a 1B model), then an optional end-to-end KL phase; full: every decision on the whole model's held-out loss, training by KL on the logits.", DefaultValueFactory = _ => "sequential" };
     public Option<int> BlockTrainSteps { get; } = new("--block-train-steps") { Description = "Sequential: most Adam steps training a block's spontaneous neurons against the block target (default 0, closed form only: on llama-brown block-trained vectors raised the held-out loss).", DefaultValueFactory = _ => 0 };
     public Option<int> BlockTrainBatch { get; } = new("--block-train-batch") { Description = "Sequential: calibration windows per block training step.", DefaultValueFactory = _ => 2 };
+    public Option<double> EndToEndBudget { get; } = new("--end-to-end-budget") { Description = "Sequential: the most seconds the default end-to-end phase may be estimated to take (from the first block's dense pass); over it the phase is left out with a note (--end-to-end-steps N always runs).", DefaultValueFactory = _ => 600 };
     public Option<int?> EndToEndSteps { get; } = new("--end-to-end-steps") { Description = "Sequential: steps of whole-model KL training of the vectors after the blocks (0: none; default: 60 where the whole-model training fits in memory, none otherwise; --train-* set the rest)." };
     public Option<string> BlockTarget { get; } = new("--block-target") { Description = "Sequential: what a block's output is compared with: dense-model (the dense model's hidden state there, so vectors also undo earlier blocks' drift) or dense-block (the dense block on the same input, as GPTQ).", DefaultValueFactory = _ => "dense-model" };
     public Option<string> Allocation { get; } = new("--allocation") { Description = "auto: greedy where its search fits memory and --greedy-budget (sequential method), else uniform; uniform: every projection group at --sparsity; greedy: TEAL's block-wise search at the same parameter-weighted average.", DefaultValueFactory = _ => "auto" };
@@ -55,7 +56,7 @@ internal sealed class CalibrationCliOptions
     };
     public Option<FileInfo?> PlanOutput { get; } = new("--plan-out") { Description = "Where to save the calibrated plan (default: beside the output, <name>.plan.json)." };
 
-    public IEnumerable<Option> All => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Method, BlockTrainSteps, BlockTrainBatch, BlockTarget, EndToEndSteps, Allocation, GreedyBudget, Compensation, Spontaneous,
+    public IEnumerable<Option> All => [Text, Ids, Tokenizer, Reading.Documents, Reading.Bos, SequenceLength, Samples, ValidationSamples, Seed, Method, BlockTrainSteps, BlockTrainBatch, BlockTarget, EndToEndSteps, EndToEndBudget, Allocation, GreedyBudget, Compensation, Spontaneous,
         TrainSpace, TrainInit, TrainSteps, TrainBatch, TrainLearningRate, TrainPatience, TrainKeep, GreedyObjective, GreedyStep, GreedyStartBelow, GreedySearch, GreedySamples, Threads, Device, PlanOutput];
 
     /// <summary>The options that say which text to read and how to cut it (what pruning needs).</summary>
@@ -119,6 +120,8 @@ internal sealed class CalibrationCliOptions
             Required = SpontaneousGiven(parse),
         } : null;
         double greedyBudget = parse.GetValue(GreedyBudget);
+        double endToEndBudget = parse.GetValue(EndToEndBudget);
+        if (!(endToEndBudget is >= 0 and <= 1e7)) throw new ArgumentException($"--end-to-end-budget is a number of seconds from 0 to 10 000 000, not {endToEndBudget}.");
         if (!(greedyBudget is >= 0 and <= 1e7)) throw new ArgumentException($"--greedy-budget is a number of seconds from 0 to 10 000 000, not {greedyBudget}.");
         return new()
         {
@@ -130,6 +133,7 @@ internal sealed class CalibrationCliOptions
                 TrainingSteps = parse.GetValue(BlockTrainSteps),
                 TrainingWindows = parse.GetValue(BlockTrainBatch),
                 EndToEndSteps = parse.GetValue(EndToEndSteps),
+                EndToEndBudget = TimeSpan.FromSeconds(endToEndBudget),
                 Target = parse.GetValue(BlockTarget) == "dense-block" ? Calibration.Sequential.BlockTarget.DenseBlock : Calibration.Sequential.BlockTarget.DenseModel,
             },
             Kinds = kinds,

@@ -198,7 +198,7 @@ internal static class SweepReportWriter
         string training = t.Training switch
         {
             null => "no training",
-            { } tr when sequential => $"then spontaneous neurons trained by KL to the dense model on the whole model ({(t.Sequential.EndToEndSteps is { } steps ? $"{steps} Adam steps" : $"{Calibration.Sequential.SequentialOptions.AutoEndToEndSteps} Adam steps where it fits in memory")}), kept only when they lower the held-out loss",
+            { } tr when sequential => $"then spontaneous neurons trained by KL to the dense model on the whole model ({(t.Sequential.EndToEndSteps is { } steps ? $"{steps} Adam steps" : $"{Calibration.Sequential.SequentialOptions.AutoEndToEndSteps} Adam steps where they fit in memory and are estimated within {F(t.Sequential.EndToEndBudget.TotalMinutes, "0.#")} minutes")}), kept only when they lower the held-out loss",
             { } tr => $"spontaneous neurons trained by KL to the dense model (at most {tr.Steps} Adam steps), kept only when they lower the held-out loss",
         };
         return (sequential ? "block by block (the sequential method): " : "on the whole model (the full method): ") +
