@@ -248,7 +248,8 @@ public sealed class Calibrator
         var kept = outcome.Kept;
         TrainingReport? training = null;
         double? trainedLoss = null;
-        if (_options.Training is { } trainingOptions && endToEndSteps > 0 && outcome.EndToEnd)
+        // Run only where asked and, for the default steps, within the time budget the blocks' calibrator checked.
+        if (outcome.EndToEnd && _options.Training is { } trainingOptions)
         {
             // The optional end-to-end phase: a few steps of the whole-model KL training, from the block-wise result.
             var endClock = Stopwatch.StartNew();

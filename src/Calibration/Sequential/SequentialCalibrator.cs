@@ -307,10 +307,9 @@ internal sealed class SequentialCalibrator
 
     /// <summary>
     /// Whether the search may fit <see cref="CalibrationOptions.GreedyBudget"/> (always, unless the allocation is
-    /// <see cref="AllocationMethod.Auto"/>), judged before the whole model runs once for its reference: that pass maps
-    /// every weight (a 6 GB model's 6 GB of resident pages) and takes minutes on a large model on a CPU. The dense pass
-    /// is estimated from the first block's dense pass over the search windows, scaled by the model's weights over the
-    /// block's (pessimistic where the embedding table is not also the head, as it costs no multiplications).
+    /// <see cref="AllocationMethod.Auto"/>), judged from <see cref="FirstBlockPass"/> before the whole model runs once for
+    /// its reference: that pass maps every weight (a 6 GB model's 6 GB of resident pages) and takes minutes on a large
+    /// model on a CPU.
     /// </summary>
     private bool SearchMayFit(HiddenStates calibration)
     {
@@ -370,7 +369,7 @@ internal sealed class SequentialCalibrator
     {
         var pass = FirstBlockPass(calibration);
         var training = _options.Training!;
-        bool cached = _vocabulary * _data.SequenceLength * sizeof(float) * _data.Calibration.Count <= _options.CaptureBudgetBytes;
+        bool cached = Training.SpontaneousTrainer.ReferencesCached(_vocabulary, _data.SequenceLength, _data.Calibration.Count, _options.CaptureBudgetBytes);
         var estimate = SequentialOptions.EndToEndEstimate(pass.Model / pass.Windows, SequentialOptions.AutoEndToEndSteps, training,
             _data.Calibration.Count, _data.Validation.Count, cached, rethreshold: _options.Mode == SparsityMode.Threshold);
         if (estimate <= _options.Sequential.EndToEndBudget)

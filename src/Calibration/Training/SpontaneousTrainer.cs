@@ -73,7 +73,7 @@ public sealed class SpontaneousTrainer
             if (_rethreshold is not null) basis = basis.WithSelectionOf(_rethreshold(CompensatedSettings(basis, parameters)));
             return HeldOutKl(CompensatedSettings(basis, parameters), heldOut, heldOutReference, vocabulary);
         }
-        var cached = referenceBytes * calibration.Count <= _budgetBytes ? References(calibration, dense, vocabulary) : null;
+        var cached = ReferencesCached(vocabulary, calibration[0].Length, calibration.Count, _budgetBytes) ? References(calibration, dense, vocabulary) : null;
 
         var optimizer = new AdamOptimizer(parameters.Select(p => p.Length));
         var order = new Random(_options.Seed);
@@ -183,6 +183,13 @@ public sealed class SpontaneousTrainer
             Sum(reference.NegativeEntropy.AsSpan(first * length, count * length)), count, length, parameters, positions));
         return (loss, gradients!);
     }
+
+    /// <summary>
+    /// Whether the dense references of all <paramref name="windows"/> calibration windows are computed once and kept
+    /// (they fit <paramref name="budgetBytes"/>), rather than recomputed for each step's windows.
+    /// </summary>
+    internal static bool ReferencesCached(long vocabulary, int length, int windows, long budgetBytes) =>
+        vocabulary * length * sizeof(float) * windows <= budgetBytes;
 
     /// <summary>Windows per run of a training step: the whole batch where its vocabulary-wide tensors fit the step's memory.</summary>
     internal static int MicroBatch(SpontaneousTrainingOptions options, long vocabulary, int length, int batch) =>
