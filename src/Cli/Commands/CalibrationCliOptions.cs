@@ -98,6 +98,14 @@ internal sealed class CalibrationCliOptions
         return CalibrationSet.FromTextFile(text!.FullName, RuntimeOptions.LoadTokenizer(parse, Tokenizer, modelPath), options, Reading.Read(parse));
     }
 
+    /// <summary>A time budget given in seconds (0 to 10 000 000), named in the error as the option is.</summary>
+    private static TimeSpan Budget(ParseResult parse, Option<double> option)
+    {
+        double seconds = parse.GetValue(option);
+        if (!(seconds is >= 0 and <= 1e7)) throw new ArgumentException($"{option.Name} is a number of seconds from 0 to 10 000 000, not {seconds}.");
+        return TimeSpan.FromSeconds(seconds);
+    }
+
     public CalibrationOptions Options(ParseResult parse, double sparsity, SparsityMode mode, IReadOnlySet<ProjectionKind> kinds)
     {
         string spontaneous = parse.GetValue(Spontaneous)!;
@@ -119,10 +127,8 @@ internal sealed class CalibrationCliOptions
             Seed = parse.GetValue(Seed),
             Required = SpontaneousGiven(parse),
         } : null;
-        double greedyBudget = parse.GetValue(GreedyBudget);
-        double endToEndBudget = parse.GetValue(EndToEndBudget);
-        if (!(endToEndBudget is >= 0 and <= 1e7)) throw new ArgumentException($"--end-to-end-budget is a number of seconds from 0 to 10 000 000, not {endToEndBudget}.");
-        if (!(greedyBudget is >= 0 and <= 1e7)) throw new ArgumentException($"--greedy-budget is a number of seconds from 0 to 10 000 000, not {greedyBudget}.");
+        var endToEndBudget = Budget(parse, EndToEndBudget);
+        var greedyBudget = Budget(parse, GreedyBudget);
         return new()
         {
             Sparsity = sparsity,
@@ -133,12 +139,12 @@ internal sealed class CalibrationCliOptions
                 TrainingSteps = parse.GetValue(BlockTrainSteps),
                 TrainingWindows = parse.GetValue(BlockTrainBatch),
                 EndToEndSteps = parse.GetValue(EndToEndSteps),
-                EndToEndBudget = TimeSpan.FromSeconds(endToEndBudget),
+                EndToEndBudget = endToEndBudget,
                 Target = parse.GetValue(BlockTarget) == "dense-block" ? Calibration.Sequential.BlockTarget.DenseBlock : Calibration.Sequential.BlockTarget.DenseModel,
             },
             Kinds = kinds,
             Allocation = parse.GetValue(Allocation) switch { "greedy" => AllocationMethod.Greedy, "uniform" => AllocationMethod.Uniform, _ => AllocationMethod.Auto },
-            GreedyBudget = TimeSpan.FromSeconds(greedyBudget),
+            GreedyBudget = greedyBudget,
             Compensation = compensation,
             Training = training,
             GreedyObjective = parse.GetValue(GreedyObjective) == "block" ? Calibration.GreedyObjective.BlockOutput : Calibration.GreedyObjective.Logits,
